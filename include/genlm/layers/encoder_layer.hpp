@@ -1,0 +1,99 @@
+// genlm/layers/encoder_layer.hpp - one post-LN transformer encoder layer (RobertaLayer):
+//   a = LN(drop(attn(x) Wo^T + bo) + x);  y = LN(drop(act(a Wi^T + bi) Wo2^T + bo2) + a)
+#pragma once
+#include <string>
+
+#include <genlm/layers/dropout.hpp>
+#include <genlm/layers/gelu.hpp>
+#include <genlm/layers/layer_norm.hpp>
+#include <genlm/layers/linear.hpp>
+#include <genlm/layers/relative_attention.hpp>
+
+namespace genlm {
+
+/// Run-time sizes of an encoder layer (the compile-time model config fills these in).
+struct encoder_dims {
+  index_t hidden = 0;
+  index_t heads = 0;
+  index_t intermediate = 0;
+  index_t max_positions = 512;
+  double hidden_dropout = 0.1;
+  double attention_dropout = 0.1;
+  double layer_norm_eps = 1e-12;
+  double init_std = 0.02;
+};
+
+template <class T, class Backend, attention_variant Variant = relative_key_query, class Activation = gelu>
+class encoder_layer {
+ public:
+  using tensor_t = tensor<T, Backend>;
+  encoder_layer() = default;
+  /// prefix: e.g. "encoder.layer.3"; dropout sites site_base .. site_base+2.
+  encoder_layer(parameter_store<T, Backend>& ps, const std::string& prefix, const encoder_dims& d,
+                std::uint64_t site_base)
+      : name_(prefix) {
+    check<shape_error>(d.intermediate > 0, "encoder_layer '", prefix, "': intermediate size must be positive, got ",
+                       d.intermediate);
+    attn_ = relative_attention<T, Backend, Variant>(ps, prefix + ".attention.self", d.hidden, d.heads, d.max_positions,
+                                                   d.attention_dropout, site_base, d.init_std);
+    attn_out_ = linear<T, Backend>(ps, prefix + ".attention.output.dense", d.hidden, d.hidden, true, d.init_std);
+    ln1_ = layer_norm<T, Backend>(ps, prefix + ".attention.output.LayerNorm", d.hidden, d.layer_norm_eps);
+    inter_ = linear<T, Backend>(ps, prefix + ".intermediate.dense", d.hidden, d.intermediate, true, d.init_std);
+    out_dense_ = linear<T, Backend>(ps, prefix + ".output.dense", d.intermediate, d.hidden, true, d.init_std);
+    ln2_ = layer_norm<T, Backend>(ps, prefix + ".output.LayerNorm", d.hidden, d.layer_norm_eps);
+    drop1_ = dropout<T, Backend>(d.hidden_dropout, site_base + 1);
+    drop2_ = dropout<T, Backend>(d.hidden_dropout, site_base + 2);
+  }
+
+  /// x (B, L, hidden), mask (B, L) or nullptr -> returns the layer output (B, L, hidden), owned by
+  /// the layer until the next forward.
+  const tensor_t& forward(const run_context& ctx, const tensor_t& x, const tensor_t* mask) {
+    attn_.forward(ctx, x, mask, ctx_);       // (B, L, hidden)
+    attn_out_.forward(ctx_, h1_);            // (B, L, hidden)
+    drop1_.forward(ctx, h1_, h1_);
+    Backend::add(x.numel(), h1_.data(), x.data(), h1_.data());  // residual
+    ln1_.forward(h1_, a_);                   // a (B, L, hidden)
+    inter_.forward(a_, i_);                  // (B, L, intermediate)
+    Activation::forward(i_, g_);
+    out_dense_.forward(g_, h2_);             // (B, L, hidden)
+    drop2_.forward(ctx, h2_, h2_);
+    Backend::add(a_.numel(), h2_.data(), a_.data(), h2_.data());  // residual
+    ln2_.forward(h2_, y_);
+    return y_;
+  }
+  const tensor_t& output() const { return y_; }
+  /// (B, heads, L, L) attention probabilities of the last forward.
+  const tensor_t& attention_probs() const { return attn_.attention_probs(); }
+  relative_attention<T, Backend, Variant>& attention() { return attn_; }
+
+  /// Parameter gradients assigned; dx += dL/dx (x: the input of the last forward).
+  void backward(const tensor_t& x, const tensor_t& dy, tensor_t& dx) {
+    d_h2_.resize_zero(h2_.shape());
+    ln2_.backward(h2_, dy, d_h2_);                 // d(residual sum 2)
+    d_a_ = d_h2_;                                  // residual branch
+    drop2_.backward(d_h2_, d_h2_, false);          // d(output.dense out)
+    d_g_.resize_zero(g_.shape());
+    out_dense_.backward(g_, d_h2_, &d_g_);
+    d_i_.resize_zero(i_.shape());
+    Activation::backward(i_, d_g_, d_i_);
+    inter_.backward(a_, d_i_, &d_a_);
+    d_h1_.resize_zero(h1_.shape());
+    ln1_.backward(h1_, d_a_, d_h1_);               // d(residual sum 1)
+    Backend::axpy(dx.numel(), T(1), d_h1_.data(), dx.data());  // residual branch
+    drop1_.backward(d_h1_, d_h1_, false);
+    d_ctx_.resize_zero(ctx_.shape());
+    attn_out_.backward(ctx_, d_h1_, &d_ctx_);
+    attn_.backward(x, d_ctx_, dx);
+  }
+
+ private:
+  std::string name_;
+  relative_attention<T, Backend, Variant> attn_;
+  linear<T, Backend> attn_out_, inter_, out_dense_;
+  layer_norm<T, Backend> ln1_, ln2_;
+  dropout<T, Backend> drop1_, drop2_;
+  tensor_t ctx_, h1_, a_, i_, g_, h2_, y_;         // forward activations
+  tensor_t d_h2_, d_a_, d_g_, d_i_, d_h1_, d_ctx_;  // backward workspaces
+};
+
+}  // namespace genlm

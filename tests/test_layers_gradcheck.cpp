@@ -1,0 +1,165 @@
+// Gradient checks (float64, central differences) for every layer, with the library's checker.
+#include <catch2/catch.hpp>
+
+#include <genlm/genlm.hpp>
+
+using namespace genlm;
+using T = double;
+using ten = tensor<T, cpu>;
+
+namespace {
+ten random_tensor(shape_t s, std::uint64_t seed, double scale = 1.0) {
+  ten t(s);
+  rng g(seed);
+  for (auto& v : t.span()) v = g.normal() * scale;
+  return t;
+}
+void randomize(parameter_store<T, cpu>& ps, std::uint64_t seed, double scale = 0.3) {
+  rng g(seed);
+  for (auto& v : ps.values().span()) v = g.normal() * scale;
+}
+constexpr double tol = 1e-6;
+}  // namespace
+
+TEST_CASE("gradcheck: linear", "[gradcheck][linear]") {
+  parameter_store<T, cpu> ps;
+  linear<T, cpu> lin(ps, "fc", 5, 3);
+  ps.finalize();
+  randomize(ps, 1);
+  ten x = random_tensor({2, 4, 5}, 2), dx, y;
+  auto r = gradient_check<cpu>(
+      &ps, {{"x", &x, &dx}}, [&]() -> const ten& { lin.forward(x, y); return y; },
+      [&](const ten& dy) { lin.backward(x, dy, &dx); });
+  INFO(r.summary());
+  CHECK(r.checked == 5 * 3 + 3 + 2 * 4 * 5);
+  CHECK(r.max_rel_error < tol);
+}
+
+TEST_CASE("gradcheck: layer_norm", "[gradcheck][layer_norm]") {
+  for (double eps : {1e-12, 1e-5}) {
+    parameter_store<T, cpu> ps;
+    layer_norm<T, cpu> ln(ps, "ln", 7, eps);
+    ps.finalize();
+    ps.initialize(3);
+    randomize(ps, 4);
+    ten x = random_tensor({3, 7}, 5, 2.0), dx, y;
+    auto r = gradient_check<cpu>(
+        &ps, {{"x", &x, &dx}}, [&]() -> const ten& { ln.forward(x, y); return y; },
+        [&](const ten& dy) { ln.backward(x, dy, dx); });
+    INFO("eps " << eps << ": " << r.summary());
+    CHECK(r.max_rel_error < tol);
+  }
+}
+
+TEST_CASE("gradcheck: gelu", "[gradcheck][gelu]") {
+  ten x = random_tensor({4, 6}, 6, 2.0), dx, y;
+  auto r = gradient_check<cpu>(
+      nullptr, {{"x", &x, &dx}}, [&]() -> const ten& { gelu::forward(x, y); return y; },
+      [&](const ten& dy) { gelu::backward(x, dy, dx); });
+  INFO(r.summary());
+  CHECK(r.max_rel_error < tol);
+}
+
+TEST_CASE("gradcheck: dropout (fixed mask)", "[gradcheck][dropout]") {
+  dropout<T, cpu> d(0.3, 9);
+  run_context ctx;
+  ctx.training = true;
+  ctx.seed = 42;
+  ten x = random_tensor({5, 8}, 7), dx, y;
+  auto r = gradient_check<cpu>(
+      nullptr, {{"x", &x, &dx}}, [&]() -> const ten& { d.forward(ctx, x, y); return y; },
+      [&](const ten& dy) { d.backward(dy, dx, true); });
+  INFO(r.summary());
+  CHECK(r.max_rel_error < tol);
+}
+
+TEMPLATE_TEST_CASE("gradcheck: relative attention", "[gradcheck][attention]", relative_key, relative_key_query) {
+  parameter_store<T, cpu> ps;
+  const index_t hidden = 8, heads = 2, M = 6;
+  relative_attention<T, cpu, TestType> att(ps, "attn", hidden, heads, M, 0.0, 1);
+  ps.finalize();
+  randomize(ps, 11, 0.4);
+  const index_t B = 2, L = 5;
+  ten x = random_tensor({B, L, hidden}, 12), dx, y;
+  ten mask({B, L});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t l = 0; l < L; ++l) mask.at({b, l}) = (b == 1 && l >= 3) ? 0.0 : 1.0;  // padding in row 1
+  run_context ctx;
+  auto r = gradient_check<cpu>(
+      &ps, {{"x", &x, &dx}}, [&]() -> const ten& { att.forward(ctx, x, &mask, y); return y; },
+      [&](const ten& dy) { att.backward(x, dy, dx); });
+  INFO(r.summary());
+  CHECK(r.max_rel_error < tol);
+  // distance rows outside +-(L-1) get exactly zero gradient
+  const auto g = ps.get_grad("attn.distance_embedding.weight");
+  const index_t D = hidden / heads;
+  for (index_t d = 0; d < D; ++d) CHECK(g[std::size_t(d)] == 0.0);  // row 0 = distance -(M-1)
+}
+
+TEST_CASE("gradcheck: relative attention with attention dropout", "[gradcheck][attention][dropout]") {
+  parameter_store<T, cpu> ps;
+  relative_attention<T, cpu> att(ps, "attn", 6, 3, 4, 0.25, 5);
+  ps.finalize();
+  randomize(ps, 21, 0.4);
+  ten x = random_tensor({1, 4, 6}, 22), dx, y;
+  run_context ctx;
+  ctx.training = true;
+  ctx.seed = 7;
+  auto r = gradient_check<cpu>(
+      &ps, {{"x", &x, &dx}}, [&]() -> const ten& { att.forward(ctx, x, nullptr, y); return y; },
+      [&](const ten& dy) { att.backward(x, dy, dx); });
+  INFO(r.summary());
+  CHECK(r.max_rel_error < tol);
+}
+
+TEST_CASE("gradcheck: post-LN encoder layer and stack", "[gradcheck][encoder]") {
+  encoder_dims d;
+  d.hidden = 8;
+  d.heads = 2;
+  d.intermediate = 12;
+  d.max_positions = 8;
+  d.hidden_dropout = 0.1;
+  d.attention_dropout = 0.1;
+  parameter_store<T, cpu> ps;
+  input_embeddings<T, cpu> emb(ps, "embeddings", d.hidden, d.layer_norm_eps, d.hidden_dropout, 1);
+  encoder<T, cpu> enc(ps, "encoder", 2, d);
+  ps.finalize();
+  ps.initialize(1);
+  randomize(ps, 31, 0.3);
+  ten x = random_tensor({2, 4, d.hidden}, 32), dx, dh;
+  ten mask({2, 4});
+  for (index_t l = 0; l < 4; ++l) {
+    mask.at({0, l}) = 1;
+    mask.at({1, l}) = l < 2;
+  }
+  run_context ctx;
+  ctx.training = GENERATE(false, true);
+  ctx.seed = 99;
+  auto r = gradient_check<cpu>(
+      &ps, {{"inputs_embeds", &x, &dx}},
+      [&]() -> const ten& { return enc.forward(ctx, emb.forward(ctx, x), &mask); },
+      [&](const ten& dy) {
+        dh.resize_zero(x.shape());
+        enc.backward(dy, dh);
+        emb.backward(dh, dx);
+      });
+  INFO("training=" << ctx.training << ": " << r.summary());
+  CHECK(r.checked > std::size_t(ps.count()));
+  CHECK(r.max_rel_error < tol);
+}
+
+TEST_CASE("gradient checker detects a wrong backward", "[gradcheck]") {
+  parameter_store<T, cpu> ps;
+  linear<T, cpu> lin(ps, "fc", 3, 2);
+  ps.finalize();
+  randomize(ps, 1);
+  ten x = random_tensor({2, 3}, 2), dx, y;
+  auto r = gradient_check<cpu>(
+      &ps, {{"x", &x, &dx}}, [&]() -> const ten& { lin.forward(x, y); return y; },
+      [&](const ten& dy) {
+        lin.backward(x, dy, &dx);
+        dx.at({1, 2}) *= 1.01;  // a 1% error in one input gradient
+      });
+  CHECK(r.max_rel_error > 1e-3);
+  CHECK(r.worst == "x[5]");
+}
