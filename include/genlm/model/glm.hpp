@@ -1,0 +1,135 @@
+// genlm/model/glm.hpp - the gLM model composed from the layers (SPEC.md "Model").
+//
+//   x (B, L, plm_dim+1) -> dense -> RoBERTa embeddings (token type row 0, LN, dropout)
+//     -> encoder (post-LN, relative position attention) -> last hidden state h (B, L, hidden)
+//   hypotheses = lm_head.dense(h)       (B, L, hypotheses, label_dim)
+//   logits     = lm_head.dense_prob(h)  (B, L, hypotheses)
+// Parameter names follow the reference's state dict: "dense.*", "roberta.embeddings.*",
+// "roberta.encoder.layer.{i}.*", "lm_head.dense.*", "lm_head.dense_prob.*".
+#pragma once
+#include <cmath>
+#include <string>
+
+#include <genlm/layers/embeddings.hpp>
+#include <genlm/layers/encoder.hpp>
+#include <genlm/layers/linear.hpp>
+#include <genlm/model/config.hpp>
+
+namespace genlm {
+
+/// Run-time options of a model (regularisation, initialisation).
+struct model_options {
+  double hidden_dropout = 0.1;
+  double attention_dropout = 0.1;
+  double layer_norm_eps = 1e-12;
+  double init_std = 0.02;
+  std::uint64_t init_seed = 0;
+};
+
+template <model_config C, class Backend, class T = float, attention_variant Variant = relative_key_query,
+          class Activation = gelu>
+class GLM {
+  static_assert(validate_config<C>());
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "GLM: scalar type must be float or double");
+
+ public:
+  static constexpr model_config config = C;
+  using scalar = T;
+  using backend = Backend;
+  using tensor_t = tensor<T, Backend>;
+
+  explicit GLM(const model_options& o = {}) : opt_(o) {
+    encoder_dims d;
+    d.hidden = C.hidden;
+    d.heads = C.heads;
+    d.intermediate = C.intermediate;
+    d.max_positions = C.max_positions;
+    d.hidden_dropout = o.hidden_dropout;
+    d.attention_dropout = o.attention_dropout;
+    d.layer_norm_eps = o.layer_norm_eps;
+    d.init_std = o.init_std;
+    dense_ = linear<T, Backend>(ps_, "dense", C.input_dim(), C.hidden, true, o.init_std);
+    emb_ = input_embeddings<T, Backend>(ps_, "roberta.embeddings", C.hidden, o.layer_norm_eps, o.hidden_dropout, 1,
+                                        o.init_std);
+    enc_ = encoder<T, Backend, Variant, Activation>(ps_, "roberta.encoder", C.num_layers, d, 100);
+    hyp_ = linear<T, Backend>(ps_, "lm_head.dense", C.hidden, index_t(C.hypotheses) * C.label_dim(), true, o.init_std);
+    prob_ = linear<T, Backend>(ps_, "lm_head.dense_prob", C.hidden, C.hypotheses, true, o.init_std);
+    ps_.finalize();
+    ps_.initialize(o.init_seed);
+  }
+  GLM(const GLM&) = delete;
+  GLM& operator=(const GLM&) = delete;
+
+  parameter_store<T, Backend>& parameters() { return ps_; }
+  const parameter_store<T, Backend>& parameters() const { return ps_; }
+  const model_options& options() const { return opt_; }
+
+  struct outputs {
+    const tensor_t& hidden;      // (B, L, hidden)  contextualised gene embeddings
+    const tensor_t& hypotheses;  // (B, L, hypotheses, label_dim)
+    const tensor_t& logits;      // (B, L, hypotheses)
+  };
+
+  /// x (B, L, plm_dim + 1) inputs (masked genes = -1), mask (B, L) 1 = gene, 0 = padding.
+  outputs forward(const run_context& ctx, const tensor_t& x, const tensor_t& mask) {
+    check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape().str(),
+                       ", expected (batch, genes, ", C.input_dim(), ") = plm_dim ", C.plm_dim, " + strand");
+    const index_t B = x.dim(0), L = x.dim(1);
+    check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", x.shape().str());
+    check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
+                       C.max_positions, "; split long contigs into windows (data::windows)");
+    expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");
+    if (const index_t bad = Backend::count_nonfinite(x.data(), x.numel())) {
+      const auto h = x.to_host();
+      index_t i = 0;
+      while (std::isfinite(h[std::size_t(i)])) ++i;
+      throw value_error(detail::concat("GLM forward: ", bad, " NaN/Inf input value(s); first at contig ",
+                                       i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
+                                       i % C.input_dim()));
+    }
+    x_ = &x;
+    dense_.forward(x, h0_);                                   // (B, L, hidden)
+    const tensor_t& e = emb_.forward(ctx, h0_);               // (B, L, hidden)
+    const tensor_t& h = enc_.forward(ctx, e, &mask);          // (B, L, hidden)
+    hyp_.forward(h, hyp_out_);                                // (B, L, K * label)
+    hyp_out_.reshape({B, L, C.hypotheses, C.label_dim()});
+    prob_.forward(h, logits_);                                // (B, L, K)
+    return {h, hyp_out_, logits_};
+  }
+
+  /// Attention probabilities (B, heads, L, L) of layer i from the last forward.
+  const tensor_t& attention(std::size_t layer) const { return enc_.attention_probs(layer); }
+  static constexpr std::size_t num_layers() { return std::size_t(C.num_layers); }
+
+  /// Backward from d(hypotheses) (B, L, K, label) and d(logits) (B, L, K); all parameter
+  /// gradients assigned.
+  void backward(const tensor_t& d_hyp, const tensor_t& d_logits) {
+    check(x_ != nullptr, "GLM::backward called before forward");
+    const index_t B = x_->dim(0), L = x_->dim(1);
+    expect_shape(d_hyp.shape(), {B, L, C.hypotheses, C.label_dim()}, "GLM backward: d(hypotheses)");
+    expect_shape(d_logits.shape(), {B, L, C.hypotheses}, "GLM backward: d(logits)");
+    const tensor_t& h = enc_.layer(enc_.num_layers() - 1).output();
+    d_h_.resize_zero(h.shape());
+    d_hyp_flat_ = d_hyp;
+    d_hyp_flat_.reshape({B, L, index_t(C.hypotheses) * C.label_dim()});
+    hyp_.backward(h, d_hyp_flat_, &d_h_);
+    prob_.backward(h, d_logits, &d_h_);
+    d_e_.resize_zero(h.shape());
+    enc_.backward(d_h_, d_e_);
+    d_h0_.resize_zero(h0_.shape());
+    emb_.backward(d_e_, d_h0_);
+    dense_.backward(*x_, d_h0_, nullptr);
+  }
+
+ private:
+  model_options opt_;
+  parameter_store<T, Backend> ps_;
+  linear<T, Backend> dense_, hyp_, prob_;
+  input_embeddings<T, Backend> emb_;
+  encoder<T, Backend, Variant, Activation> enc_;
+  const tensor_t* x_ = nullptr;
+  tensor_t h0_, hyp_out_, logits_;
+  tensor_t d_h_, d_hyp_flat_, d_e_, d_h0_;
+};
+
+}  // namespace genlm

@@ -1,0 +1,135 @@
+// genlm/train/masked_gene_loss.hpp - gLM's masked gene modelling objective and metrics (SPEC.md).
+//
+// For each masked gene with label y (label_dim, clipped to [-10, 10]) and hypotheses h_k:
+//   k* = argmin_k ||h_k - y||^2
+//   loss = MSE(h_{k*}, y) (mean over masked genes x label dims) + 1e-4 * CE(logits, k*) (mean).
+// Metrics use the most likely hypothesis k^ = argmax logits: accuracy = fraction of masked genes
+// whose prediction h_{k^} is closer (L2) to their own label than to any other masked gene's label
+// in the batch; mean cosine similarity and MSE of h_{k^} against the label.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <genlm/core/error.hpp>
+#include <genlm/core/tensor.hpp>
+
+namespace genlm {
+
+/// A masked gene: contig b, position l in the batch.
+struct gene_pos {
+  index_t b = 0, l = 0;
+};
+
+struct masked_gene_loss_options {
+  double ce_weight = 1e-4;
+  double label_clip = 10.0;
+};
+
+struct masked_gene_metrics {
+  double loss = 0, mse = 0, ce = 0;  // objective and its two terms
+  index_t masked = 0;                 // number of masked genes
+  index_t correct = 0;                // most-likely hypothesis nearest to own label
+  double cosine = 0;                  // mean cosine(h_{k^}, y)
+  double mse_most_likely = 0;         // mean squared error of h_{k^}
+  double accuracy() const { return masked ? double(correct) / double(masked) : 0.0; }
+};
+
+namespace detail {
+inline double sqdist(const double* a, const double* b, index_t n) {
+  double s = 0;
+  for (index_t i = 0; i < n; ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+  return s;
+}
+}  // namespace detail
+
+/// Accuracy of predictions (n, D) against labels (n, D): prediction i is correct when label i is
+/// its nearest label (ties count as wrong unless i is the first nearest).
+inline index_t nearest_label_correct(const std::vector<double>& pred, const std::vector<double>& labels, index_t n,
+                                     index_t D) {
+  index_t correct = 0;
+  for (index_t i = 0; i < n; ++i) {
+    index_t best = -1;
+    double bd = std::numeric_limits<double>::infinity();
+    for (index_t j = 0; j < n; ++j) {
+      const double d = detail::sqdist(&pred[std::size_t(i * D)], &labels[std::size_t(j * D)], D);
+      if (d < bd) bd = d, best = j;
+    }
+    correct += best == i;
+  }
+  return correct;
+}
+
+/// Computes the loss and metrics on host copies of the model outputs and writes the gradients
+/// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes).
+/// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
+template <class T>
+masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
+                                     index_t K, index_t D, const std::vector<gene_pos>& masked,
+                                     const std::vector<double>& labels, std::vector<T>* d_hyp,
+                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt = {}) {
+  const index_t n = index_t(masked.size());
+  check<shape_error>(index_t(hyp.size()) == B * L * K * D, "masked_gene_loss: hypotheses hold ", hyp.size(),
+                     " values, expected ", B * L * K * D);
+  check<shape_error>(index_t(logits.size()) == B * L * K, "masked_gene_loss: logits hold ", logits.size(),
+                     " values, expected ", B * L * K);
+  check<shape_error>(index_t(labels.size()) == n * D, "masked_gene_loss: labels hold ", labels.size(),
+                     " values, expected ", n, " masked genes x ", D);
+  if (d_hyp) d_hyp->assign(hyp.size(), T(0));
+  if (d_logits) d_logits->assign(logits.size(), T(0));
+  masked_gene_metrics m;
+  m.masked = n;
+  if (n == 0) return m;
+
+  std::vector<double> y(labels), h(std::size_t(K * D)), pred(std::size_t(n * D));
+  for (auto& v : y) v = std::clamp(v, -opt.label_clip, opt.label_clip);
+  const double mse_scale = 1.0 / double(n * D), ce_scale = opt.ce_weight / double(n);
+  for (index_t i = 0; i < n; ++i) {
+    const auto [b, l] = masked[std::size_t(i)];
+    check<shape_error>(b >= 0 && b < B && l >= 0 && l < L, "masked_gene_loss: masked gene (", b, ", ", l,
+                       ") outside the batch (", B, ", ", L, ")");
+    const index_t base = (b * L + l) * K;
+    for (index_t j = 0; j < K * D; ++j) h[std::size_t(j)] = double(hyp[std::size_t(base * D + j)]);
+    const double* yi = &y[std::size_t(i * D)];
+    // closest hypothesis
+    index_t ks = 0;
+    double best = std::numeric_limits<double>::infinity();
+    for (index_t k = 0; k < K; ++k) {
+      const double d = detail::sqdist(&h[std::size_t(k * D)], yi, D);
+      if (d < best) best = d, ks = k;
+    }
+    m.mse += best * mse_scale;
+    // cross entropy of the likelihood logits against k*
+    double mx = -std::numeric_limits<double>::infinity();
+    index_t kml = 0;
+    for (index_t k = 0; k < K; ++k) {
+      const double z = logits[std::size_t(base + k)];
+      if (z > mx) mx = z, kml = k;
+    }
+    double se = 0;
+    for (index_t k = 0; k < K; ++k) se += std::exp(double(logits[std::size_t(base + k)]) - mx);
+    const double lse = mx + std::log(se);
+    m.ce += (lse - double(logits[std::size_t(base + ks)])) / double(n);
+    if (d_logits)
+      for (index_t k = 0; k < K; ++k) {
+        const double p = std::exp(double(logits[std::size_t(base + k)]) - lse);
+        (*d_logits)[std::size_t(base + k)] = T(ce_scale * (p - (k == ks ? 1.0 : 0.0)));
+      }
+    if (d_hyp)
+      for (index_t j = 0; j < D; ++j)
+        (*d_hyp)[std::size_t((base + ks) * D + j)] = T(2.0 * mse_scale * (h[std::size_t(ks * D + j)] - yi[j]));
+    // metrics of the most likely hypothesis
+    const double* hp = &h[std::size_t(kml * D)];
+    std::copy(hp, hp + D, &pred[std::size_t(i * D)]);
+    double dot = 0, nh = 0, ny = 0;
+    for (index_t j = 0; j < D; ++j) dot += hp[j] * yi[j], nh += hp[j] * hp[j], ny += yi[j] * yi[j];
+    m.cosine += dot / std::max(std::sqrt(nh * ny), 1e-30) / double(n);
+    m.mse_most_likely += detail::sqdist(hp, yi, D) / double(n * D);
+  }
+  m.loss = m.mse + opt.ce_weight * m.ce;
+  m.correct = nearest_label_correct(pred, y, n, D);
+  return m;
+}
+
+}  // namespace genlm

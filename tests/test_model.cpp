@@ -1,0 +1,156 @@
+// The gLM model: shapes, masked-gene loss, full-model gradient check, bad input.
+#include <catch2/catch.hpp>
+
+#include <genlm/genlm.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/train/masked_gene_loss.hpp>
+#include <genlm/train/masking.hpp>
+
+using namespace genlm;
+
+namespace {
+constexpr model_config micro{1, 8, 2, 12, 5, 3, 2, 8, 6};
+
+template <class M>
+tensor<typename M::scalar, cpu> random_input(index_t B, index_t L, std::uint64_t seed) {
+  using T = typename M::scalar;
+  tensor<T, cpu> x({B, L, M::config.input_dim()});
+  rng g(seed);
+  for (auto& v : x.span()) v = T(g.normal());
+  return x;
+}
+}  // namespace
+
+TEST_CASE("GLM forward shapes and attention maps", "[model]") {
+  GLM<configs::tiny, cpu> m;
+  auto x = random_input<decltype(m)>(3, 7, 1);
+  tensor<float, cpu> mask({3, 7});
+  for (auto& v : mask.span()) v = 1;
+  mask.at({2, 6}) = 0;
+  auto out = m.forward({}, x, mask);
+  CHECK(out.hidden.shape() == shape_t{3, 7, 32});
+  CHECK(out.hypotheses.shape() == shape_t{3, 7, 4, 8});
+  CHECK(out.logits.shape() == shape_t{3, 7, 4});
+  CHECK(m.attention(1).shape() == shape_t{3, 4, 7, 7});
+  CHECK(m.attention(0).at({2, 1, 3, 6}) == 0.0f);  // padding key gets no attention
+  CHECK(m.parameters().contains("roberta.encoder.layer.1.attention.self.distance_embedding.weight"));
+  CHECK(m.parameters().contains("lm_head.dense_prob.weight"));
+  CHECK(m.parameters().at(m.parameters().find("dense.weight")).shape == shape_t{32, 17});
+}
+
+TEST_CASE("GLM with masked-gene loss passes the gradient check", "[model][gradcheck]") {
+  using M = GLM<micro, cpu, double>;
+  model_options o;
+  o.hidden_dropout = 0.1;
+  o.attention_dropout = 0.1;
+  M m(o);
+  {
+    rng g(5);
+    for (auto& v : m.parameters().values().span()) v = v != 0 ? v + 0.3 * g.normal() : 0.3 * g.normal();
+  }
+  const index_t B = 2, L = 5, K = micro.hypotheses, D = micro.label_dim();
+  auto x = random_input<M>(B, L, 2);
+  tensor<double, cpu> mask({B, L});
+  for (index_t l = 0; l < L; ++l) mask.at({0, l}) = 1, mask.at({1, l}) = l < 3;
+  auto xs = x.to_host();
+  rng mg(3);
+  auto masked = mask_genes(xs, std::vector<double>(mask.span().begin(), mask.span().end()), B, L,
+                           index_t(micro.input_dim()), mg, {.probability = 0.5});
+  REQUIRE(masked.size() >= 2);
+  x.from_host(x.shape(), xs);
+  std::vector<double> labels(masked.size() * std::size_t(D));
+  rng lg(4);
+  for (auto& v : labels) v = lg.normal();
+
+  run_context ctx;
+  ctx.training = true;
+  ctx.seed = 11;
+  tensor<double, cpu> loss({1}), dh, dl;
+  std::vector<double> gh, gl;
+  auto r = gradient_check<cpu>(
+      &m.parameters(), {},
+      [&]() -> const tensor<double, cpu>& {
+        auto out = m.forward(ctx, x, mask);
+        auto met = masked_gene_loss<double>(out.hypotheses.to_host(), out.logits.to_host(), B, L, K, D, masked, labels,
+                                            &gh, &gl);
+        loss.at({0}) = met.loss;
+        return loss;
+      },
+      [&](const tensor<double, cpu>& c) {
+        for (auto& v : gh) v *= c.at({0});
+        for (auto& v : gl) v *= c.at({0});
+        dh.from_host({B, L, K, D}, gh);
+        dl.from_host({B, L, K}, gl);
+        m.backward(dh, dl);
+      });
+  INFO(r.summary());
+  CHECK(r.checked == std::size_t(m.parameters().count()));
+  CHECK(r.max_rel_error < 1e-6);
+}
+
+TEST_CASE("masked-gene loss picks the closest hypothesis and scores accuracy", "[model][loss]") {
+  // one contig, two masked genes, K = 2 hypotheses of dim 2
+  const index_t B = 1, L = 2, K = 2, D = 2;
+  std::vector<double> hyp = {0, 0, 1, 1,     // gene 0: h0 = (0,0), h1 = (1,1)
+                             5, 5, -1, -1};  // gene 1: h0 = (5,5), h1 = (-1,-1)
+  std::vector<double> logits = {0, 2, 3, 0};
+  std::vector<double> labels = {1, 2, -1, -2};  // closest: gene 0 -> h1, gene 1 -> h1
+  std::vector<double> dh, dl;
+  auto m = masked_gene_loss<double>(hyp, logits, B, L, K, D, {{0, 0}, {0, 1}}, labels, &dh, &dl);
+  const double mse = ((0 + 1) + (0 + 1)) / 4.0;
+  const double ce0 = std::log(1 + std::exp(0.0 - 2.0)), ce1 = std::log(std::exp(3.0) + 1) - 0.0;
+  CHECK(m.mse == Approx(mse).epsilon(1e-12));
+  CHECK(m.ce == Approx((ce0 + ce1) / 2).epsilon(1e-12));
+  CHECK(m.loss == Approx(mse + 1e-4 * (ce0 + ce1) / 2).epsilon(1e-12));
+  // most likely: gene 0 -> h1 = (1,1) nearest label 0 (1,2): correct; gene 1 -> h0 = (5,5): nearest label 0: wrong
+  CHECK(m.correct == 1);
+  CHECK(dh[2] == Approx(2.0 / 4 * (1 - 1)));
+  CHECK(dh[3] == Approx(2.0 / 4 * (1 - 2)));
+  CHECK(dh[0] == 0.0);
+  // labels are clipped to [-10, 10]
+  auto c = masked_gene_loss<double>(hyp, logits, B, L, K, D, {{0, 0}}, {100.0, 1.0}, nullptr, nullptr);
+  CHECK(c.mse == Approx(((10 - 1) * (10 - 1) + 0) / 2.0));
+}
+
+TEST_CASE("GLM rejects bad input with clear messages", "[model][errors]") {
+  GLM<configs::tiny, cpu> m;
+  tensor<float, cpu> mask({1, 4});
+  for (auto& v : mask.span()) v = 1;
+  SECTION("wrong feature dimension") {
+    tensor<float, cpu> x({1, 4, 16});
+    x.zero();
+    CHECK_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("(1, 4, 16)") && Catch::Contains("17"));
+    CHECK_THROWS_AS(m.forward({}, x, mask), shape_error);
+  }
+  SECTION("NaN input") {
+    auto x = random_input<decltype(m)>(1, 4, 1);
+    x.at({0, 2, 5}) = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_AS(m.forward({}, x, mask), value_error);
+    CHECK_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("gene 2, feature 5"));
+  }
+  SECTION("contig longer than the distance table allows") {
+    auto x = random_input<decltype(m)>(1, 33, 1);
+    tensor<float, cpu> mk({1, 33});
+    for (auto& v : mk.span()) v = 1;
+    CHECK_THROWS_WITH(m.forward({}, x, mk), Catch::Contains("33 genes exceeds max_positions 32"));
+  }
+  SECTION("mask of the wrong shape") {
+    auto x = random_input<decltype(m)>(2, 4, 1);
+    CHECK_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("attention mask: shape (1, 4), expected (2, 4)"));
+  }
+  SECTION("attention layer: over-long sequence") {
+    parameter_store<double, cpu> ps;
+    relative_attention<double, cpu> att(ps, "a", 4, 2, 3, 0.0, 1);
+    ps.finalize();
+    tensor<double, cpu> x({1, 4, 4}), y;
+    x.zero();
+    CHECK_THROWS_WITH(att.forward({}, x, nullptr, y), Catch::Contains("sequence length 4 is outside 1..3"));
+  }
+  SECTION("linear: mismatched input") {
+    parameter_store<double, cpu> ps;
+    linear<double, cpu> lin(ps, "fc", 3, 2);
+    ps.finalize();
+    tensor<double, cpu> x({2, 4}), y;
+    CHECK_THROWS_WITH(lin.forward(x, y), Catch::Contains("linear 'fc': input shape (2, 4), expected last dimension 3"));
+  }
+}
