@@ -104,6 +104,21 @@ struct cpu {
       return;
     }
 #if defined(GENLM_USE_CBLAS)
+    // Small products go to Eigen's single-threaded kernels: OpenBLAS's thread start-up costs
+    // more than the product itself below ~2^18 multiply-adds (measured: see docs/PERFORMANCE.md).
+    if (m * n * k >= cblas_min_work) {
+      cblas_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+#endif
+    eigen_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+#if defined(GENLM_USE_CBLAS)
+  static constexpr index_t cblas_min_work = index_t(1) << 18;
+  template <class T>
+  static void cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
+                         index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
     const auto ta = trans_a ? CblasTrans : CblasNoTrans;
     const auto tb = trans_b ? CblasTrans : CblasNoTrans;
     if constexpr (std::is_same_v<T, float>)
@@ -112,7 +127,13 @@ struct cpu {
     else
       cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb), beta, C,
                   int(ldc));
-#else
+  }
+#endif
+
+  /// Eigen's product kernels (row-major maps, no temporaries with noalias).
+  template <class T>
+  static void eigen_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
+                         index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
     using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
     Eigen::Map<Mat, 0, Eigen::OuterStride<>> Cm(C, m, n, Eigen::OuterStride<>(ldc));
@@ -130,7 +151,6 @@ struct cpu {
       Cm.noalias() += alpha * (Am.transpose() * Bm);
     else
       Cm.noalias() += alpha * (Am.transpose() * Bm.transpose());
-#endif
   }
 
   /// `batch` independent GEMMs; matrix i starts at A + i*stride_a etc. (stride 0 = shared).

@@ -1,0 +1,303 @@
+// genlm/train/trainer.hpp - masked gene modelling: feature preparation, training steps,
+// evaluation against a context-free baseline, checkpoints with bit-identical resume.
+#pragma once
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <genlm/data/dataset.hpp>
+#include <genlm/io/safetensors.hpp>
+#include <genlm/io/state_dict.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/train/batch.hpp>
+#include <genlm/train/masked_gene_loss.hpp>
+#include <genlm/train/masking.hpp>
+#include <genlm/train/optimizer.hpp>
+#include <genlm/train/pca.hpp>
+
+namespace genlm {
+
+/// Normaliser + PCA fitted on protein embeddings, and the per-protein inputs/labels they give.
+struct feature_pipeline {
+  normalizer norm;
+  pca<double> pc;
+
+  /// Fits the per-dimension normalisation and a PCA with `components` components on `emb`.
+  void fit(const protein_embeddings& emb, index_t components) {
+    check<shape_error>(emb.size() >= 2, emb.source(), ": need at least 2 proteins to fit the normalisation and PCA, got ",
+                       emb.size());
+    norm.fit(emb.values().data(), emb.size(), emb.dim());
+    const std::vector<float> z = norm.apply(std::span<const float>(emb.values()));
+    const std::vector<double> zd(z.begin(), z.end());
+    pc.fit(zd.data(), emb.size(), emb.dim(), components);
+  }
+  bool fitted() const { return norm.fitted() && pc.fitted(); }
+
+  /// Inputs (normalised) and labels (PCA projections) of every protein of `emb`.
+  gene_features features(const protein_embeddings& emb) const {
+    check<shape_error>(fitted(), "feature_pipeline: not fitted");
+    check<shape_error>(emb.dim() == norm.n_features(), emb.source(), ": embedding dimension ", emb.dim(),
+                       ", but the model's normalisation/PCA were fitted on dimension ", norm.n_features());
+    gene_features f;
+    f.plm_dim = emb.dim();
+    f.pca_dim = pc.n_components();
+    f.normalized = norm.apply(std::span<const float>(emb.values()));
+    const std::vector<double> zd(f.normalized.begin(), f.normalized.end());
+    f.pca = pc.transform(std::span<const double>(zd));
+    return f;
+  }
+  void save_to(std::map<std::string, io::array>& out) const {
+    norm.save_to(out, "norm.");
+    pc.save_to(out, "pca.");
+  }
+  void load_from(const io::safetensors_file& f) {
+    norm.load_from(f, "norm.");
+    pc.load_from(f, "pca.");
+  }
+};
+
+/// The context-free reference: the best a model can do without neighbours is a constant set of
+/// hypotheses. We fit K centres of the training labels by k-means (K = the model's hypotheses,
+/// deterministic k-means++ seeding) and predict the largest cluster's centre for every gene.
+struct context_free_baseline {
+  index_t D = 0;
+  std::vector<double> centres;  // (K, D)
+  std::vector<index_t> sizes;
+  std::vector<double> prediction;  // (D) centre of the largest cluster
+
+  void fit(const std::vector<double>& labels, index_t n, index_t dim, index_t K, std::uint64_t seed, int iters = 50) {
+    check<shape_error>(n >= 1 && index_t(labels.size()) == n * dim, "context_free_baseline: ", labels.size(),
+                       " label values for ", n, " x ", dim);
+    D = dim;
+    K = std::min(K, n);
+    rng g(seed, 0xBA5E);
+    centres.assign(std::size_t(K * D), 0.0);
+    auto row = [&](index_t i) { return &labels[std::size_t(i * D)]; };
+    std::copy_n(row(index_t(g.below(std::uint64_t(n)))), D, centres.begin());
+    std::vector<double> d2(std::size_t(n), 0.0);
+    for (index_t k = 1; k < K; ++k) {  // k-means++
+      double total = 0;
+      for (index_t i = 0; i < n; ++i) {
+        double best = INFINITY;
+        for (index_t c = 0; c < k; ++c) best = std::min(best, detail::sqdist(row(i), &centres[std::size_t(c * D)], D));
+        d2[std::size_t(i)] = best;
+        total += best;
+      }
+      double r = g.uniform() * total;
+      index_t pick = n - 1;
+      for (index_t i = 0; i < n; ++i)
+        if ((r -= d2[std::size_t(i)]) <= 0) {
+          pick = i;
+          break;
+        }
+      std::copy_n(row(pick), D, centres.begin() + k * D);
+    }
+    std::vector<index_t> assign(std::size_t(n), 0);
+    for (int it = 0; it < iters; ++it) {
+      for (index_t i = 0; i < n; ++i) {
+        double best = INFINITY;
+        for (index_t c = 0; c < K; ++c) {
+          const double d = detail::sqdist(row(i), &centres[std::size_t(c * D)], D);
+          if (d < best) best = d, assign[std::size_t(i)] = c;
+        }
+      }
+      std::vector<double> sum(std::size_t(K * D), 0.0);
+      sizes.assign(std::size_t(K), 0);
+      for (index_t i = 0; i < n; ++i) {
+        const index_t c = assign[std::size_t(i)];
+        ++sizes[std::size_t(c)];
+        for (index_t j = 0; j < D; ++j) sum[std::size_t(c * D + j)] += row(i)[j];
+      }
+      for (index_t c = 0; c < K; ++c)
+        if (sizes[std::size_t(c)])
+          for (index_t j = 0; j < D; ++j) centres[std::size_t(c * D + j)] = sum[std::size_t(c * D + j)] / double(sizes[std::size_t(c)]);
+    }
+    const index_t big = index_t(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
+    prediction.assign(centres.begin() + big * D, centres.begin() + (big + 1) * D);
+  }
+
+  /// Metrics of predicting `prediction` for every gene of `labels` (n, D) (one evaluation batch).
+  masked_gene_metrics score(const std::vector<double>& labels, index_t n) const {
+    masked_gene_metrics m;
+    m.masked = n;
+    std::vector<double> pred(std::size_t(n * D));
+    for (index_t i = 0; i < n; ++i) {
+      std::copy(prediction.begin(), prediction.end(), pred.begin() + i * D);
+      const double* y = &labels[std::size_t(i * D)];
+      double dot = 0, np = 0, ny = 0;
+      for (index_t j = 0; j < D; ++j) dot += prediction[std::size_t(j)] * y[j], np += prediction[std::size_t(j)] * prediction[std::size_t(j)], ny += y[j] * y[j];
+      m.cosine += dot / std::max(std::sqrt(np * ny), 1e-30) / double(n);
+      m.mse_most_likely += detail::sqdist(prediction.data(), y, D) / double(n * D);
+    }
+    m.correct = nearest_label_correct(pred, labels, n, D);
+    return m;
+  }
+};
+
+struct train_options {
+  index_t batch_size = 16;
+  double lr = 1e-4;
+  std::int64_t warmup_steps = 0;   // linear warm-up, then constant (the reference's schedule)
+  double clip_value = 1.0;         // clip_grad_value_ (reference); <= 0 disables
+  double clip_norm = 0.0;          // clip_grad_norm_ (optional); <= 0 disables
+  std::uint64_t seed = 0;          // data order, masking and dropout
+  masking_options masking;
+  masked_gene_loss_options loss;   // ce_weight 1e-4 and label clip 10 (SPEC.md)
+  adamw_options adam;              // lr is taken from `lr` and the schedule
+};
+
+/// Adds up evaluation metrics over batches.
+struct metrics_sum {
+  masked_gene_metrics total;
+  index_t batches = 0;
+  void add(const masked_gene_metrics& m) {
+    total.loss += m.loss * double(m.masked);
+    total.mse += m.mse * double(m.masked);
+    total.ce += m.ce * double(m.masked);
+    total.cosine += m.cosine * double(m.masked);
+    total.mse_most_likely += m.mse_most_likely * double(m.masked);
+    total.masked += m.masked;
+    total.correct += m.correct;
+    ++batches;
+  }
+  masked_gene_metrics mean() const {
+    masked_gene_metrics m = total;
+    const double n = std::max<double>(1.0, double(total.masked));
+    m.loss /= n, m.mse /= n, m.ce /= n, m.cosine /= n, m.mse_most_likely /= n;
+    return m;
+  }
+};
+
+template <class Model>
+class trainer {
+ public:
+  using T = typename Model::scalar;
+  using Backend = typename Model::backend;
+  using tensor_t = tensor<T, Backend>;
+  static constexpr model_config C = Model::config;
+
+  trainer(Model& model, const gene_features& feat, std::vector<gene_window> train, const train_options& o)
+      : model_(model), feat_(feat), train_(std::move(train)), opt_(o),
+        adam_(model.parameters(), [&] {
+          adamw_options a = o.adam;
+          a.lr = o.lr;
+          return a;
+        }()) {
+    check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
+                       " dims but the model config expects plm_dim ", C.plm_dim);
+    check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
+                       " PCA components but the model config expects ", C.pca_components);
+    check<shape_error>(!train_.empty(), "trainer: no training windows");
+    check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
+    schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
+  }
+
+  std::int64_t step_count() const { return step_; }
+  adamw<T, Backend>& optimizer() { return adam_; }
+  const train_options& options() const { return opt_; }
+  std::size_t batches_per_epoch() const { return (train_.size() + std::size_t(opt_.batch_size) - 1) / std::size_t(opt_.batch_size); }
+
+  /// Window indices of training step k: epoch k / bpe shuffled with a seeded permutation.
+  std::vector<std::size_t> batch_indices(std::int64_t k) const {
+    const std::size_t bpe = batches_per_epoch();
+    const std::uint64_t epoch = std::uint64_t(k) / bpe, j = std::uint64_t(k) % bpe;
+    std::vector<std::size_t> perm(train_.size());
+    std::iota(perm.begin(), perm.end(), std::size_t(0));
+    rng g(opt_.seed, 0xE90C0000ull + epoch);
+    for (std::size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[std::size_t(g.below(i))]);
+    const std::size_t lo = j * std::size_t(opt_.batch_size), hi = std::min(perm.size(), lo + std::size_t(opt_.batch_size));
+    return {perm.begin() + std::ptrdiff_t(lo), perm.begin() + std::ptrdiff_t(hi)};
+  }
+
+  /// One optimisation step on the next batch; returns its (training) metrics.
+  masked_gene_metrics step() {
+    const std::int64_t k = step_;
+    host_batch<T> b = make_batch<T>(train_, batch_indices(k), feat_, C.max_positions);
+    rng mg(opt_.seed ^ 0x3A5C0000ull, std::uint64_t(k));
+    const std::vector<gene_pos> masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
+    ++step_;
+    if (masked.empty()) return {};
+    const std::vector<double> labels = batch_labels(b, masked, feat_);
+    x_.from_host({b.B, b.L, b.F}, b.x);
+    mask_.from_host({b.B, b.L}, b.mask);
+    run_context ctx;
+    ctx.training = true;
+    ctx.seed = opt_.seed;
+    ctx.step = std::uint64_t(k);
+    auto out = model_.forward(ctx, x_, mask_);
+    const index_t K = C.hypotheses, D = C.label_dim();
+    const masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
+                                                      masked, labels, &g_hyp_, &g_log_, opt_.loss);
+    d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
+    d_log_.from_host({b.B, b.L, K}, g_log_);
+    model_.backward(d_hyp_, d_log_);
+    auto& ps = model_.parameters();
+    check<value_error>(grads_finite(ps), "training step ", k, ": non-finite gradients (loss ", m.loss,
+                       "); lower the learning rate");
+    if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
+    if (opt_.clip_value > 0) clip_grad_value(ps, opt_.clip_value);
+    adam_.step(ps, schedule_.at(adam_.steps()));
+    return m;
+  }
+
+  /// Masked-gene metrics of the model (no dropout) and of the context-free baseline on the same
+  /// masked genes of `windows` (deterministic masking from `seed`).
+  std::pair<masked_gene_metrics, masked_gene_metrics> evaluate(const std::vector<gene_window>& windows,
+                                                               const context_free_baseline& base, std::uint64_t seed,
+                                                               index_t batch_size = 0) {
+    if (batch_size <= 0) batch_size = opt_.batch_size;
+    metrics_sum ms, bs;
+    const index_t K = C.hypotheses, D = C.label_dim();
+    for (std::size_t lo = 0, bi = 0; lo < windows.size(); lo += std::size_t(batch_size), ++bi) {
+      std::vector<std::size_t> idx;
+      for (std::size_t i = lo; i < std::min(windows.size(), lo + std::size_t(batch_size)); ++i) idx.push_back(i);
+      host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
+      rng mg(seed ^ 0xE7A10000ull, bi);
+      const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
+      if (masked.empty()) continue;
+      const auto labels = batch_labels(b, masked, feat_);
+      x_.from_host({b.B, b.L, b.F}, b.x);
+      mask_.from_host({b.B, b.L}, b.mask);
+      auto out = model_.forward(run_context{}, x_, mask_);
+      ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D, masked, labels,
+                                 nullptr, nullptr, opt_.loss));
+      std::vector<double> clipped = labels;
+      for (auto& v : clipped) v = std::clamp(v, -opt_.loss.label_clip, opt_.loss.label_clip);
+      bs.add(base.score(clipped, index_t(masked.size())));
+    }
+    return {ms.mean(), bs.mean()};
+  }
+
+  /// All genes' labels of the training windows (for the baseline), (n, label_dim).
+  std::vector<double> training_labels(index_t& n) const {
+    std::vector<double> y;
+    n = 0;
+    for (const auto& w : train_)
+      for (const auto& g : w.genes) {
+        const double* src = &feat_.pca[std::size_t(g.protein * feat_.pca_dim)];
+        for (index_t j = 0; j < feat_.pca_dim; ++j) y.push_back(std::clamp(src[j], -10.0, 10.0));
+        y.push_back(0.5 * g.strand);
+        ++n;
+      }
+    return y;
+  }
+
+  /// Restores the step counter (after loading a checkpoint).
+  void set_step(std::int64_t s) { step_ = s; }
+
+ private:
+  Model& model_;
+  const gene_features& feat_;
+  std::vector<gene_window> train_;
+  train_options opt_;
+  adamw<T, Backend> adam_;
+  lr_schedule schedule_;
+  std::int64_t step_ = 0;
+  tensor_t x_, mask_, d_hyp_, d_log_;
+  std::vector<T> g_hyp_, g_log_;
+};
+
+}  // namespace genlm
