@@ -35,7 +35,7 @@ TEST_CASE("GLM forward shapes and attention maps", "[model]") {
   CHECK(m.attention(0).at({2, 1, 3, 6}) == 0.0f);  // padding key gets no attention
   CHECK(m.parameters().contains("roberta.encoder.layer.1.attention.self.distance_embedding.weight"));
   CHECK(m.parameters().contains("lm_head.dense_prob.weight"));
-  CHECK(m.parameters().at(m.parameters().find("dense.weight")).shape == shape_t{32, 17});
+  CHECK(m.parameters().at(m.parameters().find("dense.weight")).shape == shape_t{32, 33});
 }
 
 TEST_CASE("GLM with masked-gene loss passes the gradient check", "[model][gradcheck]") {
@@ -119,9 +119,9 @@ TEST_CASE("GLM rejects bad input with clear messages", "[model][errors]") {
   tensor<float, cpu> mask({1, 4});
   for (auto& v : mask.span()) v = 1;
   SECTION("wrong feature dimension") {
-    tensor<float, cpu> x({1, 4, 16});
+    tensor<float, cpu> x({1, 4, 32});
     x.zero();
-    CHECK_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("(1, 4, 16)") && Catch::Contains("17"));
+    CHECK_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("(1, 4, 32)") && Catch::Contains("33"));
     CHECK_THROWS_AS(m.forward({}, x, mask), shape_error);
   }
   SECTION("NaN input") {

@@ -156,7 +156,7 @@ TEST_CASE("bad training input gives clear errors", "[training][errors]") {
     gene_features f = d.feat;
     f.plm_dim = 20;
     Model m;
-    CHECK_THROWS_WITH(trainer<Model>(m, f, d.train, {}), Catch::Contains("20") && Catch::Contains("plm_dim 16"));
+    CHECK_THROWS_WITH(trainer<Model>(m, f, d.train, {}), Catch::Contains("20") && Catch::Contains("plm_dim 32"));
   }
   SECTION("NaN in embeddings") {
     std::vector<float> v(2 * 4, 0.5f);

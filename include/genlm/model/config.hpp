@@ -34,8 +34,8 @@ namespace configs {
 inline constexpr model_config paper{19, 1280, 10, 3072, 1280, 99, 4, 512, 30};
 /// A small model for CPU experiments with the built-in featuriser (256-d protein features).
 inline constexpr model_config small{4, 128, 4, 512, 256, 99, 4, 32, 30};
-/// A tiny model for tests.
-inline constexpr model_config tiny{2, 32, 4, 64, 16, 7, 4, 32, 30};
+/// A tiny model for tests (32-d inputs: the smallest the built-in featuriser makes).
+inline constexpr model_config tiny{2, 32, 4, 64, 32, 7, 4, 32, 30};
 }  // namespace configs
 
 /// Compile-time validation; every message names the legal values.

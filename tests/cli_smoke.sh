@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End-to-end checks of the genlm CLI: train -> resume -> embed -> predict on a real E. coli excerpt,
+# and clear errors for bad input. Usage: cli_smoke.sh GENLM_BINARY FIXTURE_DIR
+set -uo pipefail
+genlm=$1
+fx=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAILED: $1"; fail=1; }
+# expect_error NAME REGEX CMD...: the command must fail with exit 1 and print REGEX
+expect_error() {
+  local name=$1 re=$2
+  shift 2
+  local out
+  out=$("$@" 2>&1)
+  local rc=$?
+  if [ $rc -eq 1 ] && grep -Eq -e "$re" <<<"$out"; then ok "$name"; else bad "$name (rc $rc): $out"; fi
+}
+gbk=$fx/data/ecoli_excerpt.gbk
+
+"$genlm" --help | grep -q "genomic language model" && ok "help" || bad "help"
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 6 -b 4 --save-every 3 -o "$tmp/m.safetensors" \
+  > "$tmp/train.out" 2> "$tmp/train.err" && ok "train" || { bad "train"; cat "$tmp/train.err"; }
+grep -q "context-free baseline" "$tmp/train.out" && ok "train prints baseline" || bad "train prints baseline"
+# resume: 3 steps from the step-3 checkpoint must equal the 6-step run bit for bit
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 3 -b 4 -o "$tmp/half.safetensors" > /dev/null 2>&1
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 6 -b 4 --resume "$tmp/half.safetensors" \
+  -o "$tmp/resumed.safetensors" > /dev/null 2>&1 && ok "resume" || bad "resume"
+cmp -s "$tmp/m.safetensors" "$tmp/resumed.safetensors" && ok "resume is bit-identical" || bad "resume is bit-identical"
+
+"$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -w 10 --overlap 5 -o "$tmp/e.npy" --attention "$tmp/a.safetensors" \
+  2> "$tmp/embed.err" && ok "embed" || { bad "embed"; cat "$tmp/embed.err"; }
+[ -s "$tmp/e.npy" ] && [ -s "$tmp/a.safetensors" ] && [ "$(wc -l < "$tmp/e.genes.tsv")" -eq 31 ] \
+  && ok "embed outputs (30 genes)" || bad "embed outputs"
+"$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -o "$tmp/e.safetensors" 2> /dev/null && ok "embed safetensors" \
+  || bad "embed safetensors"
+"$genlm" predict -m "$tmp/m.safetensors" -g "$gbk" -w 10 -o "$tmp/p.tsv" > "$tmp/p.out" 2>&1 && ok "predict" \
+  || { bad "predict"; cat "$tmp/p.out"; }
+[ "$(wc -l < "$tmp/p.tsv")" -eq 31 ] && ok "predict: one row per gene" || bad "predict rows"
+
+# bad input
+expect_error "unknown gene id" "--gene 'nosuchgene' is not a gene" \
+  "$genlm" predict -m "$tmp/m.safetensors" -g "$gbk" --gene nosuchgene -o "$tmp/x.tsv"
+: > "$tmp/empty.tsv"
+printf 'x\n' > "$tmp/ids.txt"
+expect_error "empty contig table" "empty" "$genlm" train -c "$tmp/empty.tsv" -e "$tmp/a.safetensors" --config tiny
+head -c 100 "$tmp/m.safetensors" > "$tmp/trunc.safetensors"
+expect_error "truncated checkpoint" "trunc.safetensors" "$genlm" embed -m "$tmp/trunc.safetensors" -g "$gbk" -o "$tmp/x.npy"
+printf 'c1\t+b0001;-nosuchprotein\n' > "$tmp/contigs.tsv"
+python_free_npy() {  # a 2 x 3 float32 .npy written by hand (no Python needed)
+  printf '\x93NUMPY\x01\x00\x76\x00'
+  printf "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+  printf '%*s\n' $((118 - 60)) ''
+  head -c 24 /dev/zero
+}
+python_free_npy > "$tmp/emb.npy"
+printf 'b0001\nb0002\n' > "$tmp/emb_ids.txt"
+expect_error "wrong embedding dimension" "3 dimensions but the model expects plm_dim 32" \
+  "$genlm" train -c "$tmp/contigs.tsv" -e "$tmp/emb.npy" --ids "$tmp/emb_ids.txt" --config tiny
+head -c 150 "$tmp/emb.npy" > "$tmp/trunc.npy"
+expect_error "truncated npy" "trunc.npy" "$genlm" train -c "$tmp/contigs.tsv" -e "$tmp/trunc.npy" --ids "$tmp/emb_ids.txt" --config tiny
+expect_error "checkpoint of another model type" "layers=2 hidden=32.*layers=4 hidden=128" \
+  "$genlm" train -g "$gbk" --config small --steps 1 --resume "$tmp/m.safetensors" -o "$tmp/y.safetensors"
+expect_error "too few proteins for the PCA" "n_components = 99 must be between 1 and .*= 30" \
+  "$genlm" train -g "$gbk" --config small --steps 1 -o "$tmp/y.safetensors"
+[ $fail -eq 0 ] && echo "all CLI checks passed"
+exit $fail
