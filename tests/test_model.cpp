@@ -106,6 +106,7 @@ TEST_CASE("masked-gene loss picks the closest hypothesis and scores accuracy", "
   CHECK(m.loss == Approx(mse + 1e-4 * (ce0 + ce1) / 2).epsilon(1e-12));
   // most likely: gene 0 -> h1 = (1,1) nearest label 0 (1,2): correct; gene 1 -> h0 = (5,5): nearest label 0: wrong
   CHECK(m.correct == 1);
+  CHECK(m.strand_correct == 1);  // last label dim: gene 0 (+, +) agrees, gene 1 (+, -) does not
   CHECK(dh[2] == Approx(2.0 / 4 * (1 - 1)));
   CHECK(dh[3] == Approx(2.0 / 4 * (1 - 2)));
   CHECK(dh[0] == 0.0);

@@ -164,6 +164,15 @@ TEST_CASE("bad training input gives clear errors", "[training][errors]") {
     CHECK_THROWS_WITH(protein_embeddings({"a", "b"}, 4, v, "emb.npy"),
                       Catch::Contains("emb.npy") && Catch::Contains("'b'") && Catch::Contains("dimension 1"));
   }
+  SECTION("one gene id for two different proteins") {
+    contig c1{"c1", {}}, c2{"c2", {}};
+    c1.genes.push_back({"g1", "c1", 1, 90, 1, "", {}, "MKV"});
+    c2.genes.push_back({"g1", "c2", 1, 90, -1, "", {}, "MAL"});
+    CHECK_THROWS_WITH(protein_embeddings::featurize({c1, c2}, 32, "x.gbk"),
+                      Catch::Contains("gene id 'g1' is used on contig 'c1' and on contig 'c2'"));
+    c2.genes[0].protein = "MKV";  // the same protein listed twice is fine
+    CHECK(protein_embeddings::featurize({c1, c2}, 32, "x.gbk").size() == 1);
+  }
   SECTION("empty contig table") {
     CHECK_THROWS_AS(trainer<Model>(*std::make_unique<Model>(), d.feat, {}, {}), shape_error);
   }

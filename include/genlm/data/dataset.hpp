@@ -101,13 +101,19 @@ class protein_embeddings {
   static protein_embeddings featurize(const std::vector<contig>& genome, std::size_t dim, const std::string& source) {
     std::vector<std::string> ids;
     std::vector<float> values;
-    std::map<std::string, bool> seen;
+    std::map<std::string, std::pair<const std::string*, const std::string*>> seen;  // id -> (protein, contig)
     for (const auto& c : genome)
       for (const auto& g : c.genes) {
         check<format_error>(!g.protein.empty(), source, ": gene '", g.id, "' on contig '", c.id,
                             "' has no protein sequence (no /translation and no sequence to translate)");
-        if (seen[g.id]) continue;
-        seen[g.id] = true;
+        if (auto it = seen.find(g.id); it != seen.end()) {
+          // the same id twice is fine only for the same protein (e.g. a gene listed in two files)
+          check<format_error>(*it->second.first == g.protein, source, ": gene id '", g.id, "' is used on contig '",
+                              *it->second.second, "' and on contig '", c.id,
+                              "' for different proteins; gene ids must be unique");
+          continue;
+        }
+        seen.emplace(g.id, std::make_pair(&g.protein, &c.id));
         ids.push_back(g.id);
         const auto f = featurize_protein(g.protein, dim);
         values.insert(values.end(), f.begin(), f.end());

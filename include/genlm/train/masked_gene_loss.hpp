@@ -5,7 +5,8 @@
 //   loss = MSE(h_{k*}, y) (mean over masked genes x label dims) + 1e-4 * CE(logits, k*) (mean).
 // Metrics use the most likely hypothesis k^ = argmax logits: accuracy = fraction of masked genes
 // whose prediction h_{k^} is closer (L2) to their own label than to any other masked gene's label
-// in the batch; mean cosine similarity and MSE of h_{k^} against the label.
+// in the batch; mean cosine similarity and MSE of h_{k^} against the label; and whether the sign of
+// h_{k^}'s last dimension (gLM labels end with the strand feature +-0.5) matches the gene's strand.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -33,7 +34,9 @@ struct masked_gene_metrics {
   index_t correct = 0;                // most-likely hypothesis nearest to own label
   double cosine = 0;                  // mean cosine(h_{k^}, y)
   double mse_most_likely = 0;         // mean squared error of h_{k^}
+  index_t strand_correct = 0;         // sign of h_{k^}'s last dimension (the strand feature) right
   double accuracy() const { return masked ? double(correct) / double(masked) : 0.0; }
+  double strand_accuracy() const { return masked ? double(strand_correct) / double(masked) : 0.0; }
 };
 
 namespace detail {
@@ -126,6 +129,7 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
     for (index_t j = 0; j < D; ++j) dot += hp[j] * yi[j], nh += hp[j] * hp[j], ny += yi[j] * yi[j];
     m.cosine += dot / std::max(std::sqrt(nh * ny), 1e-30) / double(n);
     m.mse_most_likely += detail::sqdist(hp, yi, D) / double(n * D);
+    m.strand_correct += (hp[D - 1] >= 0) == (yi[D - 1] >= 0);
   }
   m.loss = m.mse + opt.ce_weight * m.ce;
   m.correct = nearest_label_correct(pred, y, n, D);

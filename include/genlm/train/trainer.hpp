@@ -131,6 +131,7 @@ struct context_free_baseline {
       for (index_t j = 0; j < D; ++j) dot += prediction[std::size_t(j)] * y[j], np += prediction[std::size_t(j)] * prediction[std::size_t(j)], ny += y[j] * y[j];
       m.cosine += dot / std::max(std::sqrt(np * ny), 1e-30) / double(n);
       m.mse_most_likely += detail::sqdist(prediction.data(), y, D) / double(n * D);
+      m.strand_correct += (prediction[std::size_t(D - 1)] >= 0) == (y[D - 1] >= 0);
     }
     m.correct = nearest_label_correct(pred, labels, n, D);
     return m;
@@ -161,6 +162,7 @@ struct metrics_sum {
     total.mse_most_likely += m.mse_most_likely * double(m.masked);
     total.masked += m.masked;
     total.correct += m.correct;
+    total.strand_correct += m.strand_correct;
     ++batches;
   }
   masked_gene_metrics mean() const {
