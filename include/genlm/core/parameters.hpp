@@ -148,7 +148,6 @@ struct run_context {
   bool training = false;        // dropout active
   std::uint64_t seed = 0;       // dropout stream seed
   std::uint64_t step = 0;       // training step (dropout counter)
-  bool keep_attention = false;  // attention layers keep their probabilities for retrieval
 };
 
 }  // namespace genlm
