@@ -53,7 +53,7 @@ void run_parity(const std::string& file, double tol) {
   ps.finalize();
   const auto rep = io::load_state_dict(
       ps, f, {.strict = true, .ignore = {"input.*", "output.*", "grad.*", "embeddings.word_embeddings.weight",
-                                        "embeddings.position_embeddings.weight"}});
+                                        "embeddings.position_embeddings.weight"}, .strip_prefixes = {}});
   CHECK(rep.loaded.size() == ps.size());
 
   using ten = tensor<T, cpu>;

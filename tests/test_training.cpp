@@ -165,9 +165,15 @@ TEST_CASE("bad training input gives clear errors", "[training][errors]") {
                       Catch::Contains("emb.npy") && Catch::Contains("'b'") && Catch::Contains("dimension 1"));
   }
   SECTION("one gene id for two different proteins") {
-    contig c1{"c1", {}}, c2{"c2", {}};
-    c1.genes.push_back({"g1", "c1", 1, 90, 1, "", {}, "MKV"});
-    c2.genes.push_back({"g1", "c2", 1, 90, -1, "", {}, "MAL"});
+    contig c1, c2;
+    c1.id = "c1";
+    c2.id = "c2";
+    gene g;
+    g.id = "g1";
+    g.protein = "MKV";
+    c1.genes.push_back(g);
+    g.protein = "MAL";
+    c2.genes.push_back(g);
     CHECK_THROWS_WITH(protein_embeddings::featurize({c1, c2}, 32, "x.gbk"),
                       Catch::Contains("gene id 'g1' is used on contig 'c1' and on contig 'c2'"));
     c2.genes[0].protein = "MKV";  // the same protein listed twice is fine

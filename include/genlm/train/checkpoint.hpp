@@ -65,7 +65,9 @@ checkpoint_info load_checkpoint(const std::filesystem::path& path, Model& model,
   const std::string cfg = meta("genlm.config");
   check<shape_error>(cfg == Model::config.str(), src, ": holds a model with config {", cfg,
                      "} but the model type here is {", Model::config.str(), "}");
-  io::load_state_dict(model.parameters(), f, {.strict = true, .ignore = {"norm.*", "pca.*", "optimizer.*"}});
+  io::load_options lo;
+  lo.ignore = {"norm.*", "pca.*", "optimizer.*"};
+  io::load_state_dict(model.parameters(), f, lo);
   features.load_from(f);
   checkpoint_info info;
   info.metadata = f.metadata;

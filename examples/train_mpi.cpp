@@ -1,0 +1,173 @@
+// train_mpi - data-parallel gLM training on CPUs over MPI (one process per rank).
+//
+//   mpirun -np 4 train_mpi --config small --contigs contigs.tsv --embeddings esm2.npy --ids ids.txt
+//          --batch 64 --steps 2000 --out glm.safetensors --save-every 200          (one line)
+//   mpirun -np 2 train_mpi --config tiny --simulate 400 --steps 50          # synthetic contigs
+//   mpirun -np 3 train_mpi ... --resume glm.safetensors --steps 4000       # any number of ranks
+//
+// Each rank holds a replica; the global batch (--batch windows per step) is split into
+// contiguous shares, gradients are all-reduced, and every rank takes the same AdamW step, so the
+// result does not depend on the number of ranks (docs/DISTRIBUTED.md). Rank 0 logs and writes
+// the checkpoints (atomically). --fail-* options inject failures for the failure tests.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <genlm/backend/cpu.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/parallel/driver.hpp>
+#include <genlm/parallel/mpi.hpp>
+
+#if defined(GENLM_USE_CBLAS)
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+using namespace genlm;
+
+namespace {
+
+struct cli_options {
+  std::string config = "tiny";
+  bool float64 = false;
+  std::vector<std::string> contigs;
+  std::string embeddings, ids;
+  long long simulate = 200;
+  int window = 30, overlap = 0;
+  int batch = 16;
+  long long steps = 100;
+  double lr = 1e-3;
+  long long warmup = 0;
+  double dropout = 0.1, mask_prob = 0.15, clip = 1.0;
+  std::uint64_t seed = 1;
+  std::string out, resume;
+  long long save_every = 0, log_every = 10;
+  double timeout = 300;
+  long long drift_every = 100;
+  double bucket_mb = 4;
+  bool rank_invariant_dropout = false;
+  int threads = 1;
+  bool print_hash = false;
+  int fail_rank = -1;
+  long long fail_at = -1;
+  std::string fail_mode = "kill";
+};
+
+void add_options(CLI::App& app, cli_options& o) {
+  app.add_option("--config", o.config, "Model preset: tiny, small or paper")->capture_default_str();
+  app.add_flag("--float64", o.float64, "Train in double precision (tiny config only)");
+  app.add_option("-c,--contigs", o.contigs, "Contig table(s) contig<TAB>+protA;-protB (each rank reads its part)");
+  app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings: .npy (with --ids) or .safetensors");
+  app.add_option("--ids", o.ids, "Protein ids of the .npy rows");
+  app.add_option("--simulate", o.simulate, "Synthetic contigs to train on when no --contigs is given")->capture_default_str();
+  app.add_option("-w,--window", o.window, "Genes per window")->capture_default_str();
+  app.add_option("--overlap", o.overlap, "Genes shared by consecutive windows")->capture_default_str();
+  app.add_option("-b,--batch", o.batch, "Global batch: windows per step over all ranks")->capture_default_str();
+  app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str();
+  app.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Linear warm-up steps")->capture_default_str();
+  app.add_option("--dropout", o.dropout, "Hidden and attention dropout")->capture_default_str();
+  app.add_option("--mask-prob", o.mask_prob, "Masking probability per gene")->capture_default_str();
+  app.add_option("--clip", o.clip, "Clip gradients by value (0: off)")->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str();
+  app.add_option("-o,--out", o.out, "Checkpoint written by rank 0 (atomically)");
+  app.add_option("--save-every", o.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str();
+  app.add_option("--resume", o.resume, "Continue from this checkpoint (written with any number of ranks)");
+  app.add_option("--log-every", o.log_every, "Rank-0 progress interval")->capture_default_str();
+  app.add_option("--timeout", o.timeout, "Seconds a collective may take before the job is aborted (0: none)")
+      ->capture_default_str();
+  app.add_option("--drift-every", o.drift_every, "Steps between replica consistency checks (0: never)")
+      ->capture_default_str();
+  app.add_option("--bucket-mb", o.bucket_mb, "Gradient all-reduce bucket size in MiB")->capture_default_str();
+  app.add_flag("--rank-invariant-dropout", o.rank_invariant_dropout,
+               "Per-window micro-batches with dropout keyed by batch position: results independent of the rank count");
+  app.add_option("-t,--threads", o.threads, "BLAS threads per rank")->capture_default_str();
+  app.add_flag("--print-hash", o.print_hash, "Print the final parameter/optimizer state hash (rank 0)");
+  app.add_option("--fail-rank", o.fail_rank, "Testing: the rank that fails")->group("Failure injection");
+  app.add_option("--fail-at-step", o.fail_at, "Testing: fail after this step")->group("Failure injection");
+  app.add_option("--fail-mode", o.fail_mode, "Testing: kill (SIGKILL), hang (sleep forever) or throw")
+      ->group("Failure injection")
+      ->check(CLI::IsMember({"kill", "hang", "throw"}));
+}
+
+parallel::job_options make_job(const cli_options& o) {
+  parallel::job_options j;
+  for (const auto& c : o.contigs) j.data.contigs.emplace_back(c);
+  j.data.embeddings = o.embeddings;
+  j.data.ids = o.ids;
+  j.data.simulate_contigs = index_t(o.simulate);
+  j.data.window = std::size_t(o.window);
+  j.data.overlap = std::size_t(o.overlap);
+  j.model.hidden_dropout = j.model.attention_dropout = o.dropout;
+  j.train.batch_size = o.batch;
+  j.train.lr = o.lr;
+  j.train.warmup_steps = o.warmup;
+  j.train.clip_value = o.clip;
+  j.train.seed = o.seed;
+  j.train.masking.probability = o.mask_prob;
+  j.parallel.drift_check_every = o.drift_every;
+  j.parallel.bucket_bytes = std::size_t(o.bucket_mb * 1024 * 1024);
+  j.parallel.rank_invariant_dropout = o.rank_invariant_dropout;
+  j.run.steps = o.steps;
+  j.run.log_every = o.log_every;
+  j.run.save_every = o.save_every;
+  j.run.checkpoint = o.out;
+  j.resume = o.resume;
+  return j;
+}
+
+/// Failure injection for tests/mpi: after step `fail_at`, rank `fail_rank` dies, hangs or throws.
+std::function<void(std::int64_t)> failure_hook(const cli_options& o, int rank) {
+  if (o.fail_rank != rank || o.fail_at < 0) return {};
+  return [o, rank](std::int64_t step) {
+    if (step != o.fail_at) return;
+    std::fprintf(stderr, "train_mpi: rank %d: injected failure '%s' after step %lld\n", rank, o.fail_mode.c_str(),
+                 (long long)step);
+    std::fflush(stderr);
+    if (o.fail_mode == "kill") std::raise(SIGKILL);
+    if (o.fail_mode == "hang")
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    throw error("injected failure (--fail-mode throw)");
+  };
+}
+
+template <class Model>
+int run(comm::mpi& comm, const cli_options& o) {
+  parallel::job_options job = make_job(o);
+  job.run.after_step = failure_hook(o, comm.rank());
+  const auto s = parallel::train_data_parallel<Model>(comm, job);
+  if (o.print_hash && comm.rank() == 0)
+    std::printf("final state hash %016llx after step %lld (loss %.6f)\n", (unsigned long long)s.state_hash,
+                (long long)s.last_step, s.last.loss);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return parallel::mpi_main(argc, argv, [](int argc_, char** argv_) -> int {
+    CLI::App app{"train_mpi: data-parallel gLM training over MPI (CPU)"};
+    cli_options o;
+    add_options(app, o);
+    try {
+      app.parse(argc_, argv_);
+    } catch (const CLI::ParseError& e) {
+      if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
+      return e.get_exit_code();
+    }
+#if defined(GENLM_USE_CBLAS)
+    openblas_set_num_threads(std::max(1, o.threads));
+#endif
+    comm::mpi comm(MPI_COMM_WORLD, o.timeout);
+    if (o.config == "tiny") return o.float64 ? run<GLM<configs::tiny, cpu, double>>(comm, o)
+                                             : run<GLM<configs::tiny, cpu, float>>(comm, o);
+    check<value_error>(!o.float64, "--float64 is only built for --config tiny");
+    if (o.config == "small") return run<GLM<configs::small, cpu, float>>(comm, o);
+    if (o.config == "paper") return run<GLM<configs::paper, cpu, float>>(comm, o);
+    throw value_error("unknown --config '" + o.config + "' (tiny, small or paper)");
+  });
+}

@@ -1,0 +1,173 @@
+// train_nccl - data-parallel gLM training with gradients all-reduced over NCCL.
+//
+//   mpirun -np 4 train_nccl --config small --contigs contigs.tsv --embeddings esm2.npy --ids ids.txt
+//        one process per GPU; rank 0 makes the ncclUniqueId and shares it over MPI; each process
+//        uses GPU (local rank % visible GPUs).
+//   train_nccl --gpus 2 --config tiny --simulate 400
+//        single process, one thread (and one model replica) per GPU, communicators from
+//        ncclCommInitAll.
+//
+// What runs where (be aware): genlm has no CUDA backend yet, so every replica's forward/backward
+// runs on the CPU (GLM<C, cpu>). The GPUs carry the communication only: each step the flat
+// gradient buffer is copied to the rank's GPU bucket by bucket, all-reduced with ncclAllReduce,
+// and copied back (comm::nccl's staged host path); metrics, counts, hashes and broadcasts also go
+// through NCCL. The training result is the same as train_mpi's for the same global batch. When
+// the CUDA backend exists the same trainer reduces the device gradient buffer in place.
+//
+// Exit status 77 (ctest: skipped) when no CUDA device is usable.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <genlm/backend/cpu.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/parallel/driver.hpp>
+#include <genlm/parallel/mpi.hpp>
+#include <genlm/parallel/nccl.hpp>
+
+#if defined(GENLM_USE_CBLAS)
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+using namespace genlm;
+
+namespace {
+
+constexpr int skip_status = 77;
+
+struct cli_options {
+  std::string config = "tiny";
+  int gpus = 0;
+  long long simulate = 200;
+  std::vector<std::string> contigs;
+  std::string embeddings, ids;
+  int batch = 16;
+  long long steps = 20;
+  double lr = 1e-3;
+  double dropout = 0.0;
+  std::uint64_t seed = 1;
+  std::string out;
+  long long save_every = 0, log_every = 10;
+  double timeout = 300;
+  bool print_hash = false;
+  int threads = 1;
+};
+
+template <class Model>
+int run(comm::nccl& nc, const cli_options& o) {
+  parallel::job_options j;
+  for (const auto& c : o.contigs) j.data.contigs.emplace_back(c);
+  j.data.embeddings = o.embeddings;
+  j.data.ids = o.ids;
+  j.data.simulate_contigs = index_t(o.simulate);
+  j.model.hidden_dropout = j.model.attention_dropout = o.dropout;
+  j.train.batch_size = o.batch;
+  j.train.lr = o.lr;
+  j.train.seed = o.seed;
+  j.run.steps = o.steps;
+  j.run.log_every = o.log_every;
+  j.run.save_every = o.save_every;
+  j.run.checkpoint = o.out;
+  const auto s = parallel::train_data_parallel<Model>(nc, j);
+  if (o.print_hash && nc.rank() == 0)
+    std::printf("final state hash %016llx after step %lld (loss %.6f)\n", (unsigned long long)s.state_hash,
+                (long long)s.last_step, s.last.loss);
+  return 0;
+}
+
+int dispatch(comm::nccl& nc, const cli_options& o) {
+  if (o.config == "tiny") return run<GLM<configs::tiny, cpu, float>>(nc, o);
+  if (o.config == "small") return run<GLM<configs::small, cpu, float>>(nc, o);
+  throw value_error("unknown --config '" + o.config + "' (tiny or small)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return parallel::mpi_main(argc, argv, [](int argc_, char** argv_) -> int {
+    CLI::App app{"train_nccl: data-parallel gLM training, gradients all-reduced over NCCL"};
+    cli_options o;
+    app.add_option("--config", o.config, "Model preset: tiny or small")->capture_default_str();
+    app.add_option("--gpus", o.gpus, "Single process: number of GPUs to use (0: all visible)")->capture_default_str();
+    app.add_option("-c,--contigs", o.contigs, "Contig table(s)");
+    app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings (.npy with --ids, or .safetensors)");
+    app.add_option("--ids", o.ids, "Protein ids of the .npy rows");
+    app.add_option("--simulate", o.simulate, "Synthetic contigs when no --contigs is given")->capture_default_str();
+    app.add_option("-b,--batch", o.batch, "Global batch (windows per step)")->capture_default_str();
+    app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str();
+    app.add_option("--lr", o.lr, "Learning rate")->capture_default_str();
+    app.add_option("--dropout", o.dropout, "Dropout")->capture_default_str();
+    app.add_option("--seed", o.seed, "Seed")->capture_default_str();
+    app.add_option("-o,--out", o.out, "Checkpoint (rank 0)");
+    app.add_option("--save-every", o.save_every, "Checkpoint interval")->capture_default_str();
+    app.add_option("--log-every", o.log_every, "Progress interval")->capture_default_str();
+    app.add_option("--timeout", o.timeout, "Seconds a collective may take")->capture_default_str();
+    app.add_option("-t,--threads", o.threads, "BLAS threads per replica")->capture_default_str();
+    app.add_flag("--print-hash", o.print_hash, "Print the final state hash");
+    try {
+      app.parse(argc_, argv_);
+    } catch (const CLI::ParseError& e) {
+      if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
+      return e.get_exit_code();
+    }
+#if defined(GENLM_USE_CBLAS)
+    openblas_set_num_threads(std::max(1, o.threads));
+#endif
+    comm::mpi world(MPI_COMM_WORLD, o.timeout);
+
+    // Every rank needs a GPU; if any lacks one, all skip together.
+    std::string why;
+    const int ndev = comm::nccl::device_count(&why);
+    std::int64_t missing = ndev > 0 ? 0 : 1;
+    world.allreduce_sum_host(&missing, 1, "GPU availability check");
+    if (missing) {
+      if (ndev == 0) parallel::rank_print("no usable CUDA device (" + why + "); the NCCL example needs one GPU per rank");
+      return skip_status;
+    }
+
+    if (world.size() > 1) {  // one process per GPU
+      MPI_Comm local;
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world.rank(), MPI_INFO_NULL, &local);
+      int local_rank = 0;
+      MPI_Comm_rank(local, &local_rank);
+      MPI_Comm_free(&local);
+      std::string id_bytes;
+      if (world.rank() == 0) {
+        const ncclUniqueId id = comm::nccl::unique_id();
+        id_bytes.assign(reinterpret_cast<const char*>(&id), sizeof id);
+      }
+      world.broadcast_bytes(id_bytes, 0, "NCCL unique id broadcast");
+      ncclUniqueId id;
+      std::memcpy(&id, id_bytes.data(), sizeof id);
+      comm::nccl nc(world.rank(), world.size(), id, local_rank % ndev, o.timeout);
+      return dispatch(nc, o);
+    }
+
+    // single process, one thread per GPU
+    const int G = o.gpus > 0 ? std::min(o.gpus, ndev) : ndev;
+    std::vector<int> devices(static_cast<std::size_t>(G));
+    for (int g = 0; g < G; ++g) devices[std::size_t(g)] = g;
+    std::vector<ncclComm_t> comms = comm::nccl::init_all(devices);
+    std::vector<std::exception_ptr> errors(devices.size());
+    std::vector<std::thread> threads;
+    for (std::size_t g = 0; g < devices.size(); ++g)
+      threads.emplace_back([&, g] {
+        try {
+          comm::nccl nc(comms[g], devices[g], o.timeout);
+          dispatch(nc, o);
+        } catch (...) {
+          errors[g] = std::current_exception();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    return 0;
+  });
+}

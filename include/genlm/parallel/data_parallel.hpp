@@ -1,0 +1,506 @@
+// genlm/parallel/data_parallel.hpp - data-parallel masked gene modelling over a communicator
+// policy (comm::single, comm::mpi, comm::nccl).
+//
+// Every rank holds a full replica of the model and of the AdamW state. Step k:
+//   1. The global batch is the trainer's batch of step k (parallel::epoch_sampler, identical to
+//      genlm::trainer::batch_indices); rank r takes the contiguous share shard_range(B, r, P).
+//   2. Masking: genlm::trainer draws one uniform number per real gene of the batch, in window
+//      order, from rng(seed ^ 0x3A5C0000, k). Every rank knows the gene count of every window of
+//      the batch, so it skips the draws of the windows before its share and draws its own windows'
+//      masks from the same stream: the masks are exactly the single-process trainer's, whatever the
+//      number of ranks.
+//   3. The masked-gene count is all-reduced first. masked_gene_loss normalises by the number of
+//      masked genes of the batch it sees, so each rank scales its loss gradients by
+//      local_masked / global_masked: the summed gradient is the single-process gradient.
+//   4. Forward/backward on the local share, then the flat gradient buffer is all-reduced in
+//      buckets (dp_options::bucket_bytes; all buckets issued non-blocking, last first; the
+//      non-finite check and clip-by-value run on each bucket as it completes). GLM::backward is one
+//      call without per-layer hooks, so communication does not overlap with backward itself yet.
+//   5. Non-finite check, clip by norm / value, AdamW with the trainer's schedule: identical on
+//      every rank, so the replicas stay identical (checked every drift_check_every steps).
+// With comm::single this is genlm::trainer step for step, bit for bit.
+//
+// Dropout: layer dropout masks are keyed by (seed, site, step, element index) and the element
+// index depends on where a window sits in the local batch, so with dropout > 0 the default mode
+// depends on the number of ranks (each rank r > 0 uses seed ^ splitmix64(rank) so replicas do
+// not share masks). dp_options::rank_invariant_dropout = true instead runs each window as its own
+// micro-batch with dropout seed splitmix64(seed ^ splitmix64(global position in the batch)) and
+// accumulates the gradients: results then do not depend on the number of ranks, with or without
+// dropout (but differ from genlm::trainer's, and each window is a separate forward pass).
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <span>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <genlm/io/safetensors.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/parallel/comm.hpp>
+#include <genlm/parallel/data.hpp>
+#include <genlm/train/batch.hpp>
+#include <genlm/train/masked_gene_loss.hpp>
+#include <genlm/train/masking.hpp>
+#include <genlm/train/optimizer.hpp>
+#include <genlm/train/trainer.hpp>
+
+namespace genlm::parallel {
+
+struct dp_options {
+  std::size_t bucket_bytes = std::size_t(4) << 20;  ///< gradient all-reduce bucket size (0: one bucket)
+  std::int64_t drift_check_every = 100;             ///< steps between replica checks (0: never)
+  double drift_tolerance = 1e-6;  ///< max |p - p_rank0| / max |p_rank0| that is repaired (resync from rank 0)
+  bool rank_invariant_dropout = false;  ///< per-window micro-batches, dropout keyed by batch position
+  bool broadcast_initial_parameters = true;  ///< copy rank 0's parameters to all ranks at construction
+};
+
+/// What one step did on this rank (for logs and load-balance checks).
+struct dp_step_stats {
+  std::int64_t step = -1;
+  std::size_t global_windows = 0, local_windows = 0;
+  std::size_t global_masked = 0, local_masked = 0;
+  double compute_seconds = 0, comm_seconds = 0;
+};
+
+/// Result of a replica comparison (check_drift).
+struct drift_report {
+  bool identical = true;       ///< every rank's parameters and moments hash like rank 0's
+  double max_relative = 0.0;   ///< max |p - p_rank0| / max |p_rank0| over ranks (0 when identical)
+  bool resynchronised = false;
+};
+
+template <class Model, class Comm>
+class data_parallel_trainer {
+ public:
+  using T = typename Model::scalar;
+  using Backend = typename Model::backend;
+  using tensor_t = tensor<T, Backend>;
+  static constexpr model_config C = Model::config;
+
+  /// Collective. Checks that every rank runs the same settings (agreement_error on every rank
+  /// otherwise), then broadcasts rank 0's parameters.
+  data_parallel_trainer(Model& model, Comm& comm, const gene_features& feat, std::shared_ptr<const window_source> train,
+                        const train_options& o, const dp_options& d = {})
+      : model_(model), comm_(comm), feat_(feat), src_(std::move(train)), opt_(o), dp_(d),
+        adam_(model.parameters(), [&] {
+          adamw_options a = o.adam;
+          a.lr = o.lr;
+          return a;
+        }()) {
+    check<value_error>(src_ != nullptr, "data_parallel_trainer: no window source");
+    // Rank-local argument errors would leave peers waiting: turn them into collective errors.
+    collective_try(comm_, "data_parallel_trainer setup", [&] {
+      check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
+                         " dims but the model config expects plm_dim ", C.plm_dim);
+      check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
+                         " PCA components but the model config expects ", C.pca_components);
+      check<shape_error>(src_->size() > 0, "trainer: no training windows");
+      check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
+    });
+    agree(comm_, settings(), "configuration");
+    sampler_ = epoch_sampler(src_->size(), o.batch_size, o.seed);
+    schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
+    if (dp_.broadcast_initial_parameters && comm_.size() > 1) {
+      auto& v = model_.parameters().values();
+      broadcast_tensor(v, "initial parameter broadcast");
+    }
+  }
+
+  /// In-memory windows (every rank passes the same vector).
+  data_parallel_trainer(Model& model, Comm& comm, const gene_features& feat, std::vector<gene_window> train,
+                        const train_options& o, const dp_options& d = {})
+      : data_parallel_trainer(model, comm, feat, std::make_shared<memory_windows>(std::move(train)), o, d) {}
+
+  Comm& comm() { return comm_; }
+  Model& model() { return model_; }
+  std::int64_t step_count() const { return step_; }
+  /// Restores the step counter (after loading a checkpoint; the same value on every rank).
+  void set_step(std::int64_t s) { step_ = s; }
+  adamw<T, Backend>& optimizer() { return adam_; }
+  const adamw<T, Backend>& optimizer() const { return adam_; }
+  const train_options& options() const { return opt_; }
+  const dp_options& parallel_options() const { return dp_; }
+  const window_source& windows() const { return *src_; }
+  std::size_t batches_per_epoch() const { return sampler_.batches_per_epoch(); }
+  const dp_step_stats& last_step() const { return stats_; }
+
+  /// Global batch of step k (genlm::trainer::batch_indices).
+  std::vector<std::size_t> batch_indices(std::int64_t k) { return sampler_.batch(k); }
+  /// This rank's share [first, second) of the batch of step k (positions in batch_indices(k)).
+  std::pair<std::size_t, std::size_t> local_share(std::int64_t k) {
+    return shard_range(sampler_.batch(k).size(), comm_.rank(), comm_.size());
+  }
+
+  /// The settings every rank must share (compared by agree() at construction).
+  std::vector<setting> settings() const {
+    const auto& mo = model_.options();
+    const auto& a = adam_.options();
+    std::vector<setting> s = {
+        {"model config", C.str()},
+        {"scalar", std::is_same_v<T, float> ? "float32" : "float64"},
+        {"backend", Backend::name},
+        {"parameters", std::to_string(model_.parameters().flat_size())},
+        {"model options", genlm::detail::concat("hidden_dropout=", mo.hidden_dropout, " attention_dropout=",
+                                                mo.attention_dropout, " layer_norm_eps=", mo.layer_norm_eps)},
+        {"train options",
+         genlm::detail::concat("batch=", opt_.batch_size, " lr=", opt_.lr, " warmup=", opt_.warmup_steps,
+                               " clip_value=", opt_.clip_value, " clip_norm=", opt_.clip_norm, " seed=", opt_.seed,
+                               " mask_probability=", opt_.masking.probability, " mask_value=", opt_.masking.mask_value,
+                               " ce_weight=", opt_.loss.ce_weight, " label_clip=", opt_.loss.label_clip)},
+        {"adamw", genlm::detail::concat("betas=", a.beta1, "/", a.beta2, " eps=", a.eps, " weight_decay=",
+                                        a.weight_decay, " torch_style=", a.torch_style)},
+        {"data-parallel options",
+         genlm::detail::concat("bucket_bytes=", dp_.bucket_bytes, " drift_check_every=", dp_.drift_check_every,
+                               " drift_tolerance=", dp_.drift_tolerance,
+                               " rank_invariant_dropout=", dp_.rank_invariant_dropout)},
+        {"training windows", genlm::detail::concat(src_->describe(), ", fingerprint ", std::hex, src_->fingerprint())},
+        {"gene features", genlm::detail::concat(feat_.size(), " proteins x ", feat_.plm_dim, " inputs, ", feat_.pca_dim,
+                                                " label components, hash ", std::hex, features_hash())},
+        {"communicator", genlm::detail::concat(comm_.name(), " with ", comm_.size(), " ranks")},
+    };
+    return s;
+  }
+
+  /// One data-parallel optimisation step (collective). Returns the metrics of the whole global
+  /// batch (loss, mse, ce, cosine, mse_most_likely averaged over all masked genes, masked and
+  /// correct summed; `correct` is counted within each rank's share, see docs/DISTRIBUTED.md).
+  masked_gene_metrics step() {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    double comm_s = 0;
+    auto timed = [&](auto&& f) {
+      const auto a = clock::now();
+      f();
+      comm_s += std::chrono::duration<double>(clock::now() - a).count();
+    };
+    const std::int64_t k = step_;
+    const std::string tag = genlm::detail::concat(" (step ", k, ")");
+    const std::vector<std::size_t> idx = sampler_.batch(k);
+    const auto [lo, hi] = shard_range(idx.size(), comm_.rank(), comm_.size());
+    stats_ = {};
+    stats_.step = k;
+    stats_.global_windows = idx.size();
+    stats_.local_windows = hi - lo;
+
+    // masking stream: skip the draws of the windows before this rank's share
+    rng mg(opt_.seed ^ 0x3A5C0000ull, std::uint64_t(k));
+    std::uint64_t skip = 0;
+    for (std::size_t i = 0; i < lo; ++i) skip += src_->genes(idx[i]);
+    mg.set_state(mg.key(), mg.counter() + skip);
+
+    std::vector<gene_window> local;
+    if (hi > lo) local = src_->fetch(std::vector<std::size_t>(idx.begin() + std::ptrdiff_t(lo), idx.begin() + std::ptrdiff_t(hi)));
+
+    // masks and labels of every local window (one batch, or one micro-batch per window)
+    std::vector<micro_batch> mbs;
+    if (!local.empty()) {
+      if (dp_.rank_invariant_dropout) {
+        for (std::size_t i = 0; i < local.size(); ++i) mbs.push_back(prepare(local, {i}, mg, lo + i));
+      } else {
+        std::vector<std::size_t> all(local.size());
+        std::iota(all.begin(), all.end(), std::size_t(0));
+        mbs.push_back(prepare(local, all, mg, 0));
+      }
+    }
+    double n_local = 0;
+    for (const auto& mb : mbs) n_local += double(mb.masked.size());
+    double n_global = n_local;
+    timed([&] { comm_.allreduce_sum_host(&n_global, 1, "masked gene count" + tag); });
+    stats_.local_masked = std::size_t(n_local);
+    stats_.global_masked = std::size_t(n_global);
+    ++step_;
+    if (n_global == 0) {
+      stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
+      stats_.comm_seconds = comm_s;
+      return {};
+    }
+
+    // forward / backward of the local share; gradients scaled to the global normalisation
+    auto& ps = model_.parameters();
+    masked_gene_metrics m;
+    double sums[6] = {0, 0, 0, 0, 0, 0};  // loss, mse, ce, cosine, mse_most_likely (x masked), correct
+    const bool accumulate = mbs.size() > 1;
+    bool have_grads = false;
+    for (auto& mb : mbs) {
+      if (mb.masked.empty()) continue;
+      m = forward_backward(mb, k, double(mb.masked.size()) / n_global);
+      const double n = double(m.masked);
+      sums[0] += m.loss * n, sums[1] += m.mse * n, sums[2] += m.ce * n, sums[3] += m.cosine * n;
+      sums[4] += m.mse_most_likely * n, sums[5] += double(m.correct);
+      if (accumulate) {
+        if (!have_grads) acc_.resize_zero(ps.grads().shape());
+        Backend::axpy(ps.grads().numel(), T(1), ps.grads().data(), acc_.data());
+      }
+      have_grads = true;
+    }
+    if (!have_grads)
+      ps.zero_grads();
+    else if (accumulate)
+      Backend::copy(ps.grads().data(), acc_.data(), acc_.numel());
+
+    // metrics of the global batch
+    const bool single_pass = comm_.size() == 1 && mbs.size() == 1;
+    if (!single_pass) {
+      timed([&] { comm_.allreduce_sum_host(sums, 6, "training metrics" + tag); });
+      m.masked = index_t(n_global);
+      m.loss = sums[0] / n_global, m.mse = sums[1] / n_global, m.ce = sums[2] / n_global;
+      m.cosine = sums[3] / n_global, m.mse_most_likely = sums[4] / n_global;
+      m.correct = index_t(sums[5]);
+    }
+
+    // bucketed all-reduce of the flat gradients; non-finite check and clip-by-value per bucket
+    auto& g = ps.grads();
+    const bool clip_value_per_bucket = opt_.clip_norm <= 0 && opt_.clip_value > 0;
+    index_t nonfinite = 0;
+    const std::size_t bucket_elems = dp_.bucket_bytes ? std::max<std::size_t>(1, dp_.bucket_bytes / sizeof(T)) : 0;
+    timed([&] {
+      comm_.allreduce_sum_buckets(g.data(), std::size_t(g.numel()), Backend::host_memory, bucket_elems,
+                                  [&](T* p, std::size_t n) {
+                                    nonfinite += Backend::count_nonfinite(p, index_t(n));
+                                    if (clip_value_per_bucket) Backend::clip_by_value(p, index_t(n), T(opt_.clip_value));
+                                  },
+                                  "allreduce of gradients" + tag);
+    });
+    if (nonfinite)
+      throw collective_error(genlm::detail::concat("training step ", k, ": non-finite gradients (loss ", m.loss,
+                                                   "); lower the learning rate"));
+    if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
+    if (opt_.clip_value > 0 && !clip_value_per_bucket) clip_grad_value(ps, opt_.clip_value);
+    adam_.step(ps, schedule_.at(adam_.steps()));
+
+    stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
+    stats_.comm_seconds = comm_s;
+    if (dp_.drift_check_every > 0 && step_ % dp_.drift_check_every == 0 && comm_.size() > 1) check_drift();
+    return m;
+  }
+
+  /// Hash of this replica's parameters and AdamW moments.
+  std::uint64_t state_hash() const {
+    std::uint64_t h = hash_tensor(model_.parameters().values());
+    h = hash_combine(h, hash_tensor(adam_.exp_avg()));
+    h = hash_combine(h, hash_tensor(adam_.exp_avg_sq()));
+    return hash_combine(h, std::uint64_t(adam_.steps()) * 0x100000001B3ull + std::uint64_t(step_));
+  }
+
+  /// Collective. Compares every replica with rank 0 (hash of parameters, moments and step
+  /// counters). On a mismatch measures max |p - p_rank0| / max |p_rank0|: up to drift_tolerance
+  /// the replicas are resynchronised from rank 0 (parameters and moments), beyond it every rank
+  /// throws drift_error naming the worst rank and parameter.
+  drift_report check_drift() {
+    drift_report rep;
+    const std::string tag = genlm::detail::concat(" (step ", step_, ")");
+    const std::uint64_t h = state_hash();
+    const auto all = comm_.allgather(std::string(reinterpret_cast<const char*>(&h), sizeof h), "replica hash check" + tag);
+    for (const auto& s : all) rep.identical = rep.identical && s == all[0];
+    if (rep.identical) return rep;
+    // Compare parameters with rank 0's.
+    auto& v = model_.parameters().values();
+    std::vector<T> mine = v.to_host(), ref = mine;
+    comm_.broadcast_host(ref.data(), ref.size(), 0, "drift check: rank 0 parameters" + tag);
+    double scale = 0, diff = 0;
+    std::size_t where = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      scale = std::max(scale, std::abs(double(ref[i])));
+      const double d = std::abs(double(mine[i]) - double(ref[i]));
+      if (d > diff || std::isnan(d)) diff = d, where = i;
+    }
+    const double rel = diff / std::max(scale, 1e-30);
+    const std::string report = genlm::detail::concat(rel, '\x1f', diff, '\x1f', param_name(where), '\x1f',
+                                                     double(mine[where]), '\x1f', double(ref[where]), '\x1f', step_,
+                                                     '\x1f', adam_.steps());
+    const auto reports = comm_.allgather(report, "drift check: reports" + tag);
+    int worst = -1;
+    double worst_rel = -1;
+    std::vector<std::vector<std::string>> fields;
+    for (std::size_t r = 0; r < reports.size(); ++r) {
+      std::vector<std::string> f;
+      std::size_t p = 0;
+      for (std::size_t q; (q = reports[r].find('\x1f', p)) != std::string::npos; p = q + 1)
+        f.push_back(reports[r].substr(p, q - p));
+      f.push_back(reports[r].substr(p));
+      double rr = std::strtod(f[0].c_str(), nullptr);
+      if (std::isnan(rr)) rr = INFINITY;
+      if (rr > worst_rel) worst_rel = rr, worst = int(r);
+      fields.push_back(std::move(f));
+    }
+    if (worst_rel <= 0)  // parameters equal: the moments or the step counters differ
+      for (std::size_t r = 1; r < all.size(); ++r)
+        if (all[r] != all[0]) {
+          worst = int(r);
+          break;
+        }
+    rep.max_relative = worst_rel;
+    const bool counters_agree = std::all_of(fields.begin(), fields.end(), [&](const auto& f) {
+      return f.size() == 7 && f[5] == fields[0][5] && f[6] == fields[0][6];
+    });
+    if (counters_agree && worst_rel <= dp_.drift_tolerance) {
+      resync_from_rank0(tag);
+      rep.resynchronised = true;
+      return rep;
+    }
+    const auto& f = fields[std::size_t(worst)];
+    throw drift_error(genlm::detail::concat(
+        "replicas diverged at step ", step_, ": rank ", worst, " differs from rank 0 by ", f[1], " (relative ", f[0],
+        ", tolerance ", dp_.drift_tolerance, ") at parameter '", f[2], "' (", f[3], " vs ", f[4], ")",
+        counters_agree ? "" : genlm::detail::concat("; step counters differ: rank ", worst, " at step ", f[5],
+                                                     "/optimizer step ", f[6], ", rank 0 at ", fields[0][5], "/",
+                                                     fields[0][6]),
+        ". Ranks must run identical code on identical data; check that every rank loaded the same checkpoint"));
+  }
+
+  /// Collective evaluation, identical to genlm::trainer::evaluate (same batches, same masks):
+  /// evaluation batch b is computed by rank b % P and the metric sums are all-reduced.
+  std::pair<masked_gene_metrics, masked_gene_metrics> evaluate(const std::vector<gene_window>& windows,
+                                                               const context_free_baseline& base, std::uint64_t seed,
+                                                               index_t batch_size = 0) {
+    if (batch_size <= 0) batch_size = opt_.batch_size;
+    metrics_sum ms, bs;
+    const index_t K = C.hypotheses, D = C.label_dim();
+    for (std::size_t lo = 0, bi = 0; lo < windows.size(); lo += std::size_t(batch_size), ++bi) {
+      if (int(bi % std::size_t(comm_.size())) != comm_.rank()) continue;
+      std::vector<std::size_t> idx;
+      for (std::size_t i = lo; i < std::min(windows.size(), lo + std::size_t(batch_size)); ++i) idx.push_back(i);
+      host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
+      rng mg(seed ^ 0xE7A10000ull, bi);
+      const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
+      if (masked.empty()) continue;
+      const auto labels = batch_labels(b, masked, feat_);
+      x_.from_host({b.B, b.L, b.F}, b.x);
+      mask_.from_host({b.B, b.L}, b.mask);
+      auto out = model_.forward(run_context{}, x_, mask_);
+      ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D, masked, labels,
+                                 nullptr, nullptr, opt_.loss));
+      std::vector<double> clipped = labels;
+      for (auto& v : clipped) v = std::clamp(v, -opt_.loss.label_clip, opt_.loss.label_clip);
+      bs.add(base.score(clipped, index_t(masked.size())));
+    }
+    if (comm_.size() > 1) {
+      double s[16];
+      pack(ms, s), pack(bs, s + 8);
+      comm_.allreduce_sum_host(s, 16, "evaluation metrics");
+      unpack(s, ms), unpack(s + 8, bs);
+    }
+    return {ms.mean(), bs.mean()};
+  }
+
+ private:
+  struct micro_batch {
+    host_batch<T> b;
+    std::vector<gene_pos> masked;
+    std::vector<double> labels;
+    std::size_t position = 0;  // global position of the first window in the batch
+  };
+
+  micro_batch prepare(const std::vector<gene_window>& local, const std::vector<std::size_t>& which, rng& mg,
+                      std::size_t position) {
+    micro_batch mb;
+    mb.b = make_batch<T>(local, which, feat_, C.max_positions);
+    mb.masked = mask_genes(mb.b.x, mb.b.mask, mb.b.B, mb.b.L, mb.b.F, mg, opt_.masking);
+    if (!mb.masked.empty()) mb.labels = batch_labels(mb.b, mb.masked, feat_);
+    mb.position = position;
+    return mb;
+  }
+
+  /// Forward + loss + backward of one (micro-)batch; the loss gradients are multiplied by
+  /// `scale` (= its masked genes / the global batch's masked genes). Gradients are assigned.
+  masked_gene_metrics forward_backward(micro_batch& mb, std::int64_t k, double scale) {
+    const host_batch<T>& b = mb.b;
+    x_.from_host({b.B, b.L, b.F}, b.x);
+    mask_.from_host({b.B, b.L}, b.mask);
+    run_context ctx;
+    ctx.training = true;
+    ctx.step = std::uint64_t(k);
+    if (dp_.rank_invariant_dropout)
+      ctx.seed = splitmix64(opt_.seed ^ splitmix64(0xD0D0000000000000ull + mb.position));
+    else
+      ctx.seed = comm_.rank() == 0 ? opt_.seed : opt_.seed ^ splitmix64(0xA11C0000ull + std::uint64_t(comm_.rank()));
+    auto out = model_.forward(ctx, x_, mask_);
+    const index_t K = C.hypotheses, D = C.label_dim();
+    const masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
+                                                      mb.masked, mb.labels, &g_hyp_, &g_log_, opt_.loss);
+    if (scale != 1.0) {
+      for (auto& v : g_hyp_) v = T(double(v) * scale);
+      for (auto& v : g_log_) v = T(double(v) * scale);
+    }
+    d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
+    d_log_.from_host({b.B, b.L, K}, g_log_);
+    model_.backward(d_hyp_, d_log_);
+    return m;
+  }
+
+  template <class U>
+  static std::uint64_t hash_tensor(const tensor<U, Backend>& t) {
+    if constexpr (Backend::host_memory) return hash_bytes(t.data(), std::size_t(t.numel()) * sizeof(U));
+    else {
+      const auto h = t.to_host();
+      return hash_bytes(h.data(), h.size() * sizeof(U));
+    }
+  }
+  std::uint64_t features_hash() const {
+    std::uint64_t h = hash_bytes(feat_.normalized.data(), feat_.normalized.size() * sizeof(float));
+    return hash_combine(h, hash_bytes(feat_.pca.data(), feat_.pca.size() * sizeof(double)));
+  }
+  std::string param_name(std::size_t flat) const {
+    for (const auto& e : model_.parameters().entries())
+      if (index_t(flat) >= e.offset && index_t(flat) < e.offset + e.shape.numel())
+        return genlm::detail::concat(e.name, "[", index_t(flat) - e.offset, "]");
+    return genlm::detail::concat("flat element ", flat);
+  }
+  void broadcast_tensor(tensor_t& t, const std::string& what) {
+    if constexpr (Backend::host_memory) {
+      comm_.broadcast_host(t.data(), std::size_t(t.numel()), 0, what);
+    } else {
+      std::vector<T> h = t.to_host();
+      comm_.broadcast_host(h.data(), h.size(), 0, what);
+      t.from_host(t.shape(), h);
+    }
+  }
+  /// Copies rank 0's parameters and AdamW state to every rank.
+  void resync_from_rank0(const std::string& tag) {
+    broadcast_tensor(model_.parameters().values(), "drift repair: parameters" + tag);
+    std::string bytes;
+    if (comm_.rank() == 0) {
+      std::map<std::string, io::array> st;
+      adam_.save_to(st, "optimizer.");
+      const auto img = io::serialize_safetensors(st);
+      bytes.assign(reinterpret_cast<const char*>(img.data()), img.size());
+    }
+    comm_.broadcast_bytes(bytes, 0, "drift repair: optimizer state" + tag);
+    if (comm_.rank() != 0)
+      adam_.load_from(io::read_safetensors_from_memory(
+                          std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), "rank 0 optimizer state"),
+                      "optimizer.");
+  }
+  static void pack(const metrics_sum& s, double* o) {
+    o[0] = s.total.loss, o[1] = s.total.mse, o[2] = s.total.ce, o[3] = s.total.cosine;
+    o[4] = s.total.mse_most_likely, o[5] = double(s.total.masked), o[6] = double(s.total.correct), o[7] = double(s.batches);
+  }
+  static void unpack(const double* o, metrics_sum& s) {
+    s.total.loss = o[0], s.total.mse = o[1], s.total.ce = o[2], s.total.cosine = o[3];
+    s.total.mse_most_likely = o[4], s.total.masked = index_t(o[5]), s.total.correct = index_t(o[6]);
+    s.batches = index_t(o[7]);
+  }
+
+  Model& model_;
+  Comm& comm_;
+  const gene_features& feat_;
+  std::shared_ptr<const window_source> src_;
+  train_options opt_;
+  dp_options dp_;
+  adamw<T, Backend> adam_;
+  lr_schedule schedule_;
+  epoch_sampler sampler_;
+  std::int64_t step_ = 0;
+  dp_step_stats stats_;
+  tensor_t x_, mask_, d_hyp_, d_log_, acc_;
+  std::vector<T> g_hyp_, g_log_;
+};
+
+}  // namespace genlm::parallel

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Failure behaviour of data-parallel training (docs/DISTRIBUTED.md), driven through train_mpi.
+#   failure_tests.sh SCENARIO TRAIN_MPI WORKDIR MPIEXEC NUMPROC_FLAG [MPIEXEC_FLAGS...]
+# SCENARIO: config_mismatch | killed_rank | hung_rank
+set -u
+scenario=$1 bin=$2 dir=$3 mpiexec=$4 np=$5
+shift 5
+flags=("$@")
+mkdir -p "$dir"
+log=$dir/log.txt
+fail() { echo "FAILED ($scenario): $*"; echo "----- output -----"; cat "$log"; exit 1; }
+common=(--config tiny --simulate 60 --dropout 0 --batch 8 --log-every 1 --threads 1)
+
+case $scenario in
+config_mismatch)
+  # rank 0 runs the tiny model, rank 1 the small one: every rank must report the mismatch
+  start=$(date +%s)
+  timeout 100 "$mpiexec" "${flags[@]}" "$np" 1 "$bin" --config tiny --simulate 40 --steps 2 --timeout 30 \
+    : "$np" 1 "$bin" --config small --simulate 40 --steps 2 --timeout 30 >"$log" 2>&1
+  rc=$? elapsed=$(( $(date +%s) - start ))
+  [ $rc -ne 0 ] || fail "exit status 0"
+  [ $rc -ne 124 ] || fail "did not end within 100 s"
+  for r in 0 1; do
+    grep -q "genlm\[rank $r/2\]: error: configuration mismatch" "$log" || fail "rank $r did not report the mismatch"
+  done
+  grep -q "rank 0 has {layers=2 hidden=32" "$log" || fail "rank 0's config is not named"
+  grep -q "rank 1 has {layers=4 hidden=128" "$log" || fail "rank 1's config is not named"
+  echo "config mismatch: exit status $rc after ${elapsed} s, reported on both ranks"
+  ;;
+killed_rank|hung_rank)
+  ck=$dir/ckpt.safetensors
+  rm -f "$ck" "$ck".tmp.*
+  if [ $scenario = killed_rank ]; then mode=kill timeout=10; else mode=hang timeout=3; fi
+  start=$(date +%s)
+  timeout 100 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" "${common[@]}" --steps 40 --save-every 2 --out "$ck" \
+    --fail-rank 1 --fail-at-step 5 --fail-mode $mode --timeout $timeout >"$log" 2>&1
+  rc=$? elapsed=$(( $(date +%s) - start ))
+  [ $rc -ne 0 ] || fail "exit status 0"
+  [ $rc -ne 124 ] || fail "job did not end within 100 s"
+  [ $elapsed -le $((timeout + 30)) ] || fail "job took ${elapsed} s (bound: timeout $timeout s + 30 s)"
+  grep -q "injected failure '$mode' after step 5" "$log" || fail "the failure was not injected"
+  grep -q "genlm\[rank 0/2\]: error: " "$log" || fail "rank 0 printed no error"
+  if [ $scenario = hung_rank ]; then
+    grep -q "did not complete within $timeout s" "$log" || fail "no watchdog message"
+    grep -q "genlm\[rank 1/2\]: error: terminated by signal" "$log" || fail "rank 1 printed no error"
+  fi
+  grep -q "step 4: wrote checkpoint" "$log" || fail "the step-4 checkpoint was not written"
+  # the last checkpoint is intact and resumable (with a different number of ranks)
+  timeout 60 "$mpiexec" "${flags[@]}" "$np" 1 "$bin" "${common[@]}" --steps 6 --resume "$ck" --out "$dir/resumed.safetensors" \
+    >"$dir/resume.txt" 2>&1 || { cat "$dir/resume.txt" >>"$log"; fail "resuming from the checkpoint failed"; }
+  grep -q "resumed '$ck' at step 4 (written by 2 rank(s)) with 1 rank(s)" "$dir/resume.txt" ||
+    { cat "$dir/resume.txt" >>"$log"; fail "resume did not start at step 4"; }
+  echo "$scenario: exit status $rc after ${elapsed} s; checkpoint of step 4 intact and resumed"
+  grep "genlm\[rank" "$log"
+  ;;
+*) echo "unknown scenario $scenario"; exit 2 ;;
+esac
+exit 0

@@ -1,0 +1,131 @@
+// comm::nccl's logic without a GPU: compiled against the host-only stand-ins in fake_cuda/
+// (cuda_runtime_api.h, nccl.h: "device" memory is host memory, communicators from
+// ncclCommInitAll are threads that meet in each collective). This checks how comm::nccl stages
+// buffers, buckets the gradients, gathers strings and broadcasts state - the single-process
+// multi-GPU mode of examples/train_nccl.cpp with one thread per "GPU". Real NCCL/CUDA behaviour
+// (streams, timeouts, ncclCommInitRank) is only exercised by the nccl_train_example test on a GPU.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <genlm/data/simulate.hpp>
+#include <genlm/parallel/data_parallel.hpp>
+#include <genlm/parallel/nccl.hpp>
+#include <genlm/train/trainer.hpp>
+
+using namespace genlm;
+
+namespace {
+using M64 = GLM<configs::tiny, cpu, double>;
+
+struct fixture {
+  simulated_data sim;
+  feature_pipeline pipe;
+  gene_features feat;
+  std::vector<gene_window> train;
+  fixture() {
+    simulation_options so;
+    so.dim = configs::tiny.plm_dim;
+    so.contigs = 60;
+    so.seed = 5;
+    sim = simulate_contigs(so);
+    pipe.fit(sim.proteins, configs::tiny.pca_components);
+    feat = pipe.features(sim.proteins);
+    std::vector<contig_window> ws;
+    for (const auto& c : sim.contigs) {
+      auto w = windows(c, 30, 0);
+      ws.insert(ws.end(), w.begin(), w.end());
+    }
+    train = resolve_windows(ws, sim.proteins, "simulated");
+  }
+};
+
+/// Runs f(rank, comm) on one thread per fake GPU; rethrows the first exception.
+template <class F>
+std::vector<std::string> on_gpus(int n, F&& f) {
+  std::vector<int> devices;
+  for (int i = 0; i < n; ++i) devices.push_back(i);
+  auto comms = comm::nccl::init_all(devices);
+  std::vector<std::string> errors(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int g = 0; g < n; ++g)
+    threads.emplace_back([&, g] {
+      try {
+        comm::nccl nc(comms[std::size_t(g)], g, 30.0);
+        f(g, nc);
+      } catch (const std::exception& e) {
+        errors[std::size_t(g)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double d = 0, s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i])), s = std::max(s, std::abs(b[i]));
+  return d / s;
+}
+}  // namespace
+
+TEST_CASE("comm::nccl (fake devices): data-parallel training equals one process", "[parallel][nccl]") {
+  fixture d;
+  model_options mo;
+  mo.hidden_dropout = mo.attention_dropout = 0.0;
+  mo.init_seed = 2;
+  train_options to;
+  to.batch_size = 7;  // uneven shares over 3 ranks
+  to.lr = 3e-3;
+  to.seed = 4;
+  M64 ref(mo);
+  trainer<M64> tr(ref, d.feat, d.train, to);
+  for (int s = 0; s < 5; ++s) tr.step();
+  const auto want = ref.parameters().values().to_host();
+
+  std::vector<double> rel(3, 1.0);
+  std::vector<int> identical(3, 0), repaired(3, 0);
+  std::vector<std::string> strings(3);
+  const auto errors = on_gpus(3, [&](int g, comm::nccl& nc) {
+    model_options m = mo;
+    m.init_seed = g == 0 ? 2 : 50 + std::uint64_t(g);  // rank 0's parameters are broadcast
+    M64 model(m);
+    parallel::dp_options dpo;
+    dpo.bucket_bytes = 5000;
+    dpo.drift_check_every = 2;
+    parallel::data_parallel_trainer<M64, comm::nccl> t(model, nc, d.feat, d.train, to, dpo);
+    for (int s = 0; s < 5; ++s) t.step();
+    rel[std::size_t(g)] = rel_diff(model.parameters().values().to_host(), want);
+    identical[std::size_t(g)] = t.check_drift().identical;
+    if (g == 2) model.parameters().values().data()[7] *= 1.0 + 1e-10;
+    const bool fixed = t.check_drift().resynchronised;  // collective: every rank calls both
+    const bool same = t.check_drift().identical;
+    repaired[std::size_t(g)] = fixed && same;
+    const auto all = nc.allgather(std::string(std::size_t(g) * 3, char('a' + g)), "strings");
+    strings[std::size_t(g)] = all[0] + "|" + all[1] + "|" + all[2];
+  });
+  for (int g = 0; g < 3; ++g) {
+    INFO("rank " << g << ": " << errors[std::size_t(g)]);
+    CHECK(errors[std::size_t(g)].empty());
+    CHECK(rel[std::size_t(g)] <= 1e-6);
+    CHECK(identical[std::size_t(g)]);
+    CHECK(repaired[std::size_t(g)]);
+    CHECK(strings[std::size_t(g)] == "|bbb|cccccc");
+  }
+  WARN("fake-NCCL data parallel (3 ranks, float64, 5 steps) vs one process: max relative difference "
+       << *std::max_element(rel.begin(), rel.end()));
+}
+
+TEST_CASE("comm::nccl (fake devices): mismatched settings fail on every rank", "[parallel][nccl]") {
+  fixture d;
+  const auto errors = on_gpus(2, [&](int g, comm::nccl& nc) {
+    M64 model;
+    train_options to;
+    to.batch_size = g == 0 ? 8 : 16;
+    parallel::data_parallel_trainer<M64, comm::nccl> t(model, nc, d.feat, d.train, to);
+  });
+  for (const auto& e : errors) CHECK_THAT(e, Catch::Contains("batch=8") && Catch::Contains("batch=16"));
+}
