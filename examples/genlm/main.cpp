@@ -17,9 +17,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <genlm/analysis/operons.hpp>
+#include <genlm/analysis/paralogs.hpp>
+#include <genlm/analysis/plot.hpp>
+#include <genlm/analysis/probe.hpp>
 #include <genlm/data/contig_table.hpp>
 #include <genlm/data/dataset.hpp>
 #include <genlm/data/gff.hpp>
+#include <genlm/data/simulate.hpp>
 #include <genlm/io/npy.hpp>
 #include <genlm/io/safetensors.hpp>
 #include <genlm/model/inference.hpp>
@@ -53,6 +58,9 @@ struct gene_info {
   int strand = 1;
   std::string product;
   std::string ec;
+  std::int64_t start = 0, end = 0;  // 1-based coordinates (genome input)
+  std::string name;                 // gene symbol when known
+  std::vector<std::string> ec_numbers;
 };
 
 struct loaded_input {
@@ -108,13 +116,25 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
       genome.insert(genome.end(), cs.begin(), cs.end());
       in.where += (in.where.empty() ? "" : ", ") + g;
     }
+    // Gene ids must name one protein each. Real annotations sometimes reuse an id (e.g. two CDS
+    // with one locus_tag); later occurrences with a different protein are renamed "<id>#2", ...
+    std::map<std::string, std::pair<std::string, int>> first_protein;  // id -> (protein, count)
+    for (auto& c : genome)
+      for (auto& g : c.genes) {
+        auto [it, fresh] = first_protein.emplace(g.id, std::make_pair(g.protein, 1));
+        if (fresh || it->second.first == g.protein) continue;
+        const std::string renamed = g.id + "#" + std::to_string(++it->second.second);
+        std::fprintf(stderr, "genlm: warning: gene id '%s' on contig '%s' names another protein than its first use; "
+                     "renamed to '%s'\n", g.id.c_str(), c.id.c_str(), renamed.c_str());
+        g.id = renamed;
+      }
     for (const auto& c : genome) {
       if (c.genes.empty()) continue;
       entries.push_back(to_entry(c));
       for (const auto& g : c.genes) {
         std::string ec;
         for (const auto& e : g.ec_numbers) ec += (ec.empty() ? "" : ",") + e;
-        in.info[g.id] = {c.id, g.strand, g.product, ec};
+        in.info[g.id] = {c.id, g.strand, g.product, ec, g.start, g.end, g.name, g.ec_numbers};
       }
     }
     if (o.embeddings.empty()) {
@@ -178,9 +198,11 @@ struct train_cli {
 void print_metrics(const masked_gene_metrics& m, const masked_gene_metrics& b, std::size_t windows) {
   std::printf("masked-gene prediction on %zu held-out windows (%lld masked genes in all rounds):\n", windows,
               (long long)m.masked);
-  std::printf("  %-26s %9s %8s %17s\n", "", "accuracy", "cosine", "MSE(most likely)");
-  std::printf("  %-26s %8.1f%% %8.3f %17.3f\n", "gLM (this model)", 100 * m.accuracy(), m.cosine, m.mse_most_likely);
-  std::printf("  %-26s %8.1f%% %8.3f %17.3f\n", "context-free baseline", 100 * b.accuracy(), b.cosine, b.mse_most_likely);
+  std::printf("  %-26s %9s %8s %17s %16s\n", "", "accuracy", "cosine", "MSE(most likely)", "strand correct");
+  std::printf("  %-26s %8.1f%% %8.3f %17.3f %15.1f%%\n", "gLM (this model)", 100 * m.accuracy(), m.cosine,
+              m.mse_most_likely, 100 * m.strand_accuracy());
+  std::printf("  %-26s %8.1f%% %8.3f %17.3f %15.1f%%\n", "context-free baseline", 100 * b.accuracy(), b.cosine,
+              b.mse_most_likely, 100 * b.strand_accuracy());
   std::fflush(stdout);
 }
 
@@ -348,9 +370,8 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
       if (layer == 0) {
         buf.clear();
         nlohmann::json ids = nlohmann::json::array();
-        for (const auto& cw : in.windows)
-          if (cw.entry.contig_id == w.id)
-            for (const auto& g : cw.entry.genes) ids.push_back(g.first);
+        const contig_window& cw = in.windows[std::size_t(&w - gws.data())];  // gws mirrors in.windows
+        for (const auto& g : cw.entry.genes) ids.push_back(g.first);
         att_meta["genes." + w.id] = ids.dump();
       }
       buf.insert(buf.end(), p.begin(), p.end());
@@ -370,7 +391,6 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
   const fs::path out(out_path);
   if (out.extension() == ".safetensors") {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& w : in.windows) (void)w;
     std::map<std::string, std::vector<std::string>> by_contig;
     for (const auto& w : in.windows) {
       auto& v = by_contig[w.source_id];
@@ -479,6 +499,589 @@ int run_predict(const input_options& io, const std::string& model_path, const st
   return 0;
 }
 
+// ------------------------------------------------------------------------------------------ analyses
+// Downstream analyses of the paper (docs/ANALYSES.md): operons from attention, an EC probe on
+// contextualised embeddings, paralog matching.
+
+/// A short label for a gene in pictures: its symbol when known, else its id.
+std::string gene_label(const loaded_input& in, const std::string& id) {
+  auto it = in.info.find(id);
+  return it != in.info.end() && !it->second.name.empty() ? it->second.name : id;
+}
+
+/// Loads a checkpoint into a model of preset C (with its feature pipeline).
+template <class Model>
+void load_model(const std::string& path, Model& model, feature_pipeline& pipe) {
+  const auto info = load_checkpoint(path, model, pipe);
+  auto f = info.metadata.find("genlm.features");
+  std::fprintf(stderr, "model: %s (step %lld%s)\n", Model::config.str().c_str(), (long long)info.step,
+               f != info.metadata.end() && f->second == "builtin" ? ", built-in protein features" : "");
+}
+
+struct operons_cli {
+  std::string model, out = "operon_predictions.tsv", labels, svg, heatmap_window;
+  long long max_gap = 50;
+  int layer = 0, head = 0;
+  int folds = 5, block = 30;
+};
+
+template <model_config C>
+int run_operons(const input_options& io, const operons_cli& o) {
+  using Model = GLM<C, cpu>;
+  set_threads(io.threads);
+  Model model;
+  feature_pipeline pipe;
+  load_model(o.model, model, pipe);
+  check<value_error>(io.overlap >= 1, "--overlap ", io.overlap,
+                     ": operons need windows overlapping by >= 1 gene, so that every adjacent pair lies in a window");
+  loaded_input in = load_input(io, C.plm_dim, C.max_positions);
+  print_input(in);
+  check<value_error>(!o.labels.empty() || !in.info.empty(),
+                     "no operon labels: give --labels pairs.tsv, or a genome (--genome) whose gene coordinates give the "
+                     "distance proxy");
+  const gene_features feat = pipe.features(in.emb);
+  const auto gws = resolve_windows(in.windows, in.emb, in.where);
+  progress_bar bar("attention", (long long)gws.size());
+  std::size_t done = 0;
+  const auto f = analysis::attention_pair_features(model, feat, gws, io.batch, [&](std::size_t n) {
+    done += n;
+    bar.update((long long)done, (long long)(n * std::size_t(io.window)));
+  });
+  const auto& ids = in.emb.ids();
+  const std::size_t n = f.pairs.size();
+  std::vector<int> labels(n, -1);
+  std::vector<std::string> gap(n, "NA");
+  for (std::size_t i = 0; i < n; ++i) {
+    auto a = in.info.find(ids[std::size_t(f.pairs[i].protein_a)]), b = in.info.find(ids[std::size_t(f.pairs[i].protein_b)]);
+    if (a != in.info.end() && b != in.info.end() && a->second.contig == b->second.contig && a->second.end > 0)
+      gap[i] = std::to_string(b->second.start - a->second.end - 1);
+  }
+  std::string label_source;
+  if (!o.labels.empty()) {
+    const auto table = analysis::read_pair_labels(o.labels);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto it = table.find({ids[std::size_t(f.pairs[i].protein_a)], ids[std::size_t(f.pairs[i].protein_b)]});
+      if (it != table.end()) labels[i] = it->second;
+    }
+    check<value_error>(std::count(labels.begin(), labels.end(), -1) < std::ptrdiff_t(n), "--labels '", o.labels,
+                       "': none of its pairs are adjacent genes of ", in.where);
+    label_source = "labels from " + o.labels;
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      if (gap[i] != "NA")
+        labels[i] = f.pairs[i].strand_a == f.pairs[i].strand_b && std::stoll(gap[i]) < o.max_gap ? 1 : 0;
+    label_source = "proxy labels: operon pair = same strand and intergenic distance < " + std::to_string(o.max_gap) +
+                   " bp (a stand-in for an operon database; distance is not a gLM input)";
+  }
+  analysis::operon_options oo;
+  oo.folds = o.folds;
+  oo.block = std::size_t(o.block);
+  const auto ev = analysis::evaluate_operons(f, labels, oo);
+  std::vector<bool> held;
+  const auto prob = ev.all_probabilities(f, &held);
+
+  std::ofstream out(o.out);
+  check(bool(out), "cannot write '", o.out, "'");
+  out << "contig\tposition\tgene_a\tgene_b\tstrand_a\tstrand_b\tintergenic_bp\tlabel\tprobability\theld_out\tproduct_a"
+         "\tproduct_b\n";
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& p = f.pairs[i];
+    const std::string& a = ids[std::size_t(p.protein_a)];
+    const std::string& b = ids[std::size_t(p.protein_b)];
+    auto ia = in.info.find(a), ib = in.info.find(b);
+    char pr[32];
+    std::snprintf(pr, sizeof pr, "%.4f", prob[i]);
+    out << p.contig << '\t' << p.index + 1 << '\t' << a << '\t' << b << '\t' << (p.strand_a > 0 ? '+' : '-') << '\t'
+        << (p.strand_b > 0 ? '+' : '-') << '\t' << gap[i] << '\t' << (labels[i] < 0 ? "NA" : std::to_string(labels[i]))
+        << '\t' << pr << '\t' << (held[i] ? "yes" : "no") << '\t' << (ia != in.info.end() ? ia->second.product : "")
+        << '\t' << (ib != in.info.end() ? ib->second.product : "") << '\n';
+  }
+  check(bool(out), "error writing '", o.out, "'");
+
+  std::size_t best = 0;
+  for (std::size_t j = 0; j < ev.feature_auc.size(); ++j)
+    if (std::abs(ev.feature_auc[j] - 0.5) > std::abs(ev.feature_auc[best] - 0.5)) best = j;
+  std::string cs;
+  for (double c : ev.chosen_C) cs += (cs.empty() ? "" : ", ") + detail::concat(c);
+  std::printf("operon prediction from attention: %lld layers x %lld heads x 2 directions = %lld features per adjacent "
+              "gene pair\n",
+              (long long)f.layers, (long long)f.heads, (long long)f.x.cols);
+  std::printf("%zu adjacent pairs; %s\n", n, label_source.c_str());
+  std::printf("labelled: %lld operon pairs, %lld non-operon pairs, %zu unlabelled\n", (long long)ev.positives,
+              (long long)ev.negatives, n - ev.rows.size());
+  std::printf("held-out predictions (%d-fold CV over genome blocks of %d genes; C per fold by inner CV: %s):\n", o.folds,
+              o.block, cs.c_str());
+  std::printf("  %-34s %8s %9s %10s %7s %6s\n", "", "ROC AUC", "avg prec", "precision", "recall", "F1");
+  std::printf("  %-34s %8.3f %9.3f %10.3f %7.3f %6.3f\n", "gLM attention (logistic regression)", ev.auc,
+              ev.average_precision, ev.at_half.precision, ev.at_half.recall, ev.at_half.f1);
+  std::printf("  %-34s %8.3f %9.3f %10.3f %7.3f %6.3f\n", "baseline: same strand = operon", ev.strand_auc,
+              ev.strand_average_precision, ev.strand_report.precision, ev.strand_report.recall, ev.strand_report.f1);
+  if (std::isfinite(ev.same_strand_auc))
+    std::printf("  among the %lld same-strand pairs (where strand tells nothing): gLM attention ROC AUC %.3f\n",
+                (long long)ev.same_strand_pairs, ev.same_strand_auc);
+  std::printf("  best single feature: %s, ROC AUC %.3f\n", f.column_name(index_t(best)).c_str(), ev.feature_auc[best]);
+  std::fflush(stdout);
+  std::fprintf(stderr, "wrote %zu pair predictions to %s\n", n, o.out.c_str());
+
+  if (!o.svg.empty()) {
+    std::size_t w = 0;
+    if (!o.heatmap_window.empty()) {
+      bool found = false;
+      for (std::size_t i = 0; i < in.windows.size() && !found; ++i) {
+        if (in.windows[i].entry.contig_id == o.heatmap_window) found = true, w = i;
+        for (const auto& g : in.windows[i].entry.genes)
+          if (!found && (g.first == o.heatmap_window || gene_label(in, g.first) == o.heatmap_window)) found = true, w = i;
+      }
+      check<lookup_error>(found, "--heatmap-window '", o.heatmap_window, "' is neither a window id nor a gene of ",
+                          in.where);
+    }
+    const index_t H = C.heads;
+    index_t layer = o.layer, head = o.head;
+    check<value_error>(layer >= 0 && layer <= C.num_layers && head >= 0 && head <= H, "--layer ", layer, " / --head ",
+                       head, ": the model has ", C.num_layers, " layers and ", H, " heads (1-based; 0 = automatic)");
+    std::string why;
+    if (layer == 0) {
+      const index_t k = index_t(best) % (index_t(C.num_layers) * H);
+      layer = k / H + 1;
+      head = k % H + 1;
+      why = detail::concat("the head whose attention alone predicts operons best (ROC AUC ",
+                           std::round(ev.feature_auc[best] * 1000) / 1000, ")");
+    }
+    const auto att = analysis::window_attention(model, feat, gws[w]);
+    const index_t L = index_t(gws[w].genes.size());
+    std::vector<double> m(std::size_t(L * L), 0.0);
+    for (index_t hh = 0; hh < H; ++hh) {
+      if (head > 0 && hh != head - 1) continue;
+      for (index_t i = 0; i < L * L; ++i)
+        m[std::size_t(i)] += att[std::size_t(((layer - 1) * H + hh) * L * L + i)] / (head > 0 ? 1.0 : double(H));
+    }
+    std::vector<std::string> lab;
+    for (const auto& g : in.windows[w].entry.genes) lab.push_back(gene_label(in, g.first) + (g.second > 0 ? " +" : " -"));
+    analysis::heatmap_options ho;
+    ho.title = detail::concat(in.windows[w].entry.contig_id, ": attention of layer ", layer,
+                              head > 0 ? detail::concat(", head ", head) : std::string(", mean over heads"));
+    ho.subtitle = why;
+    for (index_t l = 0; l + 1 < L; ++l) {
+      const index_t r = f.find(gws[w].source_id, gws[w].offset + std::size_t(l));
+      if (r >= 0 && labels[std::size_t(r)] == 1) ho.outlined.push_back({l, l + 1}), ho.outlined.push_back({l + 1, l});
+    }
+    ho.outline_label = o.labels.empty() ? "operon pair (proxy label)" : "operon pair (label)";
+    analysis::write_text_file(o.svg, [&](std::ostream& s) { analysis::write_heatmap_svg(s, m, L, L, lab, lab, ho); });
+    std::fprintf(stderr, "wrote attention heatmap of window %s to %s\n", in.windows[w].entry.contig_id.c_str(),
+                 o.svg.c_str());
+  }
+  return 0;
+}
+
+struct probe_cli {
+  std::string model, out = "probe_report.tsv", svg, predictions, classes;
+  int level = 1, min_class = 10, folds = 5;
+};
+
+inline const char* ec_level1_name(const std::string& c) {
+  static const char* names[] = {"oxidoreductases", "transferases", "hydrolases", "lyases",
+                                "isomerases",      "ligases",      "translocases"};
+  if (c.size() == 1 && c[0] >= '1' && c[0] <= '7') return names[c[0] - '1'];
+  return "";
+}
+
+template <model_config C>
+int run_probe(const input_options& io, const probe_cli& o) {
+  using Model = GLM<C, cpu>;
+  set_threads(io.threads);
+  Model model;
+  feature_pipeline pipe;
+  load_model(o.model, model, pipe);
+  loaded_input in = load_input(io, C.plm_dim, C.max_positions);
+  print_input(in);
+  check<value_error>(!in.info.empty() || !o.classes.empty(),
+                     "the probe needs classes: an annotated genome (--genome) with EC numbers, or --classes FILE");
+  std::map<std::string, std::string> given;  // --classes: gene -> class
+  if (!o.classes.empty()) {
+    auto cin = data_detail::open_input(o.classes);
+    data_detail::line_reader lines(cin, o.classes);
+    std::string line;
+    while (lines.next(line)) {
+      const auto l = data_detail::trim(line);
+      if (l.empty() || l.front() == '#') continue;
+      const auto fs = data_detail::split(l, '\t');
+      if (fs.size() != 2)
+        data_detail::fail_format(o.classes, lines.line(), "class line", l, "2 tab-separated columns: gene, class");
+      const std::string g(data_detail::trim(fs[0])), c(data_detail::trim(fs[1]));
+      if (given.empty() && g == "gene") continue;  // header
+      if (!given.emplace(g, c).second)
+        data_detail::fail_format(o.classes, lines.line(), "gene", g, "each gene once");
+    }
+    check<format_error>(!given.empty(), o.classes, ": no gene classes");
+  }
+  const gene_features feat = pipe.features(in.emb);
+  const auto gws = resolve_windows(in.windows, in.emb, in.where);
+  progress_bar bar("embed", (long long)gws.size());
+  std::size_t done = 0;
+  const auto embs = embed_windows(model, feat, gws, io.batch, {}, [&](std::size_t k) {
+    done += k;
+    bar.update((long long)done, (long long)(k * std::size_t(io.window)));
+  });
+  // genes of each contig and the genome block (group) of each gene: windows that share genes are
+  // one block, so no window is shared between training and test genes
+  std::map<std::string, std::vector<std::string>> genes;
+  std::map<std::string, std::vector<index_t>> block_of;
+  std::map<std::string, std::vector<std::size_t>> by_contig;
+  for (std::size_t i = 0; i < in.windows.size(); ++i) by_contig[in.windows[i].source_id].push_back(i);
+  index_t next_block = 0;
+  for (auto& [id, ws] : by_contig) {
+    std::sort(ws.begin(), ws.end(), [&](std::size_t a, std::size_t b) { return in.windows[a].offset < in.windows[b].offset; });
+    auto& g = genes[id];
+    auto& bl = block_of[id];
+    g.resize(in.windows[ws.front()].source_size);
+    bl.assign(g.size(), -1);
+    std::size_t reach = 0;
+    for (std::size_t k = 0; k < ws.size(); ++k) {
+      const auto& w = in.windows[ws[k]];
+      if (k == 0 || w.offset >= reach) ++next_block;
+      for (std::size_t l = 0; l < w.entry.genes.size(); ++l) {
+        g[w.offset + l] = w.entry.genes[l].first;
+        bl[w.offset + l] = next_block;
+      }
+      reach = std::max(reach, w.offset + w.entry.genes.size());
+    }
+  }
+  std::vector<std::string> raw, row_gene;
+  std::vector<index_t> groups;
+  std::vector<double> vc, vi;
+  index_t ambiguous = 0, no_ec = 0;
+  for (const auto& e : embs) {
+    const auto& g = genes[e.contig];
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      std::string cls;
+      auto it = in.info.find(g[i]);
+      bool clash = false;
+      if (!given.empty()) {
+        auto gc = given.find(g[i]);
+        if (gc != given.end()) cls = gc->second;
+      } else if (it != in.info.end())
+        for (const auto& ec : it->second.ec_numbers) {
+          const std::string c = analysis::ec_class(ec, o.level);
+          if (c.empty()) continue;
+          if (!cls.empty() && c != cls) clash = true;
+          cls = c;
+        }
+      if (clash) ++ambiguous, cls.clear();
+      if (given.empty() ? it == in.info.end() || it->second.ec_numbers.empty() : cls.empty()) ++no_ec;
+      raw.push_back(cls);
+      row_gene.push_back(g[i]);
+      groups.push_back(block_of[e.contig][i]);
+      vc.insert(vc.end(), e.values.begin() + std::ptrdiff_t(i * std::size_t(e.dim)),
+                e.values.begin() + std::ptrdiff_t((i + 1) * std::size_t(e.dim)));
+      const index_t p = in.emb.find(g[i], in.where);
+      const float* x = &feat.normalized[std::size_t(p * feat.plm_dim)];
+      vi.insert(vi.end(), x, x + feat.plm_dim);
+    }
+  }
+  const index_t N = index_t(raw.size());
+  const auto cl = analysis::encode_classes(raw, o.min_class);
+  const bool ec = given.empty();
+  const std::string what = ec ? detail::concat("EC class(es) at level ", o.level) : "class(es) of " + o.classes;
+  check<value_error>(cl.names.size() >= 2, in.where, ": ", cl.names.size(), " ", what, " with >= ", o.min_class,
+                     " genes; the probe needs at least 2 (lower --min-class", ec ? " or --level)" : ")");
+  const analysis::dmatrix Xc(N, C.hidden, std::move(vc)), Xi(N, feat.plm_dim, std::move(vi));
+  analysis::probe_options po;
+  po.folds = o.folds;
+  std::fprintf(stderr, "probing %lld genes with a class (%zu classes) ...\n",
+               (long long)std::count_if(cl.y.begin(), cl.y.end(), [](int v) { return v >= 0; }), cl.names.size());
+  const auto rc = analysis::linear_probe(Xc, cl.y, index_t(cl.names.size()), groups, po);
+  const auto ri = analysis::linear_probe(Xi, cl.y, index_t(cl.names.size()), groups, po);
+
+  std::ofstream out(o.out);
+  check(bool(out), "cannot write '", o.out, "'");
+  out << "representation\tclass\tdescription\tsupport\tpredicted\tprecision\trecall\tf1\n";
+  auto report = [&](const char* name, const analysis::probe_result& r) {
+    for (std::size_t k = 0; k < cl.names.size(); ++k) {
+      const auto& m = r.report.per_class[k];
+      out << name << '\t' << (ec ? "EC " : "") << cl.names[k] << '\t' << (ec && o.level == 1 ? ec_level1_name(cl.names[k]) : "") << '\t'
+          << m.support << '\t' << m.predicted << '\t' << m.precision << '\t' << m.recall << '\t' << m.f1 << '\n';
+    }
+    out << name << "\taccuracy\t\t" << r.report.samples << "\t\t\t\t" << r.report.accuracy << '\n';
+    out << name << "\tmacro avg\t\t" << r.report.samples << "\t\t\t\t" << r.report.macro_f1 << '\n';
+    out << name << "\tweighted avg\t\t" << r.report.samples << "\t\t\t\t" << r.report.weighted_f1 << '\n';
+    out << name << "\tmajority class\t\t" << r.report.samples << "\t\t\t\t" << r.majority_accuracy << '\n';
+  };
+  report("gLM", rc);
+  report("input", ri);
+  check(bool(out), "error writing '", o.out, "'");
+  if (!o.predictions.empty()) {
+    std::ofstream pf(o.predictions);
+    check(bool(pf), "cannot write '", o.predictions, "'");
+    pf << "gene\tblock\tclass\tpredicted_gLM\tpredicted_input\n";
+    std::size_t k = 0;
+    for (index_t i = 0; i < N; ++i) {
+      if (cl.y[std::size_t(i)] < 0) continue;
+      pf << row_gene[std::size_t(i)] << '\t' << groups[std::size_t(i)] << '\t' << cl.names[std::size_t(rc.y_true[k])]
+         << '\t' << cl.names[std::size_t(rc.y_pred[k])] << '\t' << cl.names[std::size_t(ri.y_pred[k])] << '\n';
+      ++k;
+    }
+    check(bool(pf), "error writing '", o.predictions, "'");
+  }
+
+  std::string dropped;
+  for (const auto& d : cl.dropped) dropped += " " + d;
+  if (ec)
+    std::printf("EC probe (level %d) on %s: %lld genes with an EC class, %zu classes with >= %d genes (%lld genes have "
+                "no EC number, %lld conflicting ones%s%s)\n",
+                o.level, in.where.c_str(), (long long)rc.report.samples, cl.names.size(), o.min_class, (long long)no_ec,
+                (long long)ambiguous, dropped.empty() ? "" : "; rare classes left out:", dropped.c_str());
+  else
+    std::printf("probe of the classes in %s on %s: %lld genes with a class, %zu classes with >= %d genes (%lld genes "
+                "without one%s%s)\n",
+                o.classes.c_str(), in.where.c_str(), (long long)rc.report.samples, cl.names.size(), o.min_class,
+                (long long)no_ec, dropped.empty() ? "" : "; rare classes left out:", dropped.c_str());
+  std::printf("multinomial logistic regression, %d-fold CV over genome blocks (no window shared between training and "
+              "test genes), C by inner CV:\n",
+              o.folds);
+  std::printf("  %-42s %9s %9s %12s\n", "", "accuracy", "macro F1", "weighted F1");
+  std::printf("  %-42s %8.1f%% %9.3f %12.3f\n", "gLM contextualised embeddings", 100 * rc.report.accuracy,
+              rc.report.macro_f1, rc.report.weighted_f1);
+  std::printf("  %-42s %8.1f%% %9.3f %12.3f\n",
+              in.featurized ? "input protein features (built-in, not ESM2)" : "input protein embeddings",
+              100 * ri.report.accuracy, ri.report.macro_f1, ri.report.weighted_f1);
+  std::printf("  %-42s %8.1f%%\n", "majority class", 100 * rc.majority_accuracy);
+  std::printf("  per-class F1 (gLM / input):");
+  for (std::size_t k = 0; k < cl.names.size(); ++k)
+    std::printf(" %s%s %.2f/%.2f", ec ? "EC " : "", cl.names[k].c_str(), rc.report.per_class[k].f1,
+                ri.report.per_class[k].f1);
+  std::printf("\n");
+  std::fflush(stdout);
+  std::fprintf(stderr, "wrote probe report to %s\n", o.out.c_str());
+
+  if (!o.svg.empty()) {
+    std::vector<std::string> names;
+    for (const auto& c : cl.names) {
+      const std::string d = ec && o.level == 1 ? ec_level1_name(c) : "";
+      names.push_back((ec ? "EC " : "class ") + c + (d.empty() ? "" : " " + d));
+    }
+    analysis::scatter_panel a{in.featurized ? "input protein features (built-in)" : "input protein embeddings",
+                              analysis::pca_2d(Xi), cl.y};
+    analysis::scatter_panel b{"gLM contextualised embeddings", analysis::pca_2d(Xc), cl.y};
+    analysis::write_text_file(o.svg, [&](std::ostream& s) {
+      analysis::write_scatter_svg(s, {a, b}, names,
+                                  detail::concat("Genes of ", in.where, ec ? " by EC class" : " by class",
+                                                 " (PCA of each representation)"),
+                                  ec ? "no EC class / rare class" : "no class / rare class");
+    });
+    std::fprintf(stderr, "wrote embedding map to %s\n", o.svg.c_str());
+  }
+  return 0;
+}
+
+struct paralogs_cli {
+  std::string model, pairs, out = "paralog_matches.tsv";
+  bool any_hypothesis = false;
+};
+
+template <model_config C>
+int run_paralogs(const input_options& io, const paralogs_cli& o) {
+  using Model = GLM<C, cpu>;
+  set_threads(io.threads);
+  Model model;
+  feature_pipeline pipe;
+  load_model(o.model, model, pipe);
+  input_options io2 = io;
+  if (io2.overlap == 0) io2.overlap = io2.window / 2;  // context on both sides of every gene
+  loaded_input in = load_input(io2, C.plm_dim, C.max_positions);
+  print_input(in);
+  // pairs file: query<TAB>partner
+  std::vector<std::pair<std::string, std::string>> pairs;
+  std::vector<std::string> group;  // optional third column: candidates are groups (e.g. paralog families)
+  {
+    auto pin = data_detail::open_input(o.pairs);
+    data_detail::line_reader lines(pin, o.pairs);
+    std::string line;
+    std::map<std::string, std::size_t> seen;
+    while (lines.next(line)) {
+      const auto l = data_detail::trim(line);
+      if (l.empty() || l.front() == '#') continue;
+      const auto fs = data_detail::split(l, '\t');
+      if (fs.size() != 2 && fs.size() != 3)
+        data_detail::fail_format(o.pairs, lines.line(), "pair line", l,
+                                 "2 or 3 tab-separated columns: masked gene, its interacting partner[, group]");
+      if (!pairs.empty() && (fs.size() == 3) != !group.empty())
+        data_detail::fail_format(o.pairs, lines.line(), "pair line", l, "as many columns as the first line");
+      const std::string q(data_detail::trim(fs[0])), p(data_detail::trim(fs[1]));
+      if (pairs.empty() && seen.empty() && (q == "query" || q == "masked_gene")) continue;  // header
+      if (fs.size() == 3) group.emplace_back(data_detail::trim(fs[2]));
+      if (!seen.emplace(q, lines.line()).second)
+        data_detail::fail_format(o.pairs, lines.line(), "masked gene", q, "each masked gene once");
+      pairs.emplace_back(q, p);
+    }
+  }
+  check<value_error>(pairs.size() >= 2, o.pairs, ": ", pairs.size(), " pair(s); paralog matching needs at least 2");
+  const gene_features feat = pipe.features(in.emb);
+  const auto gws = resolve_windows(in.windows, in.emb, in.where);
+  // each query gene is masked in the window where it is most central
+  std::map<std::string, std::pair<std::size_t, std::size_t>> where;
+  std::map<std::string, long> score;
+  for (std::size_t w = 0; w < gws.size(); ++w)
+    for (std::size_t l = 0; l < gws[w].genes.size(); ++l) {
+      const std::string& id = in.windows[w].entry.genes[l].first;
+      const long s = long(std::min(l, gws[w].genes.size() - 1 - l));
+      auto it = score.find(id);
+      if (it == score.end() || s > it->second) score[id] = s, where[id] = {w, l};
+    }
+  {  // pairs whose masked gene is not in the input are left out (e.g. a truth table of a larger set)
+    std::vector<std::pair<std::string, std::string>> kept;
+    std::vector<std::string> kept_group;
+    std::string first_missing;
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      if (!where.count(pairs[i].first)) {
+        if (first_missing.empty()) first_missing = pairs[i].first;
+        continue;
+      }
+      kept.push_back(pairs[i]);
+      if (!group.empty()) kept_group.push_back(group[i]);
+    }
+    check<lookup_error>(!kept.empty(), o.pairs, ": no masked gene is a gene of ", in.where, " (e.g. '", first_missing,
+                        "')");
+    if (kept.size() < pairs.size())
+      std::fprintf(stderr, "paralogs: left out %zu of %zu pairs whose masked gene is not in the input (e.g. '%s')\n",
+                   pairs.size() - kept.size(), pairs.size(), first_missing.c_str());
+    pairs.swap(kept);
+    group.swap(kept_group);
+  }
+  check<value_error>(pairs.size() >= 2, o.pairs, ": ", pairs.size(), " pair(s) in the input; matching needs at least 2");
+  std::vector<analysis::paralog_query> q;
+  std::vector<index_t> rows;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    const auto& at = where.at(pairs[i].first);
+    q.push_back({at.first, at.second, index_t(i)});
+    rows.push_back(gws[at.first].genes[at.second].protein);
+  }
+  auto cand = analysis::candidate_labels(feat, rows);
+  std::vector<std::string> cand_name;  // name of each candidate
+  for (const auto& p : pairs) cand_name.push_back(p.first);
+  if (!group.empty()) {  // candidates = groups, each the mean label of its masked genes
+    std::map<std::string, index_t> gi;
+    for (const auto& g : group) gi.emplace(g, 0);
+    cand_name.clear();
+    for (auto& [g, i] : gi) i = index_t(cand_name.size()), cand_name.push_back(g);
+    analysis::dmatrix means(index_t(gi.size()), cand.cols);
+    std::vector<int> cnt(gi.size(), 0);
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      const index_t k = gi[group[i]];
+      q[i].candidate = k;
+      ++cnt[std::size_t(k)];
+      for (index_t j = 0; j < cand.cols; ++j) means(k, j) += cand(index_t(i), j);
+    }
+    for (index_t k = 0; k < means.rows; ++k)
+      for (index_t j = 0; j < means.cols; ++j) means(k, j) /= cnt[std::size_t(k)];
+    check<value_error>(means.rows >= 2, o.pairs, ": all masked genes are in one group; matching needs at least 2");
+    cand = std::move(means);
+  }
+  const auto r = analysis::match_paralogs(model, feat, gws, q, cand, io.batch,
+                                          o.any_hypothesis ? analysis::paralog_scoring::nearest_hypothesis
+                                                           : analysis::paralog_scoring::most_likely);
+  std::ofstream out(o.out);
+  check(bool(out), "cannot write '", o.out, "'");
+  out << "masked_gene\tpartner\t" << (group.empty() ? "" : "group\t") << "rank\tbest_match\tcandidates\n";
+  for (std::size_t i = 0; i < pairs.size(); ++i)
+    out << pairs[i].first << '\t' << pairs[i].second << '\t' << (group.empty() ? "" : group[i] + "\t") << r.rank[i]
+        << '\t' << cand_name[std::size_t(r.predicted[i])] << '\t' << r.candidates << '\n';
+  check(bool(out), "error writing '", o.out, "'");
+  std::vector<index_t> ranks = r.rank;
+  std::sort(ranks.begin(), ranks.end());
+  std::printf("paralog matching: masked each of %zu genes and ranked the %lld candidates (%s) by distance to the "
+              "%s\n",
+              pairs.size(), (long long)r.candidates,
+              group.empty() ? "the masked genes' own labels" : "the groups' mean labels",
+              o.any_hypothesis ? "nearest hypothesis" : "most likely hypothesis");
+  std::printf("  top-1 %lld of %zu (%.1f%%), chance %.1f of %zu (%.1f%%); mean rank %.2f, median rank %lld (chance %.1f)\n",
+              (long long)r.correct, pairs.size(), 100 * r.top1, double(pairs.size()) * r.chance, pairs.size(),
+              100 * r.chance, r.mean_rank, (long long)ranks[ranks.size() / 2], (double(r.candidates) + 1) / 2);
+  std::fflush(stdout);
+  std::fprintf(stderr, "wrote matches to %s\n", o.out.c_str());
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------ simulate
+struct simulate_cli {
+  std::string dir = "sim";
+  simulation_options so = [] {
+    simulation_options s;
+    s.dim = configs::tiny.plm_dim;
+    s.contigs = 500;
+    s.families = 30;
+    s.modules = 8;
+    s.noise_gene_rate = 0.15;
+    s.module_family_pool = 10;
+    s.function_classes = 4;
+    s.paralog_pairs = 6;
+    s.paralog_spread = 0.7;
+    s.paralog_rate = 0.15;
+    s.seed = 21;
+    return s;
+  }();
+};
+
+int run_simulate(const simulate_cli& o) {
+  const simulated_data s = simulate_contigs(o.so);
+  const fs::path dir(o.dir);
+  fs::create_directories(dir);
+  write_contig_table(dir / "contigs.tsv", s.contigs);
+  nlohmann::json ids = s.proteins.ids();
+  io::write_safetensors(dir / "proteins.safetensors",
+                        {{"embeddings", io::array::from<float>({s.proteins.size(), s.proteins.dim()}, s.proteins.values())}},
+                        {{"ids", ids.dump()}, {"genlm.simulation_seed", std::to_string(o.so.seed)}});
+  auto open = [&](const char* name) {
+    std::ofstream f(dir / name);
+    check(bool(f), "cannot write '", (dir / name).string(), "'");
+    return f;
+  };
+  auto op = open("operon_pairs.tsv");
+  op << "gene_a\tgene_b\tsame_operon\n";
+  long long pos = 0, neg = 0;
+  for (std::size_t c = 0; c < s.contigs.size(); ++c) {
+    const auto lab = s.operon_labels(c);
+    for (std::size_t i = 0; i < lab.size(); ++i) {
+      op << s.contigs[c].genes[i].first << '\t' << s.contigs[c].genes[i + 1].first << '\t' << lab[i] << '\n';
+      (lab[i] ? pos : neg) += 1;
+    }
+  }
+  auto fn = open("functions.tsv");
+  fn << "gene\tfunction\n";
+  long long with_function = 0;
+  for (index_t r = 0; r < s.proteins.size(); ++r)
+    if (s.function_of[std::size_t(r)] >= 0) {
+      fn << s.proteins.ids()[std::size_t(r)] << "\tF" << s.function_of[std::size_t(r)] << '\n';
+      ++with_function;
+    }
+  auto pp = open("paralog_pairs.tsv");
+  pp << "masked_gene\tpartner\tparalog\n";
+  long long pairs = 0;
+  for (const auto& e : s.contigs)
+    for (std::size_t i = 0; i < e.genes.size(); ++i) {
+      const auto r = std::size_t(s.row(e.genes[i].first));
+      if (s.paralog_role[r] != 0) continue;
+      const std::size_t j = e.genes[i].second > 0 ? i + 1 : i - 1;  // B_i, downstream in transcription order
+      pp << e.genes[i].first << '\t' << e.genes[j].first << "\tA" << s.paralog_of[r] << '\n';
+      ++pairs;
+    }
+  for (auto* f : {&op, &fn, &pp}) check(bool(*f), "error writing the simulation files in '", o.dir, "'");
+  std::printf("simulated %zu contigs, %lld genes (%lld-d protein embeddings, %lld families, %lld modules of %lld-%lld "
+              "genes, noise genes at rate %.2f) into %s/:\n",
+              s.contigs.size(), (long long)s.proteins.size(), (long long)o.so.dim, (long long)o.so.families,
+              (long long)o.so.modules, (long long)o.so.module_min, (long long)o.so.module_max, o.so.noise_gene_rate,
+              o.dir.c_str());
+  std::printf("  contigs.tsv, proteins.safetensors  the input (genlm train/embed/... -c contigs.tsv -e proteins.safetensors)\n");
+  std::printf("  operon_pairs.tsv     %lld adjacent pairs: %lld in one module occurrence (operon), %lld not\n", pos + neg,
+              pos, neg);
+  std::printf("  functions.tsv        %lld module genes with their module's function (%lld classes; modules share "
+              "families, so function depends on context)\n",
+              with_function, (long long)o.so.function_classes);
+  std::printf("  paralog_pairs.tsv    %lld interacting pairs A_i/B_i of %lld paralog families (A paralogs similar: "
+              "spread %.2f)\n",
+              pairs, (long long)o.so.paralog_pairs, o.so.paralog_spread);
+  return 0;
+}
+
 template <template <model_config> class F, class... Args>
 int dispatch_config(const std::string& cfg, Args&&... args) {
   if (cfg == "tiny" || cfg == configs::tiny.str()) return F<configs::tiny>::run(std::forward<Args>(args)...);
@@ -503,6 +1106,18 @@ struct predict_fn {
     return run_predict<C>(i, m, o, g);
   }
 };
+template <model_config C>
+struct operons_fn {
+  static int run(const input_options& i, const operons_cli& o) { return run_operons<C>(i, o); }
+};
+template <model_config C>
+struct probe_fn {
+  static int run(const input_options& i, const probe_cli& o) { return run_probe<C>(i, o); }
+};
+template <model_config C>
+struct paralogs_fn {
+  static int run(const input_options& i, const paralogs_cli& o) { return run_paralogs<C>(i, o); }
+};
 
 }  // namespace
 
@@ -518,6 +1133,8 @@ int main(int argc, char** argv) {
       "  genlm train -g data/ecoli_k12_cds.gbk --config small --steps 1000 -o ecoli.safetensors\n"
       "  genlm embed -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o ecoli_glm.npy --attention att.safetensors\n"
       "  genlm predict -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o masked_predictions.tsv\n"
+      "  genlm operons -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o operon_predictions.tsv --svg heatmap.svg\n"
+      "  genlm probe -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o probe_report.tsv --svg map.svg\n"
       "  genlm train -c contigs.tsv -e esm2.npy --ids esm2_ids.txt --config paper -o glm.safetensors\n\n"
       "Without --embeddings, genes are described by genlm's built-in sequence features, a deterministic\n"
       "stand-in for ESM2 embeddings; results are then not comparable with the paper's.");
@@ -565,11 +1182,128 @@ int main(int argc, char** argv) {
   predict->add_option("-o,--out", out_p, "Predictions table (.tsv)")->capture_default_str();
   predict->add_option("--gene", genes_p, "Only these gene ids (repeatable; default: all genes)");
 
+  // downstream analyses (docs/ANALYSES.md)
+  input_options in_operons, in_probe, in_paralogs;
+  operons_cli oc;
+  auto* operons = app.add_subcommand(
+      "operons", "Predict operons from the attention between adjacent genes and score them against labelled pairs");
+  operons->footer(
+      "\nFeatures: the attention of gene i to i+1 and of i+1 to i in every layer and head. Classifier: L2 logistic\n"
+      "regression, C chosen by inner cross-validation. Every labelled pair gets a held-out probability (k-fold over\n"
+      "genome blocks); reports ROC AUC, average precision, precision/recall/F1 next to the baseline 'same strand =\n"
+      "operon' and the AUC among same-strand pairs. See docs/ANALYSES.md.\n\n"
+      "Example:\n  genlm operons -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o operon_predictions.tsv --svg heatmap.svg");
+  add_input_options(operons, in_operons, 15);
+  operons->add_option("-m,--model", oc.model, "Checkpoint written by 'genlm train'")->required()->check(CLI::ExistingFile);
+  operons->add_option("-o,--out", oc.out, "Per-pair predictions (.tsv): genes, strands, intergenic distance, label, "
+                                          "P(operon) (held-out for labelled pairs)")->capture_default_str();
+  operons->add_option("--labels", oc.labels,
+                      "Labelled pairs (.tsv): gene_a<TAB>gene_b<TAB>1|0 (1 = same operon). Without it, labels come "
+                      "from the genome's coordinates: same strand and intergenic distance < --max-gap (a proxy)")
+      ->check(CLI::ExistingFile);
+  operons->add_option("--max-gap", oc.max_gap, "Proxy labels: largest intergenic distance (bp) of an operon pair, "
+                                               "exclusive")->capture_default_str();
+  operons->add_option("--folds", oc.folds, "Cross-validation folds")->capture_default_str()->check(CLI::Range(2, 100));
+  operons->add_option("--block", oc.block, "Genes per genome block; folds never split a block")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  operons->add_option("--svg", oc.svg, "Also draw the attention heatmap (genes x genes) of one window to this .svg file");
+  operons->add_option("--heatmap-window", oc.heatmap_window,
+                      "Window of the heatmap: a window id (e.g. 'NC_000913:1-30') or a gene it holds (id or symbol); "
+                      "default: the first window");
+  operons->add_option("--layer", oc.layer, "Heatmap layer (1-based; 0 = the layer and head whose attention predicts "
+                                           "operons best)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  operons->add_option("--head", oc.head, "Heatmap head (1-based; 0 with --layer = mean over heads)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+
+  probe_cli pc;
+  auto* probe = app.add_subcommand(
+      "probe", "Enzyme function probe: EC class from contextualised embeddings vs from the input protein features");
+  probe->footer(
+      "\nA multinomial L2 logistic regression (C by inner cross-validation) predicts each gene's EC class from gLM's\n"
+      "contextualised embedding (last hidden state) and, with the same folds, from the model's input protein\n"
+      "features. Folds run over genome blocks: genes embedded in one window (or in overlapping windows) stay together,\n"
+      "so no window is shared by training and test genes. Reports accuracy, macro/weighted F1 and per-class\n"
+      "precision/recall/F1. See docs/ANALYSES.md.\n\n"
+      "Example:\n  genlm probe -m ecoli.safetensors -g data/ecoli_k12_cds.gbk -o probe_report.tsv --svg map.svg");
+  add_input_options(probe, in_probe, 0);
+  probe->add_option("-m,--model", pc.model, "Checkpoint written by 'genlm train'")->required()->check(CLI::ExistingFile);
+  probe->add_option("-o,--out", pc.out, "Report (.tsv): per representation and EC class, support, precision, recall, "
+                                        "F1; accuracy, macro and weighted F1")->capture_default_str();
+  probe->add_option("--level", pc.level, "EC level of the classes: 1 (e.g. '2') or 2 (e.g. '2.7')")->capture_default_str()
+      ->check(CLI::Range(1, 4));
+  probe->add_option("--min-class", pc.min_class, "Leave out EC classes with fewer genes")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  probe->add_option("--folds", pc.folds, "Cross-validation folds")->capture_default_str()->check(CLI::Range(2, 100));
+  probe->add_option("--predictions", pc.predictions, "Also write each gene's held-out predicted class (.tsv)");
+  probe->add_option("--classes", pc.classes, "Probe these classes instead of EC numbers (.tsv): gene<TAB>class, e.g. "
+                                             "the functions.tsv of 'genlm simulate'")->check(CLI::ExistingFile);
+  probe->add_option("--svg", pc.svg, "Also draw embedding maps (PCA of the input features and of the gLM embeddings, "
+                                     "coloured by EC class) to this .svg file");
+
+  paralogs_cli lc;
+  auto* paralogs = app.add_subcommand(
+      "paralogs", "Paralog matching: mask one partner of interacting pairs, find it among its paralogs from context");
+  paralogs->footer(
+      "\nEach masked gene is predicted from its context (in the window where it is most central); the candidates (all\n"
+      "masked genes, or the groups of a third column) are ranked by the distance of their labels to the prediction.\n"
+      "A gene is matched when its own candidate ranks first; chance is 1 / candidates. See docs/ANALYSES.md.\n\n"
+      "Example:\n  genlm paralogs -m model.safetensors -c sim/test.tsv -e sim/proteins.safetensors "
+      "--pairs sim/paralog_pairs.tsv");
+  add_input_options(paralogs, in_paralogs, 0);
+  paralogs->add_option("-m,--model", lc.model, "Checkpoint written by 'genlm train'")->required()->check(CLI::ExistingFile);
+  paralogs->add_option("--pairs", lc.pairs,
+                       "Pairs (.tsv): masked_gene<TAB>partner_gene[<TAB>group], one per line (e.g. ModA homologs and "
+                       "their ModC partners). Candidates are all masked genes; with a group column (e.g. the paralog "
+                       "family of the masked gene) they are the groups, each the mean of its genes")
+      ->required()->check(CLI::ExistingFile);
+  paralogs->add_option("-o,--out", lc.out, "Per-pair ranks (.tsv)")->capture_default_str();
+  paralogs->add_flag("--any-hypothesis", lc.any_hypothesis,
+                     "Score candidates by their nearest hypothesis instead of the most likely one");
+
+  simulate_cli sc;
+  auto* simulate = app.add_subcommand(
+      "simulate", "Write simulated contigs with known operons, functions and paralog pairs (ground truth)");
+  simulate->footer(
+      "\nGene families (proteins = family centroid + noise), co-regulated modules in conserved order and strand,\n"
+      "function classes that depend on the module (families are shared between modules), interacting paralog pairs\n"
+      "A_i/B_i, noise genes. Writes contigs.tsv and proteins.safetensors (inputs of every command with -c/-e) and the\n"
+      "truth tables operon_pairs.tsv (--labels of operons), functions.tsv (--classes of probe) and\n"
+      "paralog_pairs.tsv (--pairs of paralogs). See docs/ANALYSES.md for a worked example.");
+  simulate->add_option("-o,--out", sc.dir, "Output directory")->capture_default_str();
+  simulate->add_option("--contigs", sc.so.contigs, "Contigs (15-30 genes each)")->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  simulate->add_option("--dim", sc.so.dim, "Protein embedding dimension (the tiny preset takes 32)")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  simulate->add_option("--families", sc.so.families, "Gene families")->capture_default_str()->check(CLI::Range(2, 1000000));
+  simulate->add_option("--modules", sc.so.modules, "Co-regulated modules (operons)")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  simulate->add_option("--module-family-pool", sc.so.module_family_pool,
+                       "Modules draw their families from the first N families (0 = all); small pools share families "
+                       "between modules")->capture_default_str()->check(CLI::NonNegativeNumber);
+  simulate->add_option("--functions", sc.so.function_classes, "Function classes (module m has class m mod N; 0 = none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  simulate->add_option("--paralogs", sc.so.paralog_pairs, "Interacting paralog pairs A_i/B_i (0 = none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  simulate->add_option("--paralog-rate", sc.so.paralog_rate, "Probability of a paralog pair at each insertion point")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.99));
+  simulate->add_option("--paralog-spread", sc.so.paralog_spread,
+                       "Scale of a paralog's offset from its family's shared centroid (centroids ~ N(0,1))")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  simulate->add_option("--noise-genes", sc.so.noise_gene_rate, "Probability of a random gene between modules")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--protein-noise", sc.so.protein_noise, "Std of a protein around its family centroid")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  simulate->add_option("--seed", sc.so.seed, "Seed")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) return dispatch_config<train_fn>(tc.config, in_train, tc);
     if (*embed) return dispatch_config<embed_fn>(checkpoint_config(model_e), in_embed, model_e, out_e, att_e);
     if (*predict) return dispatch_config<predict_fn>(checkpoint_config(model_p), in_predict, model_p, out_p, genes_p);
+    if (*operons) return dispatch_config<operons_fn>(checkpoint_config(oc.model), in_operons, oc);
+    if (*probe) return dispatch_config<probe_fn>(checkpoint_config(pc.model), in_probe, pc);
+    if (*paralogs) return dispatch_config<paralogs_fn>(checkpoint_config(lc.model), in_paralogs, lc);
+    if (*simulate) return run_simulate(sc);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "genlm: error: %s\n", e.what());
     return 1;
