@@ -15,6 +15,9 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <thread>
+#include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -26,7 +29,277 @@
 #include <cblas.h>
 #endif
 
+// Hot loops are compiled twice on x86-64 when the build does not already target AVX2: the plain
+// SSE2 version and an AVX2+FMA version chosen at run time (__builtin_cpu_supports). The loop
+// bodies are the same always-inline templates, so both versions compute the same formulas.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX2__)
+#define GENLM_CPU_DISPATCH 1
+#define GENLM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define GENLM_CPU_DISPATCH 0
+#define GENLM_TARGET_AVX2
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define GENLM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define GENLM_ALWAYS_INLINE inline
+#endif
+
 namespace genlm {
+
+namespace cpu_detail {
+
+inline bool has_avx2_fma() {
+#if GENLM_CPU_DISPATCH
+  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return v;
+#else
+  return false;
+#endif
+}
+
+/// Calls f(lo, hi) on [0, n) split into `threads` contiguous chunks (the calling thread takes the
+/// first); runs inline when threads <= 1 or n < min_per_thread * 2.
+template <class F>
+void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
+  const index_t t = std::min<index_t>(threads, min_per_thread > 0 ? n / min_per_thread : n);
+  if (t <= 1) {
+    if (n > 0) f(index_t(0), n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(std::size_t(t - 1));
+  const index_t chunk = (n + t - 1) / t;
+  for (index_t i = 1; i < t; ++i) {
+    const index_t lo = std::min(n, i * chunk), hi = std::min(n, lo + chunk);
+    if (lo < hi) pool.emplace_back([&f, lo, hi] { f(lo, hi); });
+  }
+  f(index_t(0), std::min(n, chunk));
+  for (auto& th : pool) th.join();
+}
+
+/// float exp (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial, ~1 ulp),
+/// branch-free so that loops over it vectorise. Inputs below -87.3 flush to 0.
+GENLM_ALWAYS_INLINE float fast_expf(float x) {
+  x = std::min(x, 88.3762626647949f);
+  const bool tiny = x < -87.3365447504f;
+  x = std::max(x, -87.3365447504f);
+  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  const float r2 = r * r;
+  float y = 1.9875691500E-4f;
+  y = y * r + 1.3981999507E-3f;
+  y = y * r + 8.3334519073E-3f;
+  y = y * r + 4.1665795894E-2f;
+  y = y * r + 1.6666665459E-1f;
+  y = y * r + 5.0000001201E-1f;
+  y = y * r2 + r + 1.0f;
+  const std::int32_t e = (static_cast<std::int32_t>(fx) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, sizeof scale);
+  return tiny ? 0.0f : y * scale;
+}
+
+/// float erf: Eigen's rational approximation (generic_fast_erf_float, a few ulp on [-4, 4],
+/// +-1 outside), branch-free.
+GENLM_ALWAYS_INLINE float fast_erff(float a) {
+  const float x = std::max(-4.0f, std::min(a, 4.0f));
+  const float x2 = x * x;
+  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = x2 * p + -2.10102402082508e-06f;
+  p = x2 * p + -5.69250639462346e-05f;
+  p = x2 * p + -7.34990630326855e-04f;
+  p = x2 * p + -2.95459980854025e-03f;
+  p = x2 * p + -1.60960333262415e-02f;
+  p = x * p;
+  float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = x2 * q + -1.68282697438203e-03f;
+  q = x2 * q + -7.37332916720468e-03f;
+  q = x2 * q + -1.42647390514189e-02f;
+  return p / q;
+}
+
+// ---- loop bodies (always inline; instantiated in the plain and the AVX2 wrappers)
+template <class T>
+GENLM_ALWAYS_INLINE void gelu_fwd_body(const T* x, T* y, index_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    for (index_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + fast_erff(x[i] * 0.70710678118654752440f));
+  } else {
+    constexpr double r2 = 0.70710678118654752440;
+    for (index_t i = 0; i < n; ++i) y[i] = T(0.5 * x[i] * (1.0 + std::erf(x[i] * r2)));
+  }
+}
+template <class T>
+GENLM_ALWAYS_INLINE void gelu_bwd_body(const T* x, const T* dy, T* dx, index_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    for (index_t i = 0; i < n; ++i) {
+      const float xv = x[i];
+      const float d = 0.5f * (1.0f + fast_erff(xv * 0.70710678118654752440f)) +
+                      xv * 0.39894228040143267794f * fast_expf(-0.5f * xv * xv);
+      dx[i] += dy[i] * d;
+    }
+  } else {
+    constexpr double r2 = 0.70710678118654752440, inv_sqrt_2pi = 0.39894228040143267794;
+    for (index_t i = 0; i < n; ++i) {
+      const double xv = x[i];
+      const double d = 0.5 * (1.0 + std::erf(xv * r2)) + xv * inv_sqrt_2pi * std::exp(-0.5 * xv * xv);
+      dx[i] += T(dy[i] * d);
+    }
+  }
+}
+/// Row sums in double with 8 independent lanes (vectorisable without reassociation flags).
+template <class T, class F>
+GENLM_ALWAYS_INLINE double lane_sum(index_t n, F&& f) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += f(i + j);
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += f(i);
+  return s;
+}
+template <class T>
+GENLM_ALWAYS_INLINE void ln_fwd_body(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, index_t r0,
+                                     index_t r1, index_t cols, double eps) {
+  for (index_t r = r0; r < r1; ++r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    const double mu = lane_sum<T>(cols, [&](index_t c) { return double(xr[c]); }) / double(cols);
+    const double var = lane_sum<T>(cols, [&](index_t c) {
+                         const double d = xr[c] - mu;
+                         return d * d;
+                       }) / double(cols);
+    const double rs = 1.0 / std::sqrt(var + eps);
+    mean[r] = T(mu);
+    rstd[r] = T(rs);
+    if constexpr (std::is_same_v<T, float>) {
+      const float muf = float(mu), rsf = float(rs);  // xhat in float: |error| ~ 1 ulp of xhat
+      for (index_t c = 0; c < cols; ++c) yr[c] = ((xr[c] - muf) * rsf) * gamma[c] + beta[c];
+    } else {
+      for (index_t c = 0; c < cols; ++c) yr[c] = T((xr[c] - mu) * rs) * gamma[c] + beta[c];
+    }
+  }
+}
+template <class T>
+GENLM_ALWAYS_INLINE void ln_bwd_dx_body(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
+                                        index_t r0, index_t r1, index_t cols) {
+  for (index_t r = r0; r < r1; ++r) {
+    const T* dyr = dy + r * cols;
+    const T* xr = x + r * cols;
+    T* dxr = dx + r * cols;
+    const double mu = mean[r], rs = rstd[r];
+    const double sum_g = lane_sum<T>(cols, [&](index_t c) { return double(dyr[c]) * gamma[c]; });
+    const double sum_gx =
+        lane_sum<T>(cols, [&](index_t c) { return double(dyr[c]) * gamma[c] * ((xr[c] - mu) * rs); });
+    const double inv_n = 1.0 / double(cols);
+    const double a = inv_n * sum_g, b = inv_n * sum_gx;
+    for (index_t c = 0; c < cols; ++c) {
+      const double xhat = (xr[c] - mu) * rs;
+      const double g = double(dyr[c]) * gamma[c];
+      dxr[c] += T(rs * (g - a - xhat * b));
+    }
+  }
+}
+/// dgamma, dbeta (+)= column sums over rows r0..r1 (caller zeroes them).
+template <class T>
+GENLM_ALWAYS_INLINE void ln_bwd_params_body(const T* dy, const T* x, const T* mean, const T* rstd, T* dgamma,
+                                            T* dbeta, index_t r0, index_t r1, index_t cols) {
+  for (index_t r = r0; r < r1; ++r) {
+    const T* dyr = dy + r * cols;
+    const T* xr = x + r * cols;
+    const double mu = mean[r], rs = rstd[r];
+    for (index_t c = 0; c < cols; ++c) {
+      dgamma[c] += T(dyr[c] * ((xr[c] - mu) * rs));
+      dbeta[c] += dyr[c];
+    }
+  }
+}
+template <class T>
+GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, index_t row0, index_t row1, index_t H,
+                                           index_t L, T scale) {
+  const T lowest = std::numeric_limits<T>::lowest();
+  for (index_t row = row0; row < row1; ++row) {
+    const index_t b = row / (H * L);
+    const T* s = S + row * L;
+    T* a = A + row * L;
+    T mx = lowest;
+    for (index_t r = 0; r < L; ++r) {
+      T v = s[r] * scale;
+      if (mask) v += (T(1) - mask[b * L + r]) * lowest;
+      a[r] = v;
+      mx = std::max(mx, v);
+    }
+    T sum = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      for (index_t r = 0; r < L; ++r) {
+        a[r] = fast_expf(a[r] - mx);
+        sum += a[r];
+      }
+    } else {
+      for (index_t r = 0; r < L; ++r) {
+        a[r] = std::exp(a[r] - mx);
+        sum += a[r];
+      }
+    }
+    const T inv = T(1) / sum;
+    for (index_t r = 0; r < L; ++r) a[r] *= inv;
+  }
+}
+template <class T>
+GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
+                                    double step_size, double eps, double wd) {
+  for (index_t i = lo; i < hi; ++i) {
+    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    m[i] = mi;
+    v[i] = vi;
+    T pi = T(p[i] - step_size * mi / (std::sqrt(double(vi)) + eps));
+    if (wd != 0) pi = T(pi - wd * pi);
+    p[i] = pi;
+  }
+}
+template <class T>
+GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
+                                          double decay, double step_size, double sbc2, double eps) {
+  for (index_t i = lo; i < hi; ++i) {
+    const T pd = T(p[i] * decay);
+    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = T(pd - step_size * mi / (std::sqrt(double(vi)) / sbc2 + eps));
+  }
+}
+
+// ---- the two compiled versions of each hot loop
+#define GENLM_DISPATCHED(name, body)                                          \
+  template <class T, class... A>                                              \
+  void name##_plain(A... a) {                                                 \
+    body<T>(a...);                                                            \
+  }                                                                           \
+  template <class T, class... A>                                              \
+  GENLM_TARGET_AVX2 void name##_avx2(A... a) {                                \
+    body<T>(a...);                                                            \
+  }                                                                           \
+  template <class T, class... A>                                              \
+  inline void name(A... a) {                                                  \
+    if (has_avx2_fma())                                                       \
+      name##_avx2<T>(a...);                                                   \
+    else                                                                      \
+      name##_plain<T>(a...);                                                  \
+  }
+GENLM_DISPATCHED(gelu_fwd, gelu_fwd_body)
+GENLM_DISPATCHED(gelu_bwd, gelu_bwd_body)
+GENLM_DISPATCHED(ln_fwd, ln_fwd_body)
+GENLM_DISPATCHED(ln_bwd_dx, ln_bwd_dx_body)
+GENLM_DISPATCHED(ln_bwd_params, ln_bwd_params_body)
+GENLM_DISPATCHED(softmax_rows, softmax_rows_body)
+GENLM_DISPATCHED(adamw_run, adamw_body)
+GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
+#undef GENLM_DISPATCHED
+
+}  // namespace cpu_detail
 
 /// AdamW hyper-parameters for one step. `torch_style` selects torch.optim.AdamW's update
 /// (eps added to the bias-corrected sqrt(v); weight decay applied before the update); otherwise
@@ -45,6 +318,21 @@ struct adamw_hparams {
 struct cpu {
   static constexpr bool host_memory = true;
   static constexpr const char* name = "cpu";
+
+  // ---------------------------------------------------------------- threads
+  /// Threads the backend's own loops may use (OpenBLAS keeps its own setting: see
+  /// benchmarks/common.hpp set_threads). Default: $GENLM_NUM_THREADS, else $OPENBLAS_NUM_THREADS,
+  /// else the hardware's thread count. Small loops always run on the calling thread.
+  static int& num_threads_ref() {
+    static int n = [] {
+      for (const char* var : {"GENLM_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
+        if (const char* v = std::getenv(var); v && std::atoi(v) > 0) return std::atoi(v);
+      return int(std::max(1u, std::thread::hardware_concurrency()));
+    }();
+    return n;
+  }
+  static void set_num_threads(int n) { num_threads_ref() = n < 1 ? 1 : n; }
+  static int num_threads() { return num_threads_ref(); }
 
   // ---------------------------------------------------------------- memory
   template <class T>
@@ -159,9 +447,17 @@ struct cpu {
                                    const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb,
                                    index_t stride_b, T beta, T* C, index_t ldc, index_t stride_c,
                                    index_t batch) {
-    for (index_t i = 0; i < batch; ++i)
-      gemm(trans_a, trans_b, m, n, k, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-           C + i * stride_c, ldc);
+    auto run = [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i)
+        gemm(trans_a, trans_b, m, n, k, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+             C + i * stride_c, ldc);
+    };
+#if defined(GENLM_USE_CBLAS)
+    if (m * n * k >= cblas_min_work) return run(0, batch);  // OpenBLAS threads each product itself
+#endif
+    // small products (attention per contig and head): split the batch over the backend's threads
+    const index_t per = std::max<index_t>(1, (index_t(1) << 19) / std::max<index_t>(1, m * n * k));
+    cpu_detail::parallel_for(batch, num_threads(), per, run);
   }
 
   // ---------------------------------------------------------------- bias / reductions
@@ -214,20 +510,10 @@ struct cpu {
   template <class T>
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd,
                                  index_t rows, index_t cols, double eps) {
-    for (index_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * cols;
-      T* yr = y + r * cols;
-      double mu = 0;
-      for (index_t c = 0; c < cols; ++c) mu += xr[c];
-      mu /= double(cols);
-      double var = 0;
-      for (index_t c = 0; c < cols; ++c) var += (xr[c] - mu) * (xr[c] - mu);
-      var /= double(cols);
-      const double rs = 1.0 / std::sqrt(var + eps);
-      mean[r] = T(mu);
-      rstd[r] = T(rs);
-      for (index_t c = 0; c < cols; ++c) yr[c] = T((xr[c] - mu) * rs) * gamma[c] + beta[c];
-    }
+    cpu_detail::parallel_for(rows, num_threads(), std::max<index_t>(1, (index_t(1) << 17) / cols),
+                             [&](index_t r0, index_t r1) {
+                               cpu_detail::ln_fwd<T>(x, gamma, beta, y, mean, rstd, r0, r1, cols, eps);
+                             });
   }
   /// dx += LN backward; dgamma, dbeta assigned (summed over rows).
   template <class T>
@@ -235,26 +521,18 @@ struct cpu {
                                   T* dx, T* dgamma, T* dbeta, index_t rows, index_t cols) {
     std::fill(dgamma, dgamma + cols, T(0));
     std::fill(dbeta, dbeta + cols, T(0));
-    for (index_t r = 0; r < rows; ++r) {
-      const T* dyr = dy + r * cols;
-      const T* xr = x + r * cols;
-      T* dxr = dx + r * cols;
-      const double mu = mean[r], rs = rstd[r];
-      double sum_g = 0, sum_gx = 0;  // sums of g = dy*gamma and g*xhat
-      for (index_t c = 0; c < cols; ++c) {
-        const double xhat = (xr[c] - mu) * rs;
-        const double g = double(dyr[c]) * gamma[c];
-        sum_g += g;
-        sum_gx += g * xhat;
-        dgamma[c] += T(dyr[c] * xhat);
-        dbeta[c] += dyr[c];
-      }
-      const double inv_n = 1.0 / double(cols);
-      for (index_t c = 0; c < cols; ++c) {
-        const double xhat = (xr[c] - mu) * rs;
-        const double g = double(dyr[c]) * gamma[c];
-        dxr[c] += T(rs * (g - inv_n * sum_g - xhat * inv_n * sum_gx));
-      }
+    // dgamma/dbeta: column sums in row order on one thread (the same order as a serial loop);
+    // dx: rows split over the other threads.
+    const int nt = rows * cols >= (index_t(1) << 17) ? num_threads() : 1;
+    if (nt > 1) {
+      std::thread params([&] { cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols); });
+      cpu_detail::parallel_for(rows, nt - 1, 1, [&](index_t r0, index_t r1) {
+        cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, r0, r1, cols);
+      });
+      params.join();
+    } else {
+      cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols);
+      cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, index_t(0), rows, cols);
     }
   }
 
@@ -262,18 +540,16 @@ struct cpu {
   /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
   template <class T>
   static void gelu_forward(const T* x, T* y, index_t n) {
-    constexpr double r2 = 0.70710678118654752440;
-    for (index_t i = 0; i < n; ++i) y[i] = T(0.5 * x[i] * (1.0 + std::erf(x[i] * r2)));
+    cpu_detail::parallel_for(n, num_threads(), index_t(1) << 16, [&](index_t lo, index_t hi) {
+      cpu_detail::gelu_fwd<T>(x + lo, y + lo, hi - lo);
+    });
   }
   /// dx += dy * (Phi(x) + x phi(x)).
   template <class T>
   static void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
-    constexpr double r2 = 0.70710678118654752440, inv_sqrt_2pi = 0.39894228040143267794;
-    for (index_t i = 0; i < n; ++i) {
-      const double xv = x[i];
-      const double d = 0.5 * (1.0 + std::erf(xv * r2)) + xv * inv_sqrt_2pi * std::exp(-0.5 * xv * xv);
-      dx[i] += T(dy[i] * d);
-    }
+    cpu_detail::parallel_for(n, num_threads(), index_t(1) << 16, [&](index_t lo, index_t hi) {
+      cpu_detail::gelu_bwd<T>(x + lo, dy + lo, dx + lo, hi - lo);
+    });
   }
 
   // ---------------------------------------------------------------- dropout (inverted)
@@ -282,11 +558,25 @@ struct cpu {
   static void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n, double p, std::uint64_t key,
                               std::uint64_t step) {
     const T s = T(1.0 / (1.0 - p));
-    for (index_t i = 0; i < n; ++i) {
-      const bool k = stream_uniform(key, step, std::uint64_t(i)) >= float(p);
-      keep[i] = k;
-      y[i] = k ? x[i] * s : T(0);
-    }
+    const float pf = float(p);
+    // stream_uniform(key, step, i) is lane i & 3 of the Philox block of counter i >> 2: draw each
+    // block once for its 4 elements (the same values as per-element calls).
+    auto run = [&](index_t b0, index_t b1) {
+      for (index_t blk = b0; blk < b1; ++blk) {
+        const std::uint64_t i0 = std::uint64_t(blk) * 4;
+        const philox_result r =
+            philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
+                       static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+                       static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+        const index_t e = std::min<index_t>(n, index_t(i0) + 4);
+        for (index_t i = index_t(i0); i < e; ++i) {
+          const bool k = uniform01(r.v[i & 3]) >= pf;
+          keep[i] = k;
+          y[i] = k ? x[i] * s : T(0);
+        }
+      }
+    };
+    cpu_detail::parallel_for((n + 3) / 4, num_threads(), index_t(1) << 14, run);
   }
   /// dx += dy * keep / (1 - p). dx may alias dy only when dx held zeros... use accumulate=false
   template <class T>
@@ -361,27 +651,8 @@ struct cpu {
   /// finfo(dtype).min. A may alias S.
   template <class T>
   static void masked_softmax_forward(const T* S, const T* mask, T* A, index_t B, index_t H, index_t L, T scale) {
-    const T lowest = std::numeric_limits<T>::lowest();
-    for (index_t b = 0; b < B; ++b)
-      for (index_t h = 0; h < H; ++h)
-        for (index_t l = 0; l < L; ++l) {
-          const T* s = S + ((b * H + h) * L + l) * L;
-          T* a = A + ((b * H + h) * L + l) * L;
-          T mx = lowest;
-          for (index_t r = 0; r < L; ++r) {
-            T v = s[r] * scale;
-            if (mask) v += (T(1) - mask[b * L + r]) * lowest;
-            a[r] = v;
-            mx = std::max(mx, v);
-          }
-          T sum = 0;
-          for (index_t r = 0; r < L; ++r) {
-            a[r] = std::exp(a[r] - mx);
-            sum += a[r];
-          }
-          const T inv = T(1) / sum;
-          for (index_t r = 0; r < L; ++r) a[r] *= inv;
-        }
+    cpu_detail::parallel_for(B * H * L, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / L),
+                             [&](index_t r0, index_t r1) { cpu_detail::softmax_rows<T>(S, mask, A, r0, r1, H, L, scale); });
   }
   /// dS = scale * A * (dA - rowsum(dA * A)) over rows of length L; dS may alias dA.
   template <class T>
@@ -403,22 +674,17 @@ struct cpu {
     const double b1 = h.beta1, b2 = h.beta2;
     const double bc1 = 1.0 - std::pow(b1, double(h.step));
     const double bc2 = 1.0 - std::pow(b2, double(h.step));
+    const index_t grain = index_t(1) << 18;
     if (h.torch_style) {
       const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
-      for (index_t i = 0; i < n; ++i) {
-        p[i] = T(p[i] * decay);
-        m[i] = T(b1 * m[i] + (1 - b1) * g[i]);
-        v[i] = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
-        p[i] = T(p[i] - step_size * m[i] / (std::sqrt(double(v[i])) / sbc2 + h.eps));
-      }
+      cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
+        cpu_detail::adamw_torch_run<T>(p, g, m, v, lo, hi, b1, b2, decay, step_size, sbc2, h.eps);
+      });
     } else {
       const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
-      for (index_t i = 0; i < n; ++i) {
-        m[i] = T(b1 * m[i] + (1 - b1) * g[i]);
-        v[i] = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
-        p[i] = T(p[i] - step_size * m[i] / (std::sqrt(double(v[i])) + h.eps));
-        if (wd != 0) p[i] = T(p[i] - wd * p[i]);
-      }
+      cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
+        cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, b1, b2, step_size, h.eps, wd);
+      });
     }
   }
 };

@@ -1,0 +1,62 @@
+// benchmarks/bench_gemm.cpp - genlm::cpu::gemm on the products of the paper configuration
+// (hidden 1280, FFN 3072, 10 heads x 128, L = 30 genes, B contigs: GENLM_BENCH_BATCH, default 8),
+// forward and backward, on 1 and 2 threads. Counter "FLOPS" = 2 m n k / time.
+#include <benchmark/benchmark.h>
+
+#include "common.hpp"
+
+using namespace genlm;
+
+namespace {
+
+const index_t kB = bench::env_int("GENLM_BENCH_BATCH", 8), kL = 30, kN = kB * kL;
+
+struct gemm_shape {
+  bool ta, tb;
+  index_t m, n, k, batch;
+};
+
+void run_gemm(benchmark::State& st, gemm_shape s) {
+  bench::set_threads(int(st.range(0)));
+  const index_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
+  auto A = bench::randn<float>(std::size_t(ar * ac * s.batch), 1);
+  auto Bm = bench::randn<float>(std::size_t(br * bc * s.batch), 2);
+  std::vector<float> C(std::size_t(s.m * s.n * s.batch));
+  for (auto _ : st) {
+    if (s.batch == 1)
+      cpu::gemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, Bm.data(), bc, 0.0f, C.data(), s.n);
+    else
+      cpu::gemm_strided_batched(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, ar * ac, Bm.data(), bc, br * bc, 0.0f,
+                                C.data(), s.n, s.m * s.n, s.batch);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["FLOPS"] = benchmark::Counter(2.0 * double(s.m) * double(s.n) * double(s.k) * double(s.batch),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+
+#define GEMM(name, ...)                                                              \
+  BENCHMARK_CAPTURE(run_gemm, name, gemm_shape{__VA_ARGS__})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)
+
+// forward: y = x W^T
+GEMM(input_1281to1280_fwd, false, true, kN, 1280, 1281, 1);
+GEMM(qkvo_1280x1280_fwd, false, true, kN, 1280, 1280, 1);
+GEMM(ffn_in_1280to3072_fwd, false, true, kN, 3072, 1280, 1);
+GEMM(ffn_out_3072to1280_fwd, false, true, kN, 1280, 3072, 1);
+// backward: dW = dy^T x (k = tokens), dx = dy W
+GEMM(qkvo_dW, true, false, 1280, 1280, kN, 1);
+GEMM(ffn_in_dW, true, false, 3072, 1280, kN, 1);
+GEMM(ffn_out_dW, true, false, 1280, 3072, kN, 1);
+GEMM(qkvo_dx, false, false, kN, 1280, 1280, 1);
+GEMM(ffn_in_dx, false, false, kN, 1280, 3072, 1);
+GEMM(ffn_out_dx, false, false, kN, 3072, 1280, 1);
+// attention per (contig, head): S = Q K^T, ctx = A V; relative terms QE = Q E_sub^T
+GEMM(attn_scores_QKt, false, true, kL, kL, 128, kB * 10);
+GEMM(attn_context_AV, false, false, kL, 128, kL, kB * 10);
+GEMM(attn_relpos_QEt, false, true, kB * 10 * kL, 2 * kL - 1, 128, 1);
+// the GEMM ceiling: a large square product
+GEMM(square_2048, false, false, 2048, 2048, 2048, 1);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,118 @@
+// benchmarks/common.hpp - shared helpers of the genlm benchmarks: thread control, synthetic
+// batches, one model training step (the same work as the PyTorch side of
+// scripts/compare_pytorch.py) and analytic FLOP counts.
+#pragma once
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <genlm/genlm.hpp>
+#include <genlm/model/glm.hpp>
+#include <genlm/train/masked_gene_loss.hpp>
+#include <genlm/train/masking.hpp>
+#include <genlm/train/optimizer.hpp>
+
+#if defined(GENLM_USE_CBLAS)
+#include <cblas.h>
+#endif
+
+namespace genlm::bench {
+
+/// Sets the number of threads every part of genlm's CPU backend may use (OpenBLAS + the
+/// backend's own loops).
+inline void set_threads(int n) {
+#if defined(GENLM_USE_CBLAS)
+  openblas_set_num_threads(n);
+#endif
+  cpu::set_num_threads(n);
+}
+
+inline int env_int(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : dflt;
+}
+
+/// Deterministic normal(0, 1) host values.
+template <class T>
+std::vector<T> randn(std::size_t n, std::uint64_t seed) {
+  rng g(seed, 7);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(g.normal());
+  return v;
+}
+
+/// Multiply-adds x 2 of the linear layers of one forward pass of model C on B x L genes, plus the
+/// attention products (QK^T, relative QE/KE terms, AV).
+template <model_config C>
+double forward_flops(index_t B, index_t L) {
+  const double N = double(B * L), h = C.hidden, f = C.intermediate, D = C.head_dim(), H = C.heads;
+  const double W = 2.0 * double(L) - 1;
+  const double lin = 4 * h * h + 2 * h * f;                    // q, k, v, o, ffn in + out (per token)
+  const double attn = double(B) * H * (2 * double(L) * double(L) * D + 2 * double(L) * W * D);  // QK, AV, QE, KE
+  const double enc = C.num_layers * (2 * N * lin + 2 * attn);
+  const double heads = 2 * N * h * (double(C.hypotheses) * C.label_dim() + C.hypotheses);
+  return 2 * N * double(C.input_dim()) * h + enc + heads;
+}
+/// Backward = 2 x forward for every product except the input layer (no input gradient).
+template <model_config C>
+double train_flops(index_t B, index_t L) {
+  const double N = double(B * L);
+  return 3 * forward_flops<C>(B, L) - 2 * N * double(C.input_dim()) * C.hidden;
+}
+
+/// A model with a fixed synthetic batch and everything a training step needs.
+template <model_config C, class T = float>
+struct workload {
+  using model_t = GLM<C, cpu, T>;
+  using tensor_t = tensor<T, cpu>;
+  index_t B, L;
+  model_t model;
+  std::unique_ptr<adamw<T, cpu>> opt;  // created by the first train_step (forward-only runs skip it)
+  tensor_t x, mask, d_hyp, d_log;
+  std::vector<gene_pos> masked;
+  std::vector<double> labels;
+  std::vector<T> g_hyp, g_log;
+  std::uint64_t step_no = 0;
+
+  explicit workload(index_t B_, index_t L_, const model_options& mo = {})
+      : B(B_), L(L_), model(mo) {
+    std::vector<T> hx = randn<T>(std::size_t(B * L * C.input_dim()), 1);
+    std::vector<T> hm(std::size_t(B * L), T(1));
+    rng g(3, 0);
+    masked = mask_genes(hx, hm, B, L, C.input_dim(), g);
+    if (masked.empty()) {  // always at least one masked gene
+      masked.push_back({0, 0});
+      std::fill(hx.begin(), hx.begin() + C.input_dim(), T(-1));
+    }
+    labels = randn<double>(masked.size() * std::size_t(C.label_dim()), 5);
+    x.from_host({B, L, C.input_dim()}, hx);
+    mask.from_host({B, L}, hm);
+  }
+
+  /// Inference forward (eval mode: no dropout).
+  void forward() { model.forward(run_context{}, x, mask); }
+
+  /// forward (dropout on) + masked-gene loss + backward + clip_grad_value(1) + AdamW.
+  double train_step() {
+    run_context ctx;
+    ctx.training = true;
+    ctx.seed = 11;
+    ctx.step = step_no++;
+    auto out = model.forward(ctx, x, mask);
+    const index_t K = C.hypotheses, D = C.label_dim();
+    const auto m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), B, L, K, D, masked, labels,
+                                       &g_hyp, &g_log);
+    d_hyp.from_host({B, L, K, D}, g_hyp);
+    d_log.from_host({B, L, K}, g_log);
+    model.backward(d_hyp, d_log);
+    clip_grad_value(model.parameters(), 1.0);
+    if (!opt) opt = std::make_unique<adamw<T, cpu>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
+    opt->step(model.parameters());
+    return m.loss;
+  }
+};
+
+}  // namespace genlm::bench

@@ -1,0 +1,75 @@
+// benchmarks/workload.cpp - runs ONE workload in this process and prints a JSON line, so that
+// scripts/compare_pytorch.py can time it and read its max RSS (getrusage) next to PyTorch's.
+//   genlm_workload --config paper|small --workload forward|train [--batch 8] [--len 30]
+//                  [--threads 2] [--iters 5] [--warmup 1]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common.hpp"
+
+using namespace genlm;
+
+namespace {
+
+template <model_config C>
+int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
+  bench::workload<C> w(B, L);
+  auto once = [&] {
+    if (wl == "forward")
+      w.forward();
+    else
+      w.train_step();
+  };
+  for (int i = 0; i < warmup; ++i) once();
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    once();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  const double med = t[t.size() / 2];
+  const double flops = wl == "forward" ? bench::forward_flops<C>(B, L) : bench::train_flops<C>(B, L);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf(
+      "{\"impl\": \"genlm\", \"workload\": \"%s\", \"batch\": %ld, \"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, "
+      "\"genes_per_s\": %.2f, \"gflops\": %.2f, \"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f}\n",
+      wl.c_str(), long(B), long(L), med, t.front(), double(B * L) / med, flops / med / 1e9, flops,
+      long(w.model.parameters().count()), double(ru.ru_maxrss) / 1024.0);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config = "small", wl = "forward";
+  long B = 8, L = 30;
+  int threads = 2, iters = 5, warmup = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--config") config = v;
+    else if (k == "--workload") wl = v;
+    else if (k == "--batch") B = std::stol(v);
+    else if (k == "--len") L = std::stol(v);
+    else if (k == "--threads") threads = std::stoi(v);
+    else if (k == "--iters") iters = std::stoi(v);
+    else if (k == "--warmup") warmup = std::stoi(v);
+    else {
+      std::fprintf(stderr, "genlm_workload: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (wl != "forward" && wl != "train") {
+    std::fprintf(stderr, "genlm_workload: --workload must be forward or train\n");
+    return 2;
+  }
+  bench::set_threads(threads);
+  if (config == "paper") return run<configs::paper>(wl, B, L, iters, warmup);
+  if (config == "small") return run<configs::small>(wl, B, L, iters, warmup);
+  std::fprintf(stderr, "genlm_workload: --config must be paper or small\n");
+  return 2;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds genlm's benchmarks (build dir: $GENLM_BENCH_BUILD, default build-perf) and runs them.
+# Usage: scripts/bench.sh [gemm|layers|model|peak|compare|all] [extra args for the chosen tool]
+#   GENLM_BENCH_BATCH=8   contigs per batch (30 genes each) for the Google Benchmark suites
+#   compare: scripts/compare_pytorch.py (needs a Python with torch + transformers: $PYTHON,
+#            default /opt/fixenv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${GENLM_BENCH_BUILD:-build-perf}
+cxx=${CXX:-$(command -v clang++ || command -v g++)}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DGENLM_BUILD_BENCHMARKS=ON >/dev/null
+cmake --build "$build" -j "$(nproc)" --target genlm_fma_peak genlm_bench_gemm genlm_bench_layers genlm_bench_model \
+  genlm_workload
+what=${1:-all}
+shift || true
+b="$build/benchmarks"
+case "$what" in
+  peak) "$b/genlm_fma_peak" "$@" ;;
+  gemm) "$b/genlm_bench_gemm" --benchmark_min_time=0.2 "$@" ;;
+  layers) "$b/genlm_bench_layers" --benchmark_min_time=0.2 "$@" ;;
+  model) "$b/genlm_bench_model" --benchmark_min_time=0.1 "$@" ;;
+  compare) "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@" ;;
+  all)
+    "$b/genlm_fma_peak"
+    "$b/genlm_bench_gemm" --benchmark_min_time=0.2
+    "$b/genlm_bench_layers" --benchmark_min_time=0.2
+    "$b/genlm_bench_model" --benchmark_min_time=0.1
+    "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@"
+    ;;
+  *) echo "usage: $0 [gemm|layers|model|peak|compare|all] [args]" >&2; exit 2 ;;
+esac
