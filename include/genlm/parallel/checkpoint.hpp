@@ -41,37 +41,9 @@ template <class Model>
 checkpoint_info load_checkpoint_image(const std::string& bytes, const std::string& name, Model& model,
                                       feature_pipeline& features,
                                       adamw<typename Model::scalar, typename Model::backend>* optimizer = nullptr) {
-  const io::safetensors_file f =
-      io::read_safetensors_from_memory(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), name);
-  const std::string src = "checkpoint '" + name + "'";
-  auto meta = [&](const std::string& key) -> std::string {
-    auto it = f.metadata.find(key);
-    check<format_error>(it != f.metadata.end(), src, ": metadata field '", key, "' is missing (not a genlm checkpoint?)");
-    return it->second;
-  };
-  const std::string fmt = meta("genlm.format");
-  check<format_error>(fmt == checkpoint_format, src, ": metadata 'genlm.format' is '", fmt, "', expected '",
-                      checkpoint_format, "'");
-  const std::string cfg = meta("genlm.config");
-  check<shape_error>(cfg == Model::config.str(), src, ": holds a model with config {", cfg,
-                     "} but the model type here is {", Model::config.str(), "}");
-  io::load_options lo;
-  lo.strict = true;
-  lo.ignore = {"norm.*", "pca.*", "optimizer.*"};
-  io::load_state_dict(model.parameters(), f, lo);
-  features.load_from(f);
-  checkpoint_info info;
-  info.metadata = f.metadata;
-  try {
-    info.step = std::stoll(meta("genlm.step"));
-    info.seed = std::stoull(meta("genlm.seed"));
-  } catch (const std::logic_error&) {
-    throw format_error(genlm::detail::concat(src, ": metadata 'genlm.step'/'genlm.seed' are not integers ('",
-                                             meta("genlm.step"), "', '", meta("genlm.seed"), "')"));
-  }
-  info.has_optimizer = f.contains("optimizer.exp_avg");
-  if (optimizer && info.has_optimizer) optimizer->load_from(f, "optimizer.");
-  return info;
+  return genlm::load_checkpoint(
+      io::read_safetensors_from_memory(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), name), model,
+      features, optimizer);
 }
 
 /// Collective: rank 0 reads the bytes of `path` and broadcasts them; every rank returns them.

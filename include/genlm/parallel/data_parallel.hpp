@@ -361,26 +361,10 @@ class data_parallel_trainer {
                                                                const context_free_baseline& base, std::uint64_t seed,
                                                                index_t batch_size = 0) {
     if (batch_size <= 0) batch_size = opt_.batch_size;
+    masked_gene_evaluator<Model> ev(model_, feat_, opt_.masking, opt_.loss);
     metrics_sum ms, bs;
-    const index_t K = C.hypotheses, D = C.label_dim();
-    for (std::size_t lo = 0, bi = 0; lo < windows.size(); lo += std::size_t(batch_size), ++bi) {
-      if (int(bi % std::size_t(comm_.size())) != comm_.rank()) continue;
-      std::vector<std::size_t> idx;
-      for (std::size_t i = lo; i < std::min(windows.size(), lo + std::size_t(batch_size)); ++i) idx.push_back(i);
-      host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
-      rng mg(seed ^ 0xE7A10000ull, bi);
-      const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
-      if (masked.empty()) continue;
-      const auto labels = batch_labels(b, masked, feat_);
-      x_.from_host({b.B, b.L, b.F}, b.x);
-      mask_.from_host({b.B, b.L}, b.mask);
-      auto out = model_.forward(run_context{}, x_, mask_);
-      ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D, masked, labels,
-                                 nullptr, nullptr, opt_.loss));
-      std::vector<double> clipped = labels;
-      for (auto& v : clipped) v = std::clamp(v, -opt_.loss.label_clip, opt_.loss.label_clip);
-      bs.add(base.score(clipped, index_t(masked.size())));
-    }
+    for (std::size_t bi = 0; bi < ev.num_batches(windows, batch_size); ++bi)
+      if (int(bi % std::size_t(comm_.size())) == comm_.rank()) ev.add_batch(windows, bi, batch_size, base, seed, ms, bs);
     if (comm_.size() > 1) {
       double s[16];
       pack(ms, s), pack(bs, s + 8);

@@ -46,14 +46,13 @@ struct checkpoint_info {
   std::map<std::string, std::string> metadata;
 };
 
-/// Reads a checkpoint into `model` and `features` (and `optimizer` when non-null and present).
-/// A checkpoint of another model type fails with a message naming both configurations; a
-/// tensor of the wrong shape fails naming the tensor and both shapes.
+/// Reads a parsed checkpoint into `model` and `features` (and `optimizer` when non-null and
+/// present). A checkpoint of another model type fails with a message naming both configurations;
+/// a tensor of the wrong shape fails naming the tensor and both shapes.
 template <class Model>
-checkpoint_info load_checkpoint(const std::filesystem::path& path, Model& model, feature_pipeline& features,
+checkpoint_info load_checkpoint(const io::safetensors_file& f, Model& model, feature_pipeline& features,
                                 adamw<typename Model::scalar, typename Model::backend>* optimizer = nullptr) {
-  const io::safetensors_file f = io::read_safetensors(path);
-  const std::string src = "checkpoint '" + path.string() + "'";
+  const std::string src = "checkpoint '" + f.source + "'";
   auto meta = [&](const std::string& key) -> std::string {
     auto it = f.metadata.find(key);
     check<format_error>(it != f.metadata.end(), src, ": metadata field '", key, "' is missing (not a genlm checkpoint?)");
@@ -81,6 +80,13 @@ checkpoint_info load_checkpoint(const std::filesystem::path& path, Model& model,
   info.has_optimizer = f.contains("optimizer.exp_avg");
   if (optimizer && info.has_optimizer) optimizer->load_from(f, "optimizer.");
   return info;
+}
+
+/// Reads the checkpoint file `path` (see the overload above).
+template <class Model>
+checkpoint_info load_checkpoint(const std::filesystem::path& path, Model& model, feature_pipeline& features,
+                                adamw<typename Model::scalar, typename Model::backend>* optimizer = nullptr) {
+  return load_checkpoint(io::read_safetensors(path), model, features, optimizer);
 }
 
 }  // namespace genlm

@@ -173,6 +173,50 @@ struct metrics_sum {
   }
 };
 
+/// Evaluation of one batch at a time: batch bi holds windows [bi * batch_size, (bi + 1) *
+/// batch_size), masked with rng(seed, bi) - so any split of the batches over processes gives the
+/// same masks. Adds the model's and the baseline's metrics to ms / bs.
+template <class Model>
+class masked_gene_evaluator {
+ public:
+  using T = typename Model::scalar;
+  static constexpr model_config C = Model::config;
+  masked_gene_evaluator(Model& model, const gene_features& feat, const masking_options& masking,
+                        const masked_gene_loss_options& loss)
+      : model_(model), feat_(feat), masking_(masking), loss_(loss) {}
+
+  static std::size_t num_batches(const std::vector<gene_window>& windows, index_t batch_size) {
+    return (windows.size() + std::size_t(batch_size) - 1) / std::size_t(batch_size);
+  }
+
+  void add_batch(const std::vector<gene_window>& windows, std::size_t bi, index_t batch_size,
+                 const context_free_baseline& base, std::uint64_t seed, metrics_sum& ms, metrics_sum& bs) {
+    const std::size_t lo = bi * std::size_t(batch_size), hi = std::min(windows.size(), lo + std::size_t(batch_size));
+    std::vector<std::size_t> idx;
+    for (std::size_t i = lo; i < hi; ++i) idx.push_back(i);
+    host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
+    rng mg(seed ^ 0xE7A10000ull, bi);
+    const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, masking_);
+    if (masked.empty()) return;
+    const auto labels = batch_labels(b, masked, feat_);
+    x_.from_host({b.B, b.L, b.F}, b.x);
+    mask_.from_host({b.B, b.L}, b.mask);
+    auto out = model_.forward(run_context{}, x_, mask_);
+    ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, C.hypotheses, C.label_dim(),
+                               masked, labels, nullptr, nullptr, loss_));
+    std::vector<double> clipped = labels;
+    for (auto& v : clipped) v = std::clamp(v, -loss_.label_clip, loss_.label_clip);
+    bs.add(base.score(clipped, index_t(masked.size())));
+  }
+
+ private:
+  Model& model_;
+  const gene_features& feat_;
+  masking_options masking_;
+  masked_gene_loss_options loss_;
+  tensor<T, typename Model::backend> x_, mask_;
+};
+
 template <class Model>
 class trainer {
  public:
@@ -251,25 +295,10 @@ class trainer {
                                                                const context_free_baseline& base, std::uint64_t seed,
                                                                index_t batch_size = 0) {
     if (batch_size <= 0) batch_size = opt_.batch_size;
+    masked_gene_evaluator<Model> ev(model_, feat_, opt_.masking, opt_.loss);
     metrics_sum ms, bs;
-    const index_t K = C.hypotheses, D = C.label_dim();
-    for (std::size_t lo = 0, bi = 0; lo < windows.size(); lo += std::size_t(batch_size), ++bi) {
-      std::vector<std::size_t> idx;
-      for (std::size_t i = lo; i < std::min(windows.size(), lo + std::size_t(batch_size)); ++i) idx.push_back(i);
-      host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
-      rng mg(seed ^ 0xE7A10000ull, bi);
-      const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
-      if (masked.empty()) continue;
-      const auto labels = batch_labels(b, masked, feat_);
-      x_.from_host({b.B, b.L, b.F}, b.x);
-      mask_.from_host({b.B, b.L}, b.mask);
-      auto out = model_.forward(run_context{}, x_, mask_);
-      ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D, masked, labels,
-                                 nullptr, nullptr, opt_.loss));
-      std::vector<double> clipped = labels;
-      for (auto& v : clipped) v = std::clamp(v, -opt_.loss.label_clip, opt_.loss.label_clip);
-      bs.add(base.score(clipped, index_t(masked.size())));
-    }
+    for (std::size_t bi = 0; bi < ev.num_batches(windows, batch_size); ++bi)
+      ev.add_batch(windows, bi, batch_size, base, seed, ms, bs);
     return {ms.mean(), bs.mean()};
   }
 
