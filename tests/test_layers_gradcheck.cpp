@@ -163,3 +163,16 @@ TEST_CASE("gradient checker detects a wrong backward", "[gradcheck]") {
   CHECK(r.max_rel_error > 1e-3);
   CHECK(r.worst == "x[5]");
 }
+
+TEST_CASE("parameter store: gradients are allocated on first use; a default tensor is empty", "[parameters]") {
+  tensor<double, cpu> t;
+  CHECK(t.numel() == 0);
+  CHECK(t.empty());
+  parameter_store<double, cpu> ps;
+  ps.add("one", {1});
+  ps.finalize();
+  ps.initialize(1);
+  CHECK(ps.grads().numel() == ps.flat_size());
+  CHECK(ps.grads().data() != nullptr);
+  CHECK(ps.get_grad("one") == std::vector<double>{0.0});
+}

@@ -1,8 +1,9 @@
 // genlm/core/parameters.hpp - one contiguous buffer for all parameters of a model, with named views.
 //
 // Layers declare their parameters (Hugging Face state-dict name + shape) while the model is being
-// constructed; finalize() then allocates one flat value buffer and one flat gradient buffer. AdamW
-// is then one fused pass over the flat buffers and a data-parallel all-reduce is one call.
+// constructed; finalize() then allocates one flat value buffer, and the first use of gradients
+// one flat gradient buffer (inference never allocates it). AdamW is then one fused pass over the
+// flat buffers and a data-parallel all-reduce is one call.
 #pragma once
 #include <map>
 #include <string>
@@ -48,11 +49,10 @@ class parameter_store {
     return {entries_.size() - 1};
   }
 
-  /// Allocates the flat value and gradient buffers (zero-filled).
+  /// Allocates the flat value buffer (zero-filled); the gradient buffer follows on first use.
   void finalize() {
     check(!finalized_, "parameter_store: finalize() called twice");
     values_.resize_zero({total_});
-    grads_.resize_zero({total_});
     finalized_ = true;
   }
   bool finalized() const { return finalized_; }
@@ -61,7 +61,9 @@ class parameter_store {
   /// as Hugging Face's _init_weights with initializer_range; zeros for biases; ones for LN gains).
   void initialize(std::uint64_t seed) {
     require_finalized("initialize");
-    std::vector<T> host(static_cast<std::size_t>(total_), T(0));
+    // host-memory backends are written in place; others through one staging copy
+    std::vector<T> staging(Backend::host_memory ? 0 : static_cast<std::size_t>(total_), T(0));
+    T* host = Backend::host_memory ? values_.data() : staging.data();
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const entry& e = entries_[i];
       rng g(seed, i);
@@ -72,13 +74,13 @@ class parameter_store {
         host[static_cast<std::size_t>(e.offset + j)] = v;
       }
     }
-    values_.from_host({total_}, host);
+    if (!Backend::host_memory) values_.from_host({total_}, std::span<const T>(staging));
   }
 
   T* value(param_id id) { return values_.data() + at(id).offset; }
   const T* value(param_id id) const { return values_.data() + at(id).offset; }
-  T* grad(param_id id) { return grads_.data() + at(id).offset; }
-  const T* grad(param_id id) const { return grads_.data() + at(id).offset; }
+  T* grad(param_id id) { return grads().data() + at(id).offset; }
+  const T* grad(param_id id) const { return grads().data() + at(id).offset; }
 
   const entry& at(param_id id) const {
     check<lookup_error>(id.index < entries_.size(), "parameter_store: invalid parameter handle ", id.index);
@@ -105,9 +107,10 @@ class parameter_store {
   }
   tensor<T, Backend>& values() { return values_; }
   const tensor<T, Backend>& values() const { return values_; }
-  tensor<T, Backend>& grads() { return grads_; }
-  const tensor<T, Backend>& grads() const { return grads_; }
-  void zero_grads() { grads_.zero(); }
+  /// The flat gradient buffer, allocated (zero-filled) on first use.
+  tensor<T, Backend>& grads() { return ensure_grads(); }
+  const tensor<T, Backend>& grads() const { return ensure_grads(); }
+  void zero_grads() { ensure_grads().zero(); }
 
   /// Copies one parameter to/from the host (shape-checked, naming the parameter).
   std::vector<T> get(const std::string& name) const {
@@ -128,7 +131,7 @@ class parameter_store {
   std::vector<T> get_grad(const std::string& name) const {
     const entry& e = at(find(name));
     std::vector<T> h(static_cast<std::size_t>(e.shape.numel()));
-    if (!h.empty()) Backend::copy_to_host(h.data(), grads_.data() + e.offset, e.shape.numel());
+    if (!h.empty()) Backend::copy_to_host(h.data(), grads().data() + e.offset, e.shape.numel());
     return h;
   }
 
@@ -140,7 +143,13 @@ class parameter_store {
   std::map<std::string, std::size_t> by_name_;
   index_t total_ = 0;
   bool finalized_ = false;
-  tensor<T, Backend> values_, grads_;
+  tensor<T, Backend>& ensure_grads() const {
+    require_finalized("grads");
+    if (grads_.numel() != total_) grads_.resize_zero({total_});
+    return grads_;
+  }
+  tensor<T, Backend> values_;
+  mutable tensor<T, Backend> grads_;  // allocated by the first gradient access
 };
 
 /// Per-call settings shared by all layers of a forward pass.

@@ -196,7 +196,7 @@ class tensor {
 
   T* data_ = nullptr;
   index_t capacity_ = 0;
-  shape_t shape_;
+  shape_t shape_ = shape_t{0};  // a default tensor holds no elements (not a rank-0 scalar)
 };
 
 }  // namespace genlm
