@@ -30,12 +30,7 @@ struct fixture_data {
     sim = simulate_contigs(so);
     pipe.fit(sim.proteins, configs::tiny.pca_components);
     feat = pipe.features(sim.proteins);
-    std::vector<contig_window> ws;
-    for (const auto& c : sim.contigs) {
-      auto w = windows(c, 30, 0);
-      ws.insert(ws.end(), w.begin(), w.end());
-    }
-    auto all = resolve_windows(ws, sim.proteins, "simulated contigs");
+    auto all = simulated_windows(sim);
     eval.assign(all.begin(), all.begin() + 40);
     train.assign(all.begin() + 40, all.end());
   }

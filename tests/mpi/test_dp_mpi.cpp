@@ -68,12 +68,7 @@ struct dataset {
     pipe.fit(sim.proteins, pca);
     feat = pipe.features(sim.proteins);
     entries = sim.contigs;
-    std::vector<contig_window> ws;
-    for (const auto& c : sim.contigs) {
-      auto w = windows(c, 30, 0);
-      ws.insert(ws.end(), w.begin(), w.end());
-    }
-    train = resolve_windows(ws, sim.proteins, "simulated contigs");
+    train = simulated_windows(sim);
   }
 };
 

@@ -39,12 +39,7 @@ struct fixture {
     sim = simulate_contigs(so);
     pipe.fit(sim.proteins, configs::tiny.pca_components);
     feat = pipe.features(sim.proteins);
-    std::vector<contig_window> ws;
-    for (const auto& c : sim.contigs) {
-      auto w = windows(c, 30, 0);
-      ws.insert(ws.end(), w.begin(), w.end());
-    }
-    train = resolve_windows(ws, sim.proteins, "simulated");
+    train = simulated_windows(sim);
   }
 };
 

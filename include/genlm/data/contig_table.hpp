@@ -184,9 +184,11 @@ inline std::vector<contig_window> windows(const contig& c, std::size_t max_genes
   return windows(to_entry(c), max_genes, overlap);
 }
 
-/// Windows of every contig of a genome, in contig order (contigs without genes give none).
-inline std::vector<contig_window> contigs_from_genome(const std::vector<contig>& genome,
-                                                      std::size_t max_genes, std::size_t overlap) {
+/// Windows of every contig of a genome or contig table (contig or contig_entry), in contig order
+/// (contigs without genes give none).
+template <class Contig>
+std::vector<contig_window> contigs_from_genome(const std::vector<Contig>& genome, std::size_t max_genes,
+                                               std::size_t overlap) {
   std::vector<contig_window> out;
   for (const auto& c : genome) {
     auto w = windows(c, max_genes, overlap);

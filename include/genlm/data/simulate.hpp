@@ -174,4 +174,11 @@ inline simulated_data simulate_contigs(const simulation_options& o) {
   return s;
 }
 
+/// Every simulated contig cut into windows of at most max_genes genes and resolved against the
+/// simulated proteins.
+inline std::vector<gene_window> simulated_windows(const simulated_data& s, std::size_t max_genes = 30,
+                                                  std::size_t overlap = 0) {
+  return resolve_windows(contigs_from_genome(s.contigs, max_genes, overlap), s.proteins, "simulated contigs");
+}
+
 }  // namespace genlm

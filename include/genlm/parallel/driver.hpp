@@ -160,11 +160,7 @@ training_data load_training_data(Comm& comm, const data_options& d, index_t plm_
     so.contigs = d.simulate_contigs;
     so.seed = d.simulate_seed;
     simulated_data sim = simulate_contigs(so);
-    std::vector<contig_window> ws;
-    for (const auto& c : sim.contigs) {
-      auto w = windows(c, d.window, d.overlap);
-      ws.insert(ws.end(), w.begin(), w.end());
-    }
+    const auto ws = contigs_from_genome(sim.contigs, d.window, d.overlap);
     t.emb = std::move(sim.proteins);
     t.where = genlm::detail::concat(so.contigs, " simulated contigs");
     t.windows = std::make_shared<memory_windows>(resolve_windows(ws, t.emb, t.where));
