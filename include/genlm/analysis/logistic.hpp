@@ -476,11 +476,16 @@ inline void check_cv_args(const dmatrix& X, std::size_t ny, const std::vector<in
 }
 }  // namespace logistic_detail
 
-/// Chooses C for binary logistic regression by the held-out log loss over the folds (features
-/// standardised within each training fold). value_error when a training fold has one class.
-inline cv_choice choose_c_binary(const dmatrix& X, const std::vector<int>& y, const std::vector<int>& folds,
-                                 const std::vector<double>& Cs = default_c_grid()) {
-  logistic_detail::check_cv_args(X, y.size(), folds, Cs, "choose_c_binary");
+namespace logistic_detail {
+/// Cross-validation of C shared by the binary and multinomial searches: for every fold, checks the
+/// training labels with check_train(fold, folds_total, ytr), standardises the features on the
+/// training part, and adds held_out_loss(C, Ztr, ytr, Zte, yte) (summed log loss of the held-out
+/// part) for every C of the grid. Returns the mean held-out log loss per C and the best C.
+template <class CheckTrain, class HeldOutLoss>
+cv_choice cross_validate_c(const dmatrix& X, const std::vector<int>& y, const std::vector<int>& folds,
+                           const std::vector<double>& Cs, const char* who, CheckTrain&& check_train,
+                           HeldOutLoss&& held_out_loss) {
+  check_cv_args(X, y.size(), folds, Cs, who);
   const int k = *std::max_element(folds.begin(), folds.end()) + 1;
   cv_choice out;
   out.Cs = Cs;
@@ -491,64 +496,64 @@ inline cv_choice choose_c_binary(const dmatrix& X, const std::vector<int>& y, co
     if (te.empty()) continue;
     const dmatrix Xtr = take_rows(X, tr), Xte = take_rows(X, te);
     const auto ytr = take(y, tr), yte = take(y, te);
-    const int pos = std::accumulate(ytr.begin(), ytr.end(), 0);
-    check<value_error>(pos > 0 && pos < int(ytr.size()), "choose_c_binary: the training part of fold ", f + 1, " of ",
-                       k, " holds only label ", ytr.empty() ? 0 : ytr[0], "; use fewer folds or more data");
+    check_train(f, k, ytr);
     standard_scaler sc;
     sc.fit(Xtr);
     const dmatrix Ztr = sc.transform(Xtr), Zte = sc.transform(Xte);
-    for (std::size_t c = 0; c < Cs.size(); ++c) {
-      binary_logistic m;
-      logistic_options o;
-      o.C = Cs[c];
-      o.tol = 1e-8;
-      m.fit(Ztr, ytr, o);
-      const auto p = m.predict_proba(Zte);
-      for (std::size_t i = 0; i < p.size(); ++i) {
-        const double q = logistic_detail::clip_prob(p[i]);
-        out.mean_log_loss[c] -= yte[i] ? std::log(q) : std::log1p(-q);
-      }
-    }
+    for (std::size_t c = 0; c < Cs.size(); ++c) out.mean_log_loss[c] += held_out_loss(Cs[c], Ztr, ytr, Zte, yte);
   }
   for (auto& l : out.mean_log_loss) l /= double(X.rows);
   out.best_C = Cs[std::size_t(std::min_element(out.mean_log_loss.begin(), out.mean_log_loss.end()) -
                               out.mean_log_loss.begin())];
   return out;
 }
+}  // namespace logistic_detail
+
+/// Chooses C for binary logistic regression by the held-out log loss over the folds (features
+/// standardised within each training fold). value_error when a training fold has one class.
+inline cv_choice choose_c_binary(const dmatrix& X, const std::vector<int>& y, const std::vector<int>& folds,
+                                 const std::vector<double>& Cs = default_c_grid()) {
+  return logistic_detail::cross_validate_c(
+      X, y, folds, Cs, "choose_c_binary",
+      [](int f, int k, const std::vector<int>& ytr) {
+        const int pos = std::accumulate(ytr.begin(), ytr.end(), 0);
+        check<value_error>(pos > 0 && pos < int(ytr.size()), "choose_c_binary: the training part of fold ", f + 1,
+                           " of ", k, " holds only label ", ytr.empty() ? 0 : ytr[0], "; use fewer folds or more data");
+      },
+      [](double C, const dmatrix& Ztr, const std::vector<int>& ytr, const dmatrix& Zte, const std::vector<int>& yte) {
+        binary_logistic m;
+        logistic_options o;
+        o.C = C;
+        o.tol = 1e-8;
+        m.fit(Ztr, ytr, o);
+        const auto p = m.predict_proba(Zte);
+        double loss = 0;
+        for (std::size_t i = 0; i < p.size(); ++i) {
+          const double q = logistic_detail::clip_prob(p[i]);
+          loss -= yte[i] ? std::log(q) : std::log1p(-q);
+        }
+        return loss;
+      });
+}
 
 /// Chooses C for multinomial logistic regression by held-out log loss (features standardised
 /// within each training fold).
 inline cv_choice choose_c_multinomial(const dmatrix& X, const std::vector<int>& y, index_t n_classes,
                                       const std::vector<int>& folds, const std::vector<double>& Cs = default_c_grid()) {
-  logistic_detail::check_cv_args(X, y.size(), folds, Cs, "choose_c_multinomial");
-  const int k = *std::max_element(folds.begin(), folds.end()) + 1;
-  cv_choice out;
-  out.Cs = Cs;
-  out.mean_log_loss.assign(Cs.size(), 0.0);
-  std::vector<index_t> tr, te;
-  for (int f = 0; f < k; ++f) {
-    fold_split(folds, f, tr, te);
-    if (te.empty()) continue;
-    const dmatrix Xtr = take_rows(X, tr), Xte = take_rows(X, te);
-    const auto ytr = take(y, tr), yte = take(y, te);
-    standard_scaler sc;
-    sc.fit(Xtr);
-    const dmatrix Ztr = sc.transform(Xtr), Zte = sc.transform(Xte);
-    for (std::size_t c = 0; c < Cs.size(); ++c) {
-      multinomial_logistic m;
-      logistic_options o;
-      o.C = Cs[c];
-      o.tol = 1e-6;
-      m.fit(Ztr, ytr, n_classes, o);
-      const dmatrix p = m.predict_proba(Zte);
-      for (std::size_t i = 0; i < yte.size(); ++i)
-        out.mean_log_loss[c] -= std::log(logistic_detail::clip_prob(p(index_t(i), yte[i])));
-    }
-  }
-  for (auto& l : out.mean_log_loss) l /= double(X.rows);
-  out.best_C = Cs[std::size_t(std::min_element(out.mean_log_loss.begin(), out.mean_log_loss.end()) -
-                              out.mean_log_loss.begin())];
-  return out;
+  return logistic_detail::cross_validate_c(
+      X, y, folds, Cs, "choose_c_multinomial", [](int, int, const std::vector<int>&) {},
+      [n_classes](double C, const dmatrix& Ztr, const std::vector<int>& ytr, const dmatrix& Zte,
+                  const std::vector<int>& yte) {
+        multinomial_logistic m;
+        logistic_options o;
+        o.C = C;
+        o.tol = 1e-6;
+        m.fit(Ztr, ytr, n_classes, o);
+        const dmatrix p = m.predict_proba(Zte);
+        double loss = 0;
+        for (std::size_t i = 0; i < yte.size(); ++i) loss -= std::log(logistic_detail::clip_prob(p(index_t(i), yte[i])));
+        return loss;
+      });
 }
 
 }  // namespace genlm::analysis
