@@ -7,12 +7,14 @@
 //        single process, one thread (and one model replica) per GPU, communicators from
 //        ncclCommInitAll.
 //
-// What runs where (be aware): genlm has no CUDA backend yet, so every replica's forward/backward
-// runs on the CPU (GLM<C, cpu>). The GPUs carry the communication only: each step the flat
-// gradient buffer is copied to the rank's GPU bucket by bucket, all-reduced with ncclAllReduce,
-// and copied back (comm::nccl's staged host path); metrics, counts, hashes and broadcasts also go
-// through NCCL. The training result is the same as train_mpi's for the same global batch. When
-// the CUDA backend exists the same trainer reduces the device gradient buffer in place.
+// What runs where: with --backend cuda (available when this file is compiled by nvcc, i.e. the
+// build has the CUDA backend) every replica computes on its GPU (GLM<C, genlm::cuda>) and the flat
+// device gradient buffer is all-reduced in place, bucket by bucket. With --backend cpu (the
+// default, and the only choice in a build without nvcc) forward/backward run on the CPU and the
+// GPUs carry the communication only: each step the flat gradient buffer is copied to the rank's
+// GPU bucket by bucket, all-reduced with ncclAllReduce, and copied back (comm::nccl's staged host
+// path); this run equals train_mpi's for the same global batch. Metrics, counts, hashes and
+// broadcasts go through NCCL in both cases.
 //
 // Exit status 77 (ctest: skipped) when no CUDA device is usable.
 #include <CLI/CLI.hpp>
@@ -26,6 +28,9 @@
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
+#if defined(__CUDACC__)
+#include <genlm/backend/cuda.cuh>
+#endif
 #include <genlm/model/glm.hpp>
 #include <genlm/parallel/driver.hpp>
 #include <genlm/parallel/mpi.hpp>
@@ -43,6 +48,7 @@ constexpr int skip_status = 77;
 
 struct cli_options {
   std::string config = "tiny";
+  std::string backend = "cpu";
   int gpus = 0;
   long long simulate = 200;
   std::vector<std::string> contigs;
@@ -81,10 +87,23 @@ int run(comm::nccl& nc, const cli_options& o) {
   return 0;
 }
 
-int dispatch(comm::nccl& nc, const cli_options& o) {
-  if (o.config == "tiny") return run<GLM<configs::tiny, cpu, float>>(nc, o);
-  if (o.config == "small") return run<GLM<configs::small, cpu, float>>(nc, o);
+template <class Backend>
+int dispatch_config(comm::nccl& nc, const cli_options& o) {
+  if (o.config == "tiny") return run<GLM<configs::tiny, Backend, float>>(nc, o);
+  if (o.config == "small") return run<GLM<configs::small, Backend, float>>(nc, o);
   throw value_error("unknown --config '" + o.config + "' (tiny or small)");
+}
+
+int dispatch(comm::nccl& nc, const cli_options& o) {
+  if (o.backend == "cpu") return dispatch_config<cpu>(nc, o);
+#if defined(__CUDACC__)
+  if (o.backend == "cuda") return dispatch_config<genlm::cuda>(nc, o);  // comm::nccl made its device current
+  throw value_error("unknown --backend '" + o.backend + "' (cpu or cuda)");
+#else
+  throw value_error("unknown --backend '" + o.backend +
+                    "': this build has only 'cpu' (the CUDA backend needs train_nccl compiled by nvcc: "
+                    "configure genlm with the CUDA toolkit, GENLM_ENABLE_CUDA=AUTO|ON)");
+#endif
 }
 
 }  // namespace
@@ -94,6 +113,7 @@ int main(int argc, char** argv) {
     CLI::App app{"train_nccl: data-parallel gLM training, gradients all-reduced over NCCL"};
     cli_options o;
     app.add_option("--config", o.config, "Model preset: tiny or small")->capture_default_str();
+    app.add_option("--backend", o.backend, "Where replicas compute: cpu, or cuda (nvcc builds)")->capture_default_str();
     app.add_option("--gpus", o.gpus, "Single process: number of GPUs to use (0: all visible)")->capture_default_str();
     app.add_option("-c,--contigs", o.contigs, "Contig table(s)");
     app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings (.npy with --ids, or .safetensors)");
@@ -115,6 +135,22 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
       if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
       return e.get_exit_code();
+    }
+#if defined(__CUDACC__)
+    const bool backend_ok = o.backend == "cpu" || o.backend == "cuda";
+#else
+    const bool backend_ok = o.backend == "cpu";
+#endif
+    if (!backend_ok) {
+      if (parallel::mpi_environment::world_rank() == 0)
+        std::fprintf(stderr, "train_nccl: unknown --backend '%s' (%s)\n", o.backend.c_str(),
+#if defined(__CUDACC__)
+                     "cpu or cuda"
+#else
+                     "this build has only cpu: the cuda backend needs train_nccl compiled by nvcc"
+#endif
+        );
+      return 2;
     }
 #if defined(GENLM_USE_CBLAS)
     openblas_set_num_threads(std::max(1, o.threads));

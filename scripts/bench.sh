@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # Builds genlm's benchmarks (build dir: $GENLM_BENCH_BUILD, default build-perf) and runs them.
-# Usage: scripts/bench.sh [gemm|layers|model|peak|compare|all] [extra args for the chosen tool]
+# Usage: scripts/bench.sh [gemm|layers|model|peak|compare|all|cuda|compare-cuda] [extra args for the chosen tool]
 #   GENLM_BENCH_BATCH=8   contigs per batch (30 genes each) for the Google Benchmark suites
 #   compare: scripts/compare_pytorch.py (needs a Python with torch + transformers: $PYTHON,
 #            default /opt/fixenv/bin/python)
+#   cuda:         genlm_bench_cuda (needs nvcc + cuBLAS to build, a GPU to run; docs/GPU.md)
+#   compare-cuda: scripts/compare_pytorch.py --device cuda (a Python whose torch sees the GPU:
+#                 $PYTHON, default python3). The whole GPU check: scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${GENLM_BENCH_BUILD:-build-perf}
 cxx=${CXX:-$(command -v clang++ || command -v g++)}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DGENLM_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" -j "$(nproc)" --target genlm_fma_peak genlm_bench_gemm genlm_bench_layers genlm_bench_model \
-  genlm_workload
 what=${1:-all}
 shift || true
+case "$what" in
+  cuda|compare-cuda)
+    if ! cmake --build "$build" --target help 2>/dev/null | grep -q genlm_bench_cuda; then
+      echo "bench.sh $what: this build has no CUDA targets (nvcc + cuBLAS not found at configure time)" >&2
+      exit 1
+    fi
+    cmake --build "$build" -j "$(nproc)" --target genlm_bench_cuda genlm_workload_cuda ;;
+  *)
+    cmake --build "$build" -j "$(nproc)" --target genlm_fma_peak genlm_bench_gemm genlm_bench_layers genlm_bench_model \
+      genlm_workload ;;
+esac
 b="$build/benchmarks"
 case "$what" in
+  cuda) "$b/genlm_bench_cuda" --benchmark_min_time=0.1 "$@" ;;
+  compare-cuda) "${PYTHON:-python3}" scripts/compare_pytorch.py --device cuda --build "$build" "$@" ;;
   peak) "$b/genlm_fma_peak" "$@" ;;
   gemm) "$b/genlm_bench_gemm" --benchmark_min_time=0.2 "$@" ;;
   layers) "$b/genlm_bench_layers" --benchmark_min_time=0.2 "$@" ;;
@@ -27,5 +41,5 @@ case "$what" in
     "$b/genlm_bench_model" --benchmark_min_time=0.1
     "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@"
     ;;
-  *) echo "usage: $0 [gemm|layers|model|peak|compare|all] [args]" >&2; exit 2 ;;
+  *) echo "usage: $0 [gemm|layers|model|peak|compare|all|cuda|compare-cuda] [args]" >&2; exit 2 ;;
 esac

@@ -20,16 +20,37 @@ Workloads (B contigs x L genes, default 8 x 30; all genes real, 15% masked):
 Each (config, workload, threads) is measured --rounds times alternating genlm and PyTorch; the
 table reports the fastest round's median step time (the machine may be shared: see --rounds).
 
+GPU mode (--device cuda): genlm's CUDA backend (build/benchmarks/genlm_workload_cuda --precision P)
+against the same PyTorch model on the same GPU, one process per measurement, for each precision P of
+--precision (fp32: IEEE float32 products on both sides, torch allow_tf32 = False; tf32: tensor-core
+TF32 products, torch allow_tf32 = True; bf16: bf16 GEMM inputs with float32 master weights, torch
+autocast(bfloat16)) and each batch size of --batch (e.g. 8,64). Step times are host wall-clock
+between device synchronisations (both sides); the table adds achieved TFLOP/s against cuBLAS's own
+8192^3 GEMM rate in the same precision (genlm_workload_cuda --peak) and peak allocated GPU memory
+(genlm: cuda_allocator peak_bytes; PyTorch: torch.cuda.max_memory_allocated). torch.optim.AdamW's
+default on CUDA is its foreach implementation. Without a torch that sees a GPU it stops with a
+message saying why.
+
+The PyTorch encoder is transformers' RobertaModel when the installed transformers still has
+relative_key_query attention (transformers < 5); transformers 5 removed it, and then the script uses
+its own transcription of transformers 4.57's RoBERTa code (builtin_roberta: same modules, parameter
+names and operations); --torch-impl forces one. --check-builtin compares that transcription with
+transformers 4.57.6's outputs and gradients stored in tests/fixtures/hf/relkq_f64.safetensors.
+
 Usage:
   /opt/fixenv/bin/python scripts/compare_pytorch.py [--build build-perf] [--configs small,paper]
       [--workloads forward,train] [--threads 1,2] [--batch 8] [--len 30] [--iters 5] [--rounds 2]
       [--markdown] [--json out.json]
+  python3 scripts/compare_pytorch.py --device cuda --build build-gpu [--precision fp32,tf32,bf16]
+      [--batch 8,64] [--configs paper,small] [--iters 20] [--warmup 3] [--torch-adamw default|fused]
+  python3 scripts/compare_pytorch.py --check-builtin
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import resource
@@ -45,39 +66,254 @@ CONFIGS = {  # genlm::configs (include/genlm/model/config.hpp)
 }
 
 
+# ----------------------------------------------------------------------------- PyTorch model
+def builtin_roberta(torch, nn, F, c, hidden_dropout, attn_dropout, layer_norm_eps=1e-12):
+    """transformers 4.x RobertaModel(add_pooling_layer=False) with position_embedding_type
+    "relative_key_query", eager attention, fed through inputs_embeds: the same modules, parameter
+    names and operations (einsum relative terms, finfo.min mask, exact GELU), transcribed from
+    transformers 4.57's modeling_roberta.py. transformers 5 removed the relative position
+    embeddings (huggingface/transformers#41170), so this stands in when the installed transformers
+    has none; --check-builtin compares it with tests/fixtures/hf/relkq_f64.safetensors (made by
+    transformers 4.57.6's own RobertaModel). Returns a module m with m(x_emb, mask) -> hidden."""
+    H, hid, maxpos = c["heads"], c["hidden"], c["maxpos"]
+    hd = hid // H
+
+    class Embeddings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # word / absolute position tables exist (unused with inputs_embeds + relative
+            # positions) as in transformers, so parameter counts and state dicts match
+            self.word_embeddings = nn.Embedding(c.get("vocab", 2), hid)
+            self.position_embeddings = nn.Embedding(maxpos, hid)
+            self.token_type_embeddings = nn.Embedding(1, hid)
+            self.LayerNorm = nn.LayerNorm(hid, eps=layer_norm_eps)
+            self.dropout = nn.Dropout(hidden_dropout)
+
+        def forward(self, x):
+            tt = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
+            return self.dropout(self.LayerNorm(x + self.token_type_embeddings(tt)))
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query = nn.Linear(hid, hid)
+            self.key = nn.Linear(hid, hid)
+            self.value = nn.Linear(hid, hid)
+            self.dropout = nn.Dropout(attn_dropout)
+            self.distance_embedding = nn.Embedding(2 * maxpos - 1, hd)
+
+        def forward(self, h, ext_mask):
+            B, L, _ = h.shape
+            q = self.query(h).view(B, L, H, hd).transpose(1, 2)
+            k = self.key(h).view(B, L, H, hd).transpose(1, 2)
+            v = self.value(h).view(B, L, H, hd).transpose(1, 2)
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            pl = torch.arange(L, dtype=torch.long, device=h.device).view(-1, 1)
+            pr = torch.arange(L, dtype=torch.long, device=h.device).view(1, -1)
+            pos = self.distance_embedding(pl - pr + maxpos - 1).to(dtype=q.dtype)
+            scores = scores + torch.einsum("bhld,lrd->bhlr", q, pos) + torch.einsum("bhrd,lrd->bhlr", k, pos)
+            scores = scores / math.sqrt(hd) + ext_mask
+            probs = self.dropout(F.softmax(scores, dim=-1))
+            return torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous().view(B, L, hid)
+
+    class DenseLN(nn.Module):  # RobertaSelfOutput / RobertaOutput
+        def __init__(self, n_in):
+            super().__init__()
+            self.dense = nn.Linear(n_in, hid)
+            self.LayerNorm = nn.LayerNorm(hid, eps=layer_norm_eps)
+            self.dropout = nn.Dropout(hidden_dropout)
+
+        def forward(self, h, res):
+            return self.LayerNorm(self.dropout(self.dense(h)) + res)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            setattr(self, "self", SelfAttention())
+            self.output = DenseLN(hid)
+
+        def forward(self, h, ext_mask):
+            return self.output(getattr(self, "self")(h, ext_mask), h)
+
+    class Intermediate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(hid, c["inter"])
+
+        def forward(self, h):
+            return F.gelu(self.dense(h))
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = Attention()
+            self.intermediate = Intermediate()
+            self.output = DenseLN(c["inter"])
+
+        def forward(self, h, ext_mask):
+            a = self.attention(h, ext_mask)
+            return self.output(self.intermediate(a), a)
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.ModuleList([Layer() for _ in range(c["layers"])])
+
+    class Roberta(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = Embeddings()
+            self.encoder = Encoder()
+            for m in self.modules():  # RobertaPreTrainedModel._init_weights
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, mean=0.0, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                if isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+        def forward(self, x, mask):
+            dt = self.embeddings.LayerNorm.weight.dtype
+            ext = (1.0 - mask[:, None, None, :].to(dt)) * torch.finfo(dt).min
+            h = self.embeddings(x)
+            for lay in self.encoder.layer:
+                h = lay(h, ext)
+            return h
+
+    return Roberta()
+
+
+def make_encoder(torch, nn, F, c, impl: str, hidden_dropout=0.1, attn_dropout=0.1):
+    """The RoBERTa encoder of the comparison: (module, impl name). impl: auto | transformers |
+    builtin. auto = transformers' RobertaModel when it has relative_key_query (transformers < 5),
+    else builtin_roberta (same operations)."""
+    if impl == "auto":
+        try:
+            from importlib.metadata import version
+
+            if int(version("transformers").split(".")[0]) >= 5:  # no relative_key_query: skip the import
+                impl = "builtin"
+        except Exception:  # noqa: BLE001  (not installed: builtin)
+            impl = "builtin"
+    if impl in ("auto", "transformers"):
+        try:
+            import transformers
+            from transformers import RobertaConfig, RobertaModel
+
+            cfg = RobertaConfig(
+                vocab_size=2, pad_token_id=1, hidden_size=c["hidden"], num_hidden_layers=c["layers"],
+                num_attention_heads=c["heads"], intermediate_size=c["inter"], max_position_embeddings=c["maxpos"],
+                position_embedding_type="relative_key_query", type_vocab_size=1, hidden_dropout_prob=hidden_dropout,
+                attention_probs_dropout_prob=attn_dropout, layer_norm_eps=1e-12, hidden_act="gelu")
+            cfg._attn_implementation = "eager"
+            m = RobertaModel(cfg, add_pooling_layer=False)
+            if hasattr(m.encoder.layer[0].attention.self, "distance_embedding"):
+
+                class HF(nn.Module):
+                    def __init__(self):
+                        super().__init__()
+                        self.roberta = m
+
+                    def forward(self, x, mask):
+                        return self.roberta(inputs_embeds=x, attention_mask=mask).last_hidden_state
+
+                return HF(), f"transformers-{transformers.__version__}"
+            if impl == "transformers":
+                sys.exit(f"transformers {transformers.__version__} has no relative_key_query attention "
+                         "(removed in transformers 5); use --torch-impl builtin or auto")
+        except ImportError as e:
+            if impl == "transformers":
+                sys.exit(f"--torch-impl transformers: cannot import transformers ({e})")
+    return builtin_roberta(torch, nn, F, c, hidden_dropout, attn_dropout), "builtin-roberta-rkq"
+
+
+def check_builtin(args) -> int:
+    """builtin_roberta against transformers 4.57.6's own outputs and gradients
+    (tests/fixtures/hf/relkq_f64.safetensors, float64, CPU): prints the max errors, returns 0/1."""
+    try:
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+        from safetensors.torch import load_file
+    except ImportError as e:
+        print(f"--check-builtin needs torch and safetensors: {e}", file=sys.stderr)
+        return 2
+
+    path = os.path.join(REPO, "tests", "fixtures", "hf", "relkq_f64.safetensors")
+    t = load_file(path)
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        meta = json.loads(f.metadata()["config"])
+    c = dict(layers=meta["num_hidden_layers"], hidden=meta["hidden_size"], heads=meta["num_attention_heads"],
+             inter=meta["intermediate_size"], maxpos=meta["max_position_embeddings"], vocab=meta["vocab_size"])
+    m = builtin_roberta(torch, nn, F, c, 0.0, 0.0).double().eval()
+    weights = {k: v for k, v in t.items() if not k.split(".")[0] in ("input", "output", "grad")}
+    m.load_state_dict(weights, strict=True)
+    x = t["input.inputs_embeds"].clone().requires_grad_(True)
+    h = m(x, t["input.attention_mask"])
+    (h * t["input.cotangent"]).sum().backward()
+    err_h = (h - t["output.last_hidden_state"]).abs().max().item()
+    err_g = 0.0
+    n_g = 0
+    for name, p in list(m.named_parameters()) + [("inputs_embeds", x)]:
+        ref = t.get("grad." + name)
+        if ref is None:
+            continue
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        err_g = max(err_g, ((g - ref).abs().max() / (ref.abs().max() + 1e-30)).item())
+        n_g += 1
+    ok = err_h < 1e-10 and err_g < 1e-9 and n_g > 0
+    print(json.dumps(dict(check="builtin-roberta-rkq vs transformers 4.57.6 fixture", file=os.path.relpath(path, REPO),
+                          max_abs_err_hidden=err_h, max_rel_err_grads=err_g, grads_compared=n_g,
+                          result="pass" if ok else "FAIL")))
+    return 0 if ok else 1
+
+
 # ----------------------------------------------------------------------------- PyTorch worker
 def torch_worker(args) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    cuda = args.device == "cuda"
+    if not cuda:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from transformers import RobertaConfig, RobertaModel
 
-    torch.set_num_threads(args.threads)
+    if cuda:
+        if not torch.cuda.is_available():
+            sys.exit(f"torch {torch.__version__} sees no CUDA device (torch.version.cuda={torch.version.cuda})")
+        tf32 = args.precision == "tf32"  # fp32 / bf16: IEEE float32 products outside autocast
+        if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9 (allow_tf32 deprecated)
+            torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+        dev = torch.device("cuda")
+    else:
+        torch.set_num_threads(args.threads)
+        dev = torch.device("cpu")
     torch.manual_seed(0)
     c = CONFIGS[args.config]
     D = c["pca"] + 1
     K = c["hyp"]
-    cfg = RobertaConfig(
-        vocab_size=2, pad_token_id=1, hidden_size=c["hidden"], num_hidden_layers=c["layers"],
-        num_attention_heads=c["heads"], intermediate_size=c["inter"], max_position_embeddings=c["maxpos"],
-        position_embedding_type="relative_key_query", type_vocab_size=1, hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1, layer_norm_eps=1e-12, hidden_act="gelu")
-    cfg._attn_implementation = "eager"
+    with torch.device(dev):  # parameters are created (and initialised) on the device directly
+        enc, impl_name = make_encoder(torch, nn, F, c, args.torch_impl)
 
     class GLM(nn.Module):
         def __init__(self):
             super().__init__()
             self.dense = nn.Linear(c["plm"] + 1, c["hidden"])
-            self.roberta = RobertaModel(cfg, add_pooling_layer=False)
+            self.roberta = enc
             self.hyp = nn.Linear(c["hidden"], K * D)
             self.prob = nn.Linear(c["hidden"], K)
 
         def forward(self, x, mask):
-            h = self.roberta(inputs_embeds=self.dense(x), attention_mask=mask).last_hidden_state
+            h = self.roberta(self.dense(x), mask)
             return self.hyp(h).view(x.shape[0], x.shape[1], K, D), self.prob(h)
 
-    model = GLM().float()
+    with torch.device(dev):
+        model = GLM().float()
     B, L = args.batch, args.len
     g = torch.Generator().manual_seed(1)
     x = torch.randn(B, L, c["plm"] + 1, generator=g)
@@ -88,42 +324,68 @@ def torch_worker(args) -> None:
     x[sel] = -1.0
     bi, li = sel.nonzero(as_tuple=True)
     y = torch.randn(len(bi), D, generator=g).clamp(-10, 10)
+    x, mask, bi, li, y = (t.to(dev) for t in (x, mask, bi, li, y))
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and args.precision == "bf16" else None
 
     if args.workload == "forward":
         model.eval()
 
         def once():
             with torch.inference_mode():
-                model(x, mask)
+                if autocast:
+                    with autocast():
+                        model(x, mask)
+                else:
+                    model(x, mask)
     else:
         model.train()
         impl = {"default": {}, "foreach": dict(foreach=True), "fused": dict(fused=True)}[args.torch_adamw]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, **impl)
+        ar = torch.arange(len(bi), device=dev)
+
+        def loss_fn():
+            hyp, logits = model(x, mask)
+            hm = hyp[bi, li].float()                           # (n, K, D)
+            k = ((hm - y[:, None]) ** 2).sum(-1).argmin(1)     # closest hypothesis
+            best = hm[ar, k]
+            return F.mse_loss(best, y) + 1e-4 * F.cross_entropy(logits[bi, li].float(), k)
 
         def once():
             opt.zero_grad(set_to_none=True)
-            hyp, logits = model(x, mask)
-            hm = hyp[bi, li]                                   # (n, K, D)
-            k = ((hm - y[:, None]) ** 2).sum(-1).argmin(1)     # closest hypothesis
-            best = hm[torch.arange(len(k)), k]
-            loss = F.mse_loss(best, y) + 1e-4 * F.cross_entropy(logits[bi, li], k)
+            if autocast:
+                with autocast():
+                    loss = loss_fn()
+            else:
+                loss = loss_fn()
             loss.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
             opt.step()
 
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
         once()
+    sync()
     times = []
     for _ in range(args.iters):
         t0 = time.perf_counter()
         once()
+        sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps(dict(impl="pytorch", workload=args.workload, batch=B, len=L, median_s=med, min_s=times[0],
-                          genes_per_s=B * L / med, params=sum(p.numel() for p in model.parameters()),
-                          max_rss_mb=rss, torch=torch.__version__)))
+    out = dict(impl="pytorch", workload=args.workload, batch=B, len=L, median_s=med, min_s=times[0],
+               genes_per_s=B * L / med, params=sum(p.numel() for p in model.parameters()), max_rss_mb=rss,
+               torch=torch.__version__, torch_impl=impl_name)
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        out.update(device="cuda", precision=args.precision, device_name=torch.cuda.get_device_name(),
+                   gpu_peak_alloc_mb=torch.cuda.max_memory_allocated() / 2**20,
+                   gpu_peak_reserved_mb=torch.cuda.max_memory_reserved() / 2**20,
+                   gpu_used_mb=(total - free) / 2**20, adamw=args.torch_adamw,
+                   matmul_fp32=getattr(torch.backends.cuda.matmul, "fp32_precision",
+                                       "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"))
+    print(json.dumps(out))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -165,6 +427,142 @@ def lscpu_model() -> str:
         return "unknown"
 
 
+def torch_cuda_status() -> tuple[bool, str]:
+    """(usable, description) of this Python's torch for the GPU comparison, without touching the GPU
+    in this process (a subprocess asks)."""
+    code = ("import json, torch; print(json.dumps(dict(v=torch.__version__, cuda=torch.version.cuda, "
+            "ok=torch.cuda.is_available(), n=torch.cuda.device_count(), "
+            "name=torch.cuda.get_device_name() if torch.cuda.is_available() else '')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return False, f"{sys.executable} cannot import torch ({last})"
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    if not info["ok"]:
+        why = "a CPU-only build" if not info["cuda"] else f"built for CUDA {info['cuda']} but no device is visible"
+        return False, f"torch {info['v']} in {sys.executable} is {why}"
+    return True, f"torch {info['v']} (CUDA {info['cuda']}), {info['n']} device(s), {info['name']}"
+
+
+def cublas_peaks(build: str, precisions: list[str]) -> dict:
+    """cuBLAS's own rate on an 8192^3 GEMM per precision (genlm_workload_cuda --peak), TFLOP/s."""
+    out = {}
+    wl_bin = os.path.join(build, "benchmarks", "genlm_workload_cuda")
+    for p in precisions:
+        try:
+            out[p] = run_json([wl_bin, "--peak", "--precision", p])["tflops"]
+        except Exception as e:  # noqa: BLE001
+            print(f"# cuBLAS peak ({p}) not measured: {e}", flush=True)
+    return out
+
+
+def err_tail(e: subprocess.CalledProcessError) -> str:
+    """The last lines of a failed run's stderr, on one line."""
+    lines = [ln.strip() for ln in (e.stderr or "").strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[-600:] or "(no stderr)"
+
+
+def main_cuda(args) -> None:
+    """genlm's CUDA backend (genlm_workload_cuda) vs PyTorch on the same GPU, one process each."""
+    wl_bin = os.path.join(args.build, "benchmarks", "genlm_workload_cuda")
+    if not os.path.exists(wl_bin):
+        sys.exit(f"{wl_bin} not found: configure with nvcc + cuBLAS available and -DGENLM_BUILD_BENCHMARKS=ON, "
+                 "then build the target genlm_workload_cuda (scripts/gpu-check.sh does both)")
+    ok, desc = torch_cuda_status()
+    if not ok:
+        sys.exit(f"compare_pytorch.py --device cuda: no PyTorch with CUDA here: {desc}. Run it with a Python whose "
+                 "torch sees the GPU ($PYTHON for scripts/bench.sh / scripts/gpu-check.sh)")
+    print(f"# PyTorch: {desc}", flush=True)
+    precisions = args.precision.split(",")
+    for p in precisions:
+        if p not in ("fp32", "tf32", "bf16"):
+            sys.exit(f"--precision: unknown precision {p!r} (fp32, tf32 or bf16)")
+    batches = [int(b) for b in str(args.batch).split(",")]
+    peaks = cublas_peaks(args.build, precisions)
+    for p, v in peaks.items():
+        print(f"# cuBLAS 8192^3 GEMM peak, {p}: {v:.1f} TFLOP/s", flush=True)
+
+    rows = []
+    failures = 0
+    for cfg in args.configs.split(","):
+        for wl in args.workloads.split(","):
+            for prec in precisions:
+                for B in batches:
+                    common = ["--batch", str(B), "--len", str(args.len), "--iters", str(args.iters),
+                              "--warmup", str(args.warmup)]
+                    best_g = best_p = None
+                    for _ in range(args.rounds):
+                        try:
+                            g = run_json([wl_bin, "--config", cfg, "--workload", wl, "--precision", prec] + common)
+                        except subprocess.CalledProcessError as e:
+                            print(f"# genlm {cfg}/{wl}/{prec}/B={B} failed (exit {e.returncode}): "
+                                  f"{err_tail(e)}", flush=True)
+                            g = None
+                            failures += 1
+                        try:
+                            pt = run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", "--device",
+                                           "cuda", "--precision", prec, "--threads", "1", "--config", cfg, "--workload", wl,
+                                           "--torch-adamw", args.torch_adamw, "--torch-impl", args.torch_impl]
+                                          + common)
+                        except subprocess.CalledProcessError as e:
+                            print(f"# PyTorch {cfg}/{wl}/{prec}/B={B} failed (exit {e.returncode}): "
+                                  f"{err_tail(e)}", flush=True)
+                            pt = None
+                            failures += 1
+                        if g and (best_g is None or g["median_s"] < best_g["median_s"]):
+                            best_g = g
+                        if pt and (best_p is None or pt["median_s"] < best_p["median_s"]):
+                            best_p = pt
+                    if best_g is None and best_p is None:
+                        continue
+                    nan = float("nan")
+                    gs = best_g["median_s"] if best_g else nan
+                    ps = best_p["median_s"] if best_p else nan
+                    flop = best_g["flop"] if best_g else nan
+                    r = dict(config=cfg, workload=wl, precision=prec, batch=B, genlm_s=gs, torch_s=ps,
+                             speedup=ps / gs, genlm_genes_s=best_g["genes_per_s"] if best_g else nan,
+                             torch_genes_s=best_p["genes_per_s"] if best_p else nan,
+                             genlm_tflops=flop / gs / 1e12, torch_tflops=flop / ps / 1e12,
+                             pct_cublas_peak=100 * flop / gs / 1e12 / peaks[prec] if prec in peaks else nan,
+                             genlm_gpu_mb=best_g["gpu_peak_alloc_mb"] if best_g else nan,
+                             torch_gpu_mb=best_p["gpu_peak_alloc_mb"] if best_p else nan,
+                             genlm_gpu_used_mb=best_g.get("gpu_used_mb", nan) if best_g else nan,
+                             torch_gpu_used_mb=best_p.get("gpu_used_mb", nan) if best_p else nan,
+                             torch_impl=best_p["torch_impl"] if best_p else "",
+                             device=(best_g or best_p).get("device_name", ""))
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
+
+    hdr = ["config", "workload", "prec", "B", "genlm ms", "torch ms", "torch/genlm", "genlm genes/s",
+           "torch genes/s", "genlm TFLOP/s", "% cuBLAS peak", "genlm GPU MB", "torch GPU MB"]
+    fmt = lambda r: [r["config"], r["workload"], r["precision"], str(r["batch"]), f"{1e3 * r['genlm_s']:.2f}",
+                     f"{1e3 * r['torch_s']:.2f}", f"{r['speedup']:.2f}x", f"{r['genlm_genes_s']:.0f}",
+                     f"{r['torch_genes_s']:.0f}", f"{r['genlm_tflops']:.1f}", f"{r['pct_cublas_peak']:.0f}%",
+                     f"{r['genlm_gpu_mb']:.0f}", f"{r['torch_gpu_mb']:.0f}"]
+    print()
+    print("# torch/genlm > 1: genlm faster. GPU MB: peak allocated device memory (genlm: cuda_allocator peak_bytes; "
+          "PyTorch: torch.cuda.max_memory_allocated), CUDA context excluded.")
+    if rows:
+        if args.markdown:
+            print("| " + " | ".join(hdr) + " |")
+            print("|" + "---|" * len(hdr))
+            for r in rows:
+                print("| " + " | ".join(fmt(r)) + " |")
+        else:
+            w = [max(len(h), *(len(fmt(r)[i]) for r in rows)) for i, h in enumerate(hdr)]
+            print("  ".join(h.rjust(w[i]) for i, h in enumerate(hdr)))
+            for r in rows:
+                print("  ".join(v.rjust(w[i]) for i, v in enumerate(fmt(r))))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=rows[0]["device"] if rows else "", torch=desc, cublas_peak_tflops=peaks, rows=rows,
+                           args=vars(args)), f, indent=1)
+    if not rows:
+        sys.exit("no workload ran")
+    if failures:
+        sys.exit(f"{failures} run(s) failed (see the messages above)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -174,20 +572,41 @@ def main() -> None:
     ap.add_argument("--configs", default="small,paper")
     ap.add_argument("--workloads", default="forward,train")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", default="8", help="contigs per batch (cuda mode: a comma list, e.g. 8,64)")
     ap.add_argument("--len", type=int, default=30)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=None, help="timed runs (default: cpu 5, cuda 20)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: cpu 1, cuda 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="default: cpu 2, cuda 1")
     ap.add_argument("--torch-adamw", default="default", choices=["default", "foreach", "fused"],
                     help="torch.optim.AdamW implementation of the PyTorch training step")
+    ap.add_argument("--torch-impl", default="auto", choices=["auto", "transformers", "builtin"],
+                    help="PyTorch encoder: transformers' RobertaModel (needs transformers < 5 for relative_key_query), "
+                         "the script's transcription of it (builtin), or auto (transformers when it can)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cpu: genlm::cpu vs PyTorch on the CPU; cuda: genlm's CUDA backend vs PyTorch on the GPU")
+    ap.add_argument("--precision", default="fp32",
+                    help="cuda mode: comma list of fp32 (IEEE float32 products), tf32 (tensor-core TF32 products; "
+                         "torch allow_tf32), bf16 (bf16 GEMM inputs, fp32 master weights; torch autocast(bfloat16))")
+    ap.add_argument("--check-builtin", action="store_true",
+                    help="only compare the builtin RoBERTa with transformers 4.57's fixture outputs and exit")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    cuda_mode = args.device == "cuda" and not args.torch_worker
+    for k, cpu_default, cuda_default in (("iters", 5, 20), ("warmup", 1, 3), ("rounds", 2, 1)):
+        if getattr(args, k) is None:
+            setattr(args, k, cuda_default if cuda_mode else cpu_default)
+    if args.check_builtin:
+        sys.exit(check_builtin(args))
     if args.torch_worker:
         args.threads = int(args.threads)
+        args.batch = int(args.batch)
         torch_worker(args)
         return
+    if args.device == "cuda":
+        main_cuda(args)
+        return
+    args.batch = int(args.batch)
 
     threads = [int(t) for t in args.threads.split(",")]
     wl_bin = os.path.join(args.build, "benchmarks", "genlm_workload")
@@ -210,7 +629,8 @@ def main() -> None:
                     g = run_json([wl_bin, "--config", cfg, "--workload", wl, "--threads", str(t)] + common,
                                  env_threads(t))
                     p = run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", "--config", cfg,
-                                  "--workload", wl, "--threads", str(t), "--torch-adamw", args.torch_adamw] + common,
+                                  "--workload", wl, "--threads", str(t), "--torch-adamw", args.torch_adamw,
+                                  "--torch-impl", args.torch_impl] + common,
                                  env_threads(t))
                     best_g = g if best_g is None or g["median_s"] < best_g["median_s"] else best_g
                     best_p = p if best_p is None or p["median_s"] < best_p["median_s"] else best_p

@@ -273,7 +273,9 @@ int run_train(const input_options& io, const train_cli& o) {
   trainer<Model> tr(model, feat, train_g, to);
   if (!o.resume.empty()) {
     check<format_error>(resumed.has_optimizer, "checkpoint '", o.resume, "' has no optimizer state; cannot resume");
-    tr.optimizer().load_from(io::read_safetensors(o.resume), "optimizer.");
+    const auto ck = io::read_safetensors(o.resume);
+    tr.optimizer().load_from(ck, "optimizer.");
+    if (tr.loss_scaling_active()) tr.scaler().load_from(ck, "scaler.");  // absent: keep the initial scale
     tr.set_step(resumed.step);
   }
   index_t n = 0;
@@ -285,7 +287,8 @@ int run_train(const input_options& io, const train_cli& o) {
 
   auto save = [&] {
     save_checkpoint(o.out, model, pipe, &tr.optimizer(), tr.step_count(), o.seed,
-                    {{"genlm.input", in.where}, {"genlm.features", in.featurized ? "builtin" : "external"}});
+                    {{"genlm.input", in.where}, {"genlm.features", in.featurized ? "builtin" : "external"}},
+                    &tr.scaler());
   };
   progress_bar bar("train", o.steps);
   double avg_loss = 0;

@@ -21,6 +21,8 @@
 
 #include <Eigen/Core>
 
+#include <genlm/backend/ops_common.hpp>
+#include <genlm/backend/precision.hpp>
 #include <genlm/core/error.hpp>
 #include <genlm/core/random.hpp>
 #include <genlm/core/tensor.hpp>
@@ -300,20 +302,6 @@ GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
 #undef GENLM_DISPATCHED
 
 }  // namespace cpu_detail
-
-/// AdamW hyper-parameters for one step. `torch_style` selects torch.optim.AdamW's update
-/// (eps added to the bias-corrected sqrt(v); weight decay applied before the update); otherwise
-/// transformers 4.22's AdamW as used by the gLM reference (eps added to the raw sqrt(v), step
-/// size lr*sqrt(1-b2^t)/(1-b1^t), weight decay applied after the update).
-struct adamw_hparams {
-  double lr = 1e-4;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-6;
-  double weight_decay = 0.0;
-  std::int64_t step = 1;  // 1-based step number after increment
-  bool torch_style = false;
-};
 
 struct cpu {
   static constexpr bool host_memory = true;
@@ -664,6 +652,43 @@ struct cpu {
       T dotv = 0;
       for (index_t r = 0; r < L; ++r) dotv += a[r] * da[r];
       for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
+    }
+  }
+
+  // ---------------------------------------------------------------- masked-gene loss
+  /// Gradients of gLM's masked-gene objective (SPEC.md) at n masked genes. Gene i sits at flat row
+  /// rows[i] (= b * L + l) of hyp (R, K, D) and logits (R, K); labels (n, D) are already clipped.
+  ///   k* = argmin_k ||h_k - y||^2 (first on ties), k^ = argmax_k logits (first on ties)
+  ///   terms[2i] = ||h_k* - y||^2, terms[2i+1] = logsumexp(logits) - logits[k*]   (double)
+  ///   choice[2i] = k*, choice[2i+1] = k^                                   (choice may be null)
+  ///   d_hyp[row, k*, :] = 2 mse_scale (h_k* - y);  d_logits[row, :] = ce_scale (softmax - onehot(k*))
+  /// Rows of d_hyp / d_logits that hold no masked gene are not written (the caller zeroes them).
+  template <class T>
+  static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
+                                    const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,
+                                    T* d_logits, double* terms, std::int32_t* choice) {
+    for (index_t i = 0; i < n; ++i) {
+      const index_t row = rows[i];
+      const T* h = hyp + row * K * D;
+      const T* z = logits + row * K;
+      const double* y = labels + i * D;
+      index_t ks = 0, kml = 0;
+      double best = std::numeric_limits<double>::infinity(), mx = -std::numeric_limits<double>::infinity();
+      for (index_t k = 0; k < K; ++k) {
+        double d = 0;
+        for (index_t j = 0; j < D; ++j) d += (double(h[k * D + j]) - y[j]) * (double(h[k * D + j]) - y[j]);
+        if (d < best) best = d, ks = k;
+        if (double(z[k]) > mx) mx = double(z[k]), kml = k;
+      }
+      double se = 0;
+      for (index_t k = 0; k < K; ++k) se += std::exp(double(z[k]) - mx);
+      const double lse = mx + std::log(se);
+      terms[2 * i] = best;
+      terms[2 * i + 1] = lse - double(z[ks]);
+      if (choice) choice[2 * i] = std::int32_t(ks), choice[2 * i + 1] = std::int32_t(kml);
+      for (index_t k = 0; k < K; ++k)
+        d_logits[row * K + k] = T(ce_scale * (std::exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
+      for (index_t j = 0; j < D; ++j) d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
     }
   }
 

@@ -95,6 +95,11 @@ class data_parallel_trainer {
           return a;
         }()) {
     check<value_error>(src_ != nullptr, "data_parallel_trainer: no window source");
+    check<value_error>(!o.scaling.resolve(backend_precision_t<Backend>::loss_scaling),
+                       "data_parallel_trainer: loss scaling (train_options::scaling, needed by the ",
+                       backend_precision_t<Backend>::name,
+                       " precision policy) is not implemented for data-parallel training yet; use the fp32, tf32 "
+                       "or bf16 policy, or the single-process trainer");
     // Rank-local argument errors would leave peers waiting: turn them into collective errors.
     collective_try(comm_, "data_parallel_trainer setup", [&] {
       check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
@@ -260,6 +265,9 @@ class data_parallel_trainer {
     const bool clip_value_per_bucket = opt_.clip_norm <= 0 && opt_.clip_value > 0;
     index_t nonfinite = 0;
     const std::size_t bucket_elems = dp_.bucket_bytes ? std::max<std::size_t>(1, dp_.bucket_bytes / sizeof(T)) : 0;
+    // device backends: the gradients are written on the backend's stream, the communicator reads
+    // them on its own, so wait for the backward first (no-op on the CPU)
+    Backend::synchronize();
     timed([&] {
       comm_.allreduce_sum_buckets(g.data(), std::size_t(g.numel()), Backend::host_memory, bucket_elems,
                                   [&](T* p, std::size_t n) {

@@ -35,6 +35,7 @@ struct masked_gene_metrics {
   double cosine = 0;                  // mean cosine(h_{k^}, y)
   double mse_most_likely = 0;         // mean squared error of h_{k^}
   index_t strand_correct = 0;         // sign of h_{k^}'s last dimension (the strand feature) right
+  bool skipped = false;               // training: loss scaling found non-finite gradients, no update
   double accuracy() const { return masked ? double(correct) / double(masked) : 0.0; }
   double strand_accuracy() const { return masked ? double(strand_correct) / double(masked) : 0.0; }
 };

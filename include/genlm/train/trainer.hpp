@@ -3,16 +3,19 @@
 #pragma once
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <string>
 #include <vector>
 
+#include <genlm/backend/precision.hpp>
 #include <genlm/data/dataset.hpp>
 #include <genlm/io/safetensors.hpp>
 #include <genlm/io/state_dict.hpp>
 #include <genlm/model/glm.hpp>
 #include <genlm/train/batch.hpp>
+#include <genlm/train/loss_scaler.hpp>
 #include <genlm/train/masked_gene_loss.hpp>
 #include <genlm/train/masking.hpp>
 #include <genlm/train/optimizer.hpp>
@@ -148,6 +151,7 @@ struct train_options {
   masking_options masking;
   masked_gene_loss_options loss;   // ce_weight 1e-4 and label clip 10 (SPEC.md)
   adamw_options adam;              // lr is taken from `lr` and the schedule
+  loss_scale_options scaling;      // dynamic loss scaling; enabled = automatic: on for fp16 backends
 };
 
 /// Adds up evaluation metrics over batches.
@@ -231,7 +235,8 @@ class trainer {
           adamw_options a = o.adam;
           a.lr = o.lr;
           return a;
-        }()) {
+        }()),
+        scaler_(loss_scaler::for_backend<Backend>(o.scaling)) {
     check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
                        " dims but the model config expects plm_dim ", C.plm_dim);
     check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
@@ -243,6 +248,11 @@ class trainer {
 
   std::int64_t step_count() const { return step_; }
   adamw<T, Backend>& optimizer() { return adam_; }
+  /// The dynamic loss scaler (train_options::scaling); disabled unless loss scaling is active.
+  loss_scaler& scaler() { return scaler_; }
+  const loss_scaler& scaler() const { return scaler_; }
+  /// Whether step() scales the loss (train_options::scaling.enabled resolved for the backend).
+  bool loss_scaling_active() const { return scaler_.enabled(); }
   const train_options& options() const { return opt_; }
   std::size_t batches_per_epoch() const { return (train_.size() + std::size_t(opt_.batch_size) - 1) / std::size_t(opt_.batch_size); }
 
@@ -259,6 +269,12 @@ class trainer {
   }
 
   /// One optimisation step on the next batch; returns its (training) metrics.
+  ///
+  /// With loss scaling active (loss_scaling_active()) the loss gradients are multiplied by
+  /// scaler().scale() before the backward pass and the parameter gradients unscaled after it; a
+  /// step whose gradients overflow skips clipping and AdamW (metrics.skipped = true; step_count()
+  /// still advances, optimizer().steps() - which drives the learning-rate schedule - does not)
+  /// and the scaler backs off. Without loss scaling non-finite gradients throw value_error.
   masked_gene_metrics step() {
     const std::int64_t k = step_;
     host_batch<T> b = make_batch<T>(train_, batch_indices(k), feat_, C.max_positions);
@@ -275,8 +291,9 @@ class trainer {
     ctx.step = std::uint64_t(k);
     auto out = model_.forward(ctx, x_, mask_);
     const index_t K = C.hypotheses, D = C.label_dim();
-    const masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
-                                                      masked, labels, &g_hyp_, &g_log_, opt_.loss);
+    masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
+                                                masked, labels, &g_hyp_, &g_log_, opt_.loss);
+    if (scaler_.enabled()) return scaled_step(m, b.B, b.L);
     d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
     d_log_.from_host({b.B, b.L, K}, g_log_);
     model_.backward(d_hyp_, d_log_);
@@ -320,11 +337,41 @@ class trainer {
   void set_step(std::int64_t s) { step_ = s; }
 
  private:
+  /// The rest of step() with loss scaling: scale the loss gradients, backward, unscale and check,
+  /// then clip + AdamW, or skip on overflow; update the scaler.
+  masked_gene_metrics scaled_step(masked_gene_metrics m, index_t B, index_t L) {
+    const index_t K = C.hypotheses, D = C.label_dim();
+    const double s = scaler_.scale();
+    // A scale beyond the scalar type's range overflows at once (and converting it would be UB).
+    bool ok = s <= double(std::numeric_limits<T>::max());
+    if (ok) {
+      if (s != 1.0) {
+        const T ts = T(s);
+        for (auto& g : g_hyp_) g *= ts;
+        for (auto& g : g_log_) g *= ts;
+      }
+      d_hyp_.from_host({B, L, K, D}, g_hyp_);
+      d_log_.from_host({B, L, K}, g_log_);
+      model_.backward(d_hyp_, d_log_);
+      ok = scaler_.unscale_and_check(model_.parameters());
+    }
+    if (ok) {
+      auto& ps = model_.parameters();
+      if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
+      if (opt_.clip_value > 0) clip_grad_value(ps, opt_.clip_value);
+      adam_.step(ps, schedule_.at(adam_.steps()));
+    }
+    scaler_.update(!ok);
+    m.skipped = !ok;
+    return m;
+  }
+
   Model& model_;
   const gene_features& feat_;
   std::vector<gene_window> train_;
   train_options opt_;
   adamw<T, Backend> adam_;
+  loss_scaler scaler_;
   lr_schedule schedule_;
   std::int64_t step_ = 0;
   tensor_t x_, mask_, d_hyp_, d_log_;

@@ -1,0 +1,308 @@
+// benchmarks/bench_cuda.cu - genlm's CUDA backend on the GPU (Google Benchmark, manual timing with
+// CUDA events on the backend's stream; every timed region ends with an event synchronisation).
+//
+//   cublas_peak/<p>            cuBLAS's own rate on an 8192^3 GEMM made as genlm makes its products
+//                              (float32 storage, cublasGemmEx with policy p's compute type): the
+//                              reference of every pct_of_cublas_peak counter. p = fp32, tf32, bf16;
+//                              cublas_peak/bf16_native_inputs: bf16-stored inputs (reference only)
+//   gemm/<p>/B<b>/<shape>      cuda_backend<p>::gemm / gemm_strided_batched on each product of
+//                              configs::paper for b contigs x 30 genes (forward, dW, dx, attention)
+//   model/<cfg>/<p>/B<b>/forward     inference forward (eval mode)
+//   model/<cfg>/<p>/B<b>/train_step  forward (dropout) + masked-gene loss on the device + backward +
+//                              clip_grad_value(1) + AdamW
+// Counters: TFLOPS (analytic FLOPs / GPU time), pct_of_cublas_peak (TFLOPS over cublas_peak/<p>),
+// genes/s, gpu_peak_MB (cuda_allocator peak while the benchmark ran, model state included), loss.
+//
+// Environment: GENLM_BENCH_CUDA_BATCHES (default "8,64"), GENLM_BENCH_CUDA_PRECISIONS (default
+// "fp32,tf32,bf16"), GENLM_BENCH_PEAK_N (default 8192), GENLM_BENCH_MODEL_MIN_TIME (seconds per
+// model benchmark, default 0.3, regardless of --benchmark_min_time). Without a visible CUDA device the program
+// prints why and exits 0 having run nothing.
+#include <benchmark/benchmark.h>
+
+#include <functional>
+#include <map>
+#include <sstream>
+
+#define GENLM_WORKLOAD_CUDA_NO_MAIN
+#include "workload_cuda.cu"
+
+using namespace genlm;
+
+namespace {
+
+constexpr index_t kL = 30;
+
+std::vector<std::string> env_list(const char* name, const char* dflt) {
+  const char* v = std::getenv(name);
+  std::stringstream ss(v && *v ? v : dflt);
+  std::vector<std::string> out;
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+// ---------------------------------------------------------------------------- timing
+/// Runs f once per benchmark iteration between two events on `s`, reports the event time as the
+/// iteration's manual time, and returns the total GPU seconds.
+template <class F>
+double timed_loop(benchmark::State& st, cudaStream_t s, F&& f) {
+  cudaEvent_t a, b;
+  GENLM_CUDA_CHECK(cudaEventCreate(&a));
+  GENLM_CUDA_CHECK(cudaEventCreate(&b));
+  double total = 0;
+  for (auto _ : st) {
+    GENLM_CUDA_CHECK(cudaEventRecord(a, s));
+    f();
+    GENLM_CUDA_CHECK(cudaEventRecord(b, s));
+    GENLM_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    GENLM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    st.SetIterationTime(double(ms) * 1e-3);
+    total += double(ms) * 1e-3;
+  }
+  GENLM_CUDA_CHECK(cudaEventDestroy(a));
+  GENLM_CUDA_CHECK(cudaEventDestroy(b));
+  return total;
+}
+
+/// Marks the benchmark as failed with the exception's text (CUDA/cuBLAS errors name the call).
+template <class F>
+void guarded(benchmark::State& st, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------- cuBLAS peak
+/// TFLOP/s of cublas_peak/<P> (measured here, once, on first use: by its own benchmark when that
+/// runs first, else by the first benchmark that needs it).
+template <class P>
+double& peak_slot() {
+  static double v = 0;
+  return v;
+}
+index_t peak_n() { return bench::env_int("GENLM_BENCH_PEAK_N", 8192); }
+template <class P>
+double cublas_peak() {
+  double& v = peak_slot<P>();
+  if (v == 0) v = bench::cublas_peak_tflops<P>(peak_n());
+  return v;
+}
+
+template <class P>
+void bm_cublas_peak(benchmark::State& st) {
+  guarded(st, [&] {
+    using Bk = cuda_backend<P>;
+    const index_t n = peak_n();
+    const std::size_t e = std::size_t(n) * std::size_t(n);
+    float* A = Bk::template allocate<float>(index_t(e));
+    float* Bm = Bk::template allocate<float>(index_t(e));
+    float* Cm = Bk::template allocate<float>(index_t(e));
+    bench::device_fill_random(A, e, 1, Bk::stream());
+    bench::device_fill_random(Bm, e, 2, Bk::stream());
+    auto op = [&] { Bk::gemm(false, false, n, n, n, 1.0f, A, n, Bm, n, 0.0f, Cm, n); };
+    for (int i = 0; i < 3; ++i) op();
+    const double s = timed_loop(st, Bk::stream(), op);
+    const double tf = 2.0 * double(n) * double(n) * double(n) * double(st.iterations()) / s / 1e12;
+    if (peak_slot<P>() == 0) peak_slot<P>() = tf;
+    st.counters["TFLOPS"] = tf;
+    st.counters["pct_of_cublas_peak"] = 100.0 * tf / peak_slot<P>();
+    Bk::deallocate(A);
+    Bk::deallocate(Bm);
+    Bk::deallocate(Cm);
+    cuda_allocator::release_cached();
+  });
+}
+
+void bm_cublas_native_bf16(benchmark::State& st) {
+  guarded(st, [&] {
+    double tf = 0;
+    for (auto _ : st) {
+      tf = bench::cublas_native_bf16_tflops(peak_n());
+      st.SetIterationTime(2.0 * double(peak_n()) * double(peak_n()) * double(peak_n()) / (tf * 1e12));
+    }
+    st.counters["TFLOPS"] = tf;
+  });
+}
+
+// ---------------------------------------------------------------------------- GEMM shapes
+struct gemm_shape {
+  std::string name;
+  bool ta, tb;
+  index_t m, n, k, batch;
+};
+
+/// The products of configs::paper (hidden 1280, FFN 3072, 10 heads x 128, L = 30, W = 2L - 1 = 59
+/// relative distances, heads 4 x 100 hypotheses) for B contigs, as the layers call them.
+std::vector<gemm_shape> paper_shapes(index_t B) {
+  const index_t N = B * kL, BH = B * 10, W = 2 * kL - 1;
+  return {
+      // forward: y = x W^T
+      {"input_1281to1280_fwd", false, true, N, 1280, 1281, 1},
+      {"qkvo_1280x1280_fwd", false, true, N, 1280, 1280, 1},
+      {"ffn_in_1280to3072_fwd", false, true, N, 3072, 1280, 1},
+      {"ffn_out_3072to1280_fwd", false, true, N, 1280, 3072, 1},
+      {"hyp_head_1280to400_fwd", false, true, N, 400, 1280, 1},
+      // backward: dW = dy^T x (k = tokens), dx = dy W
+      {"input_dW", true, false, 1280, 1281, N, 1},
+      {"qkvo_dW", true, false, 1280, 1280, N, 1},
+      {"ffn_in_dW", true, false, 3072, 1280, N, 1},
+      {"ffn_out_dW", true, false, 1280, 3072, N, 1},
+      {"qkvo_dx", false, false, N, 1280, 1280, 1},
+      {"ffn_in_dx", false, false, N, 1280, 3072, 1},
+      {"ffn_out_dx", false, false, N, 3072, 1280, 1},
+      // attention per (contig, head): S = Q K^T, ctx = A V, and their backward products
+      {"attn_scores_QKt", false, true, kL, kL, 128, BH},
+      {"attn_context_AV", false, false, kL, 128, kL, BH},
+      {"attn_dA_dCtxVt", false, true, kL, kL, 128, BH},
+      {"attn_dV_AtdCtx", true, false, kL, 128, kL, BH},
+      // relative position terms over all (contig, head, query): QE = Q E_sub^T and its backward
+      {"attn_relpos_QEt", false, true, BH * kL, W, 128, 1},
+      {"attn_relpos_dQ", false, false, BH * kL, 128, W, 1},
+      {"attn_relpos_dE", true, false, W, 128, BH * kL, 1},
+  };
+}
+
+template <class P>
+void bm_gemm(benchmark::State& st, gemm_shape s) {
+  guarded(st, [&] {
+    using Bk = cuda_backend<P>;
+    const index_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
+    const index_t na = ar * ac * s.batch, nb = br * bc * s.batch, nc = s.m * s.n * s.batch;
+    float* A = Bk::template allocate<float>(na);
+    float* Bm = Bk::template allocate<float>(nb);
+    float* Cm = Bk::template allocate<float>(nc);
+    bench::device_fill_random(A, std::size_t(na), 1, Bk::stream());
+    bench::device_fill_random(Bm, std::size_t(nb), 2, Bk::stream());
+    auto op = [&] {
+      if (s.batch == 1)
+        Bk::gemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A, ac, Bm, bc, 0.0f, Cm, s.n);
+      else
+        Bk::gemm_strided_batched(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A, ac, ar * ac, Bm, bc, br * bc, 0.0f, Cm, s.n,
+                                 s.m * s.n, s.batch);
+    };
+    for (int i = 0; i < 3; ++i) op();  // cuBLAS heuristics / kernel load
+    const double sec = timed_loop(st, Bk::stream(), op);
+    const double flop = 2.0 * double(s.m) * double(s.n) * double(s.k) * double(s.batch);
+    const double tf = flop * double(st.iterations()) / sec / 1e12;
+    st.counters["TFLOPS"] = tf;
+    st.counters["pct_of_cublas_peak"] = 100.0 * tf / cublas_peak<P>();
+    Bk::deallocate(A);
+    Bk::deallocate(Bm);
+    Bk::deallocate(Cm);
+  });
+}
+
+// ---------------------------------------------------------------------------- full model
+/// One model alive at a time (the paper model's training state is ~4.5 GB): switching to another
+/// (config, precision) frees the previous one and the allocator's cache; batches are swapped in
+/// place (set_batch), so forward and training step at every batch size share one model.
+std::shared_ptr<void> g_model;
+std::string g_model_key;
+
+template <model_config C, class Bk>
+bench::cuda_workload<C, Bk>& get_workload(const std::string& key, index_t B) {
+  if (g_model_key != key) {
+    g_model.reset();
+    g_model_key.clear();
+    cuda_allocator::release_cached();
+    g_model = std::make_shared<bench::cuda_workload<C, Bk>>(B, kL);
+    g_model_key = key;
+  }
+  auto& w = *static_cast<bench::cuda_workload<C, Bk>*>(g_model.get());
+  if (w.B != B) w.set_batch(B, kL);
+  return w;
+}
+
+template <model_config C, class P>
+void bm_model(benchmark::State& st, std::string cfg, index_t B, bool train) {
+  guarded(st, [&] {
+    using Bk = cuda_backend<P>;
+    auto& w = get_workload<C, Bk>(cfg + "/" + P::name, B);
+    cuda_allocator::reset_peak();
+    auto op = [&] {
+      if (train)
+        w.train_step();
+      else
+        w.forward();
+    };
+    for (int i = 0; i < 2; ++i) op();  // first step creates the optimizer state; cuBLAS warm-up
+    Bk::synchronize();
+    const double sec = timed_loop(st, Bk::stream(), op);
+    const double it = double(st.iterations());
+    const double flop = train ? bench::train_flops<C>(B, kL) : bench::forward_flops<C>(B, kL);
+    const double tf = flop * it / sec / 1e12;
+    st.counters["genes/s"] = double(B * kL) * it / sec;
+    st.counters["TFLOPS"] = tf;
+    st.counters["pct_of_cublas_peak"] = 100.0 * tf / cublas_peak<P>();
+    st.counters["gpu_peak_MB"] = double(cuda_allocator::stats().peak_bytes) / 1048576.0;
+    if (train) st.counters["loss"] = w.loss();
+  });
+}
+
+/// Model benchmarks run at least this long (GENLM_BENCH_MODEL_MIN_TIME, default 0.3 s) whatever
+/// --benchmark_min_time says: a paper training step at 64 contigs is tens of milliseconds.
+double model_min_time() {
+  const char* v = std::getenv("GENLM_BENCH_MODEL_MIN_TIME");
+  return v && *v ? std::atof(v) : 0.3;
+}
+
+template <class P>
+void register_precision(const std::vector<index_t>& batches) {
+  const std::string p = P::name;
+  benchmark::RegisterBenchmark(("cublas_peak/" + p).c_str(), bm_cublas_peak<P>)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  for (index_t B : batches)
+    for (const gemm_shape& s : paper_shapes(B))
+      benchmark::RegisterBenchmark(("gemm/" + p + "/B" + std::to_string(B) + "/" + s.name).c_str(),
+                                   [s](benchmark::State& st) { bm_gemm<P>(st, s); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+  for (index_t B : batches)
+    for (bool train : {false, true})
+      benchmark::RegisterBenchmark(("model/paper/" + p + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
+                                   [B, train](benchmark::State& st) { bm_model<configs::paper, P>(st, "paper", B, train); })
+          ->UseManualTime()
+          ->MinTime(model_min_time())
+          ->Unit(benchmark::kMillisecond);
+  for (index_t B : batches)
+    for (bool train : {false, true})
+      benchmark::RegisterBenchmark(("model/small/" + p + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
+                                   [B, train](benchmark::State& st) { bm_model<configs::small, P>(st, "small", B, train); })
+          ->UseManualTime()
+          ->MinTime(model_min_time())
+          ->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (!cuda_device::available()) {
+    std::fprintf(stderr, "genlm_bench_cuda: no CUDA device visible (%s): nothing to benchmark\n",
+                 bench::cuda_no_device_reason().c_str());
+    return 0;
+  }
+  benchmark::AddCustomContext("cuda_device", bench::cuda_device_line());
+  std::vector<index_t> batches;
+  for (const auto& b : env_list("GENLM_BENCH_CUDA_BATCHES", "8,64")) batches.push_back(std::stol(b));
+  for (const auto& p : env_list("GENLM_BENCH_CUDA_PRECISIONS", "fp32,tf32,bf16")) {
+    if (!bench::with_precision(p, [&]<class P>() { register_precision<P>(batches); })) {
+      std::fprintf(stderr, "genlm_bench_cuda: GENLM_BENCH_CUDA_PRECISIONS: unknown precision '%s' (fp32, tf32, bf16)\n",
+                   p.c_str());
+      return 2;
+    }
+    if (p == "bf16")
+      benchmark::RegisterBenchmark("cublas_peak/bf16_native_inputs", bm_cublas_native_bf16)
+          ->UseManualTime()
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,409 @@
+// genlm/backend/cuda.cuh - the CUDA backend policy (nvcc-compiled translation units only).
+//
+//   genlm::GLM<configs::paper, genlm::cuda>        float32 everywhere (cuBLAS CUBLAS_COMPUTE_32F)
+//   genlm::GLM<configs::paper, genlm::cuda_tf32>   TF32 tensor-core GEMMs
+//   genlm::GLM<configs::paper, genlm::cuda_bf16>   bf16 autocast GEMMs, float32 master weights
+//   genlm::GLM<configs::paper, genlm::cuda_fp16>   fp16 autocast GEMMs + loss scaling (trainer)
+//
+// cuda_backend<Precision> implements the op set of genlm::cpu (genlm/backend/cpu.hpp) with the
+// same signatures on device pointers: layers call these ops and never branch on the backend.
+// - Memory: the caching allocator of cuda/runtime.cuh; tensors live in device memory.
+// - Products: cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx for float with the policy's
+//   compute type, cublasDgemm(StridedBatched) for double), row-major via the transposed call.
+// - Everything else: the kernels of cuda/kernels.cuh (same formulas and accumulation types as the
+//   CPU loops; dropout masks bit-identical). Reductions (sum of squares, dot, non-finite count)
+//   are deterministic two-pass CUB block reductions.
+// - All work runs in order on one stream per device (cuda_context); ops that return a host value
+//   (sum_squares, dot, count_nonfinite) and copy_to_host synchronise that stream.
+// Precision: storage, activations, gradients and optimizer state are the model's scalar type in
+// every policy; only float GEMMs change (see genlm/backend/precision.hpp). double GEMMs are always
+// exact IEEE double.
+//
+// genlm-cuda-backend: ready
+#pragma once
+#if !defined(__CUDACC__)
+#error "genlm/backend/cuda.cuh needs nvcc: compile this translation unit as CUDA (.cu) and link genlm::cuda"
+#endif
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include <genlm/backend/cuda/kernels.cuh>
+#include <genlm/backend/cuda/runtime.cuh>
+#include <genlm/backend/ops_common.hpp>
+#include <genlm/backend/precision.hpp>
+#include <genlm/core/tensor.hpp>
+
+namespace genlm {
+
+namespace cuda_detail {
+template <class P>
+constexpr cublasComputeType_t compute_type() {
+  if constexpr (std::is_same_v<P, precision::tf32>)
+    return CUBLAS_COMPUTE_32F_FAST_TF32;
+  else if constexpr (std::is_same_v<P, precision::bf16>)
+    return CUBLAS_COMPUTE_32F_FAST_16BF;
+  else if constexpr (std::is_same_v<P, precision::fp16>)
+    return CUBLAS_COMPUTE_32F_FAST_16F;
+  else
+    return CUBLAS_COMPUTE_32F;
+}
+inline int to_int(index_t v, const char* what) {
+  check<cuda_error>(v >= 0 && v <= index_t(0x7fffffff), "cuBLAS: ", what, " = ", v, " does not fit in int");
+  return int(v);
+}
+}  // namespace cuda_detail
+
+template <class Precision = precision::fp32>
+struct cuda_backend {
+  static_assert(std::is_same_v<Precision, ::genlm::precision::fp32> || std::is_same_v<Precision, ::genlm::precision::tf32> ||
+                    std::is_same_v<Precision, ::genlm::precision::bf16> || std::is_same_v<Precision, ::genlm::precision::fp16>,
+                "cuda_backend<Precision>: Precision must be ::genlm::precision::fp32, tf32, bf16 or fp16");
+  static constexpr bool host_memory = false;
+  using precision = Precision;
+  static constexpr const char* name = std::is_same_v<Precision, ::genlm::precision::fp32>   ? "cuda"
+                                      : std::is_same_v<Precision, ::genlm::precision::tf32> ? "cuda_tf32"
+                                      : std::is_same_v<Precision, ::genlm::precision::bf16> ? "cuda_bf16"
+                                                                                   : "cuda_fp16";
+
+  static cuda_context& ctx() { return cuda_context::get(); }
+  /// The stream every op of the current device runs on.
+  static cudaStream_t stream() { return ctx().stream; }
+  /// Waits for all work queued on the current device's stream (and reports its errors).
+  static void synchronize() { GENLM_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+  // ---------------------------------------------------------------- memory
+  template <class T>
+  static T* allocate(index_t n) {
+    check<cuda_error>(n >= 0, "cuda_backend::allocate: negative element count ", n);
+    return static_cast<T*>(cuda_allocator::allocate(static_cast<std::size_t>(n) * sizeof(T)));
+  }
+  template <class T>
+  static void deallocate(T* p) {
+    cuda_allocator::deallocate(p);
+  }
+  template <class T>
+  static void copy(T* dst, const T* src, index_t n) {
+    if (n > 0 && dst != src)
+      GENLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, std::size_t(n) * sizeof(T), cudaMemcpyDeviceToDevice, stream()));
+  }
+  /// Device -> host; returns when the data is on the host.
+  template <class T>
+  static void copy_to_host(T* host, const T* src, index_t n) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    GENLM_CUDA_CHECK(cudaMemcpyAsync(host, src, std::size_t(n) * sizeof(T), cudaMemcpyDeviceToHost, s));
+    GENLM_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+  /// Host -> device; the host buffer may be reused as soon as this returns.
+  template <class T>
+  static void copy_from_host(T* dst, const T* host, index_t n) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    GENLM_CUDA_CHECK(cudaMemcpyAsync(dst, host, std::size_t(n) * sizeof(T), cudaMemcpyHostToDevice, s));
+    GENLM_CUDA_CHECK(cudaStreamSynchronize(s));  // pageable sources: keep the caller's buffer semantics simple
+  }
+
+  // ---------------------------------------------------------------- elementwise
+  template <class T>
+  static void fill(T* x, index_t n, T v) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::fill<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, n, v);
+    GENLM_CUDA_LAUNCH_CHECK("fill", s);
+  }
+  template <class T>
+  static void axpy(index_t n, T alpha, const T* x, T* y) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::axpy<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, alpha, x, y);
+    GENLM_CUDA_LAUNCH_CHECK("axpy", s);
+  }
+  template <class T>
+  static void scale(index_t n, T alpha, T* x) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::scale<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, alpha, x);
+    GENLM_CUDA_LAUNCH_CHECK("scale", s);
+  }
+  template <class T>
+  static void add(index_t n, const T* a, const T* b, T* y) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::add<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, a, b, y);
+    GENLM_CUDA_LAUNCH_CHECK("add", s);
+  }
+
+  // ---------------------------------------------------------------- GEMM (row-major)
+  /// C(m,n) = alpha * op(A) op(B) + beta * C (as cpu::gemm). Row-major C = op(A) op(B) is the
+  /// column-major product C^T = op(B)^T op(A)^T, so cuBLAS gets (B, A) and (n, m).
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda,
+                   const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+    if (m == 0 || n == 0) return;
+    const cudaStream_t s = stream();
+    if (k == 0) {
+      cuda_kernels::scale_matrix<T><<<cuda_kernels::grid_for(m * n), cuda_kernels::block_threads, 0, s>>>(C, m, n,
+                                                                                                        ldc, beta);
+      GENLM_CUDA_LAUNCH_CHECK("scale_matrix (gemm with k = 0)", s);
+      return;
+    }
+    using cuda_detail::to_int;
+    const cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasHandle_t h = ctx().blas;
+    if constexpr (std::is_same_v<T, double>) {
+      GENLM_CUBLAS_CHECK(cublasDgemm(h, tb, ta, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha, B,
+                                     to_int(ldb, "ldb"), A, to_int(lda, "lda"), &beta, C, to_int(ldc, "ldc")));
+    } else {
+      static_assert(std::is_same_v<T, float>, "cuda_backend::gemm: float or double");
+      GENLM_CUBLAS_CHECK(cublasGemmEx(h, tb, ta, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha, B,
+                                      CUDA_R_32F, to_int(ldb, "ldb"), A, CUDA_R_32F, to_int(lda, "lda"), &beta, C,
+                                      CUDA_R_32F, to_int(ldc, "ldc"), cuda_detail::compute_type<Precision>(),
+                                      CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  /// `batch` independent GEMMs; matrix i starts at A + i*stride_a etc. (stride 0 = shared).
+  template <class T>
+  static void gemm_strided_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
+                                   index_t lda, index_t stride_a, const T* B, index_t ldb, index_t stride_b, T beta,
+                                   T* C, index_t ldc, index_t stride_c, index_t batch) {
+    if (m == 0 || n == 0 || batch == 0) return;
+    if (k == 0) {
+      for (index_t i = 0; i < batch; ++i) gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C + i * stride_c, ldc);
+      return;
+    }
+    using cuda_detail::to_int;
+    const cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasHandle_t h = ctx().blas;
+    if constexpr (std::is_same_v<T, double>) {
+      GENLM_CUBLAS_CHECK(cublasDgemmStridedBatched(h, tb, ta, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha,
+                                                   B, to_int(ldb, "ldb"), stride_b, A, to_int(lda, "lda"), stride_a,
+                                                   &beta, C, to_int(ldc, "ldc"), stride_c, to_int(batch, "batch")));
+    } else {
+      static_assert(std::is_same_v<T, float>, "cuda_backend::gemm_strided_batched: float or double");
+      GENLM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+          h, tb, ta, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha, B, CUDA_R_32F, to_int(ldb, "ldb"),
+          stride_b, A, CUDA_R_32F, to_int(lda, "lda"), stride_a, &beta, C, CUDA_R_32F, to_int(ldc, "ldc"), stride_c,
+          to_int(batch, "batch"), cuda_detail::compute_type<Precision>(), CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  // ---------------------------------------------------------------- bias / reductions
+  template <class T>
+  static void add_bias(T* y, const T* b, index_t rows, index_t cols) {
+    if (rows * cols <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::add_bias<T><<<cuda_kernels::grid_for(rows * cols), cuda_kernels::block_threads, 0, s>>>(y, b, rows,
+                                                                                                          cols);
+    GENLM_CUDA_LAUNCH_CHECK("add_bias", s);
+  }
+  template <class T>
+  static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
+    if (cols <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::sum_rows<T><<<cuda_kernels::grid_for(cols, 128), 128, 0, s>>>(dy, rows, cols, db, beta);
+    GENLM_CUDA_LAUNCH_CHECK("sum_rows", s);
+  }
+  template <class T>
+  static double sum_squares(const T* x, index_t n) {
+    return reduce(x, static_cast<const T*>(nullptr), n, cuda_kernels::square_op{}, "sum_squares");
+  }
+  template <class T>
+  static double dot(const T* x, const T* y, index_t n) {
+    return reduce(x, y, n, cuda_kernels::dot_op{}, "dot");
+  }
+  template <class T>
+  static index_t count_nonfinite(const T* x, index_t n) {
+    if (n <= 0) return 0;
+    cuda_context& c = ctx();
+    const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
+    cuda_kernels::count_nonfinite_partial<T><<<parts, cuda_kernels::block_threads, 0, c.stream>>>(x, n, c.d_count);
+    GENLM_CUDA_LAUNCH_CHECK("count_nonfinite_partial", c.stream);
+    cuda_kernels::count_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_count, parts, c.d_result);
+    GENLM_CUDA_LAUNCH_CHECK("count_final", c.stream);
+    return index_t(fetch_result(c));
+  }
+  template <class T>
+  static void clip_by_value(T* x, index_t n, T c) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::clip_by_value<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, n, c);
+    GENLM_CUDA_LAUNCH_CHECK("clip_by_value", s);
+  }
+
+  // ---------------------------------------------------------------- layer norm over the last dim
+  template <class T>
+  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, index_t rows,
+                                 index_t cols, double eps) {
+    if (rows <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::layer_norm_forward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(x, gamma, beta, y, mean,
+                                                                                               rstd, rows, cols, eps);
+    GENLM_CUDA_LAUNCH_CHECK("layer_norm_forward", s);
+  }
+  /// dx += LN backward; dgamma, dbeta assigned.
+  template <class T>
+  static void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
+                                  T* dgamma, T* dbeta, index_t rows, index_t cols) {
+    const cudaStream_t s = stream();
+    if (rows > 0) {
+      cuda_kernels::layer_norm_backward_dx<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(
+          dy, x, gamma, mean, rstd, dx, rows, cols);
+      GENLM_CUDA_LAUNCH_CHECK("layer_norm_backward_dx", s);
+    }
+    cuda_kernels::layer_norm_backward_params<T><<<cuda_kernels::grid_for(cols, 128), 128, 0, s>>>(
+        dy, x, mean, rstd, dgamma, dbeta, rows, cols);
+    GENLM_CUDA_LAUNCH_CHECK("layer_norm_backward_params", s);
+  }
+
+  // ---------------------------------------------------------------- activations
+  template <class T>
+  static void gelu_forward(const T* x, T* y, index_t n) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::gelu_forward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, y, n);
+    GENLM_CUDA_LAUNCH_CHECK("gelu_forward", s);
+  }
+  template <class T>
+  static void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::gelu_backward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, dy, dx, n);
+    GENLM_CUDA_LAUNCH_CHECK("gelu_backward", s);
+  }
+
+  // ---------------------------------------------------------------- dropout (inverted)
+  template <class T>
+  static void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n, double p, std::uint64_t key,
+                              std::uint64_t step) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::dropout_forward<T><<<cuda_kernels::grid_for((n + 3) / 4), cuda_kernels::block_threads, 0, s>>>(
+        x, y, keep, n, float(p), T(1.0 / (1.0 - p)), key, step);
+    GENLM_CUDA_LAUNCH_CHECK("dropout_forward", s);
+  }
+  template <class T>
+  static void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, index_t n, double p, bool accumulate) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::dropout_backward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(
+        dy, keep, dx, n, T(1.0 / (1.0 - p)), accumulate);
+    GENLM_CUDA_LAUNCH_CHECK("dropout_backward", s);
+  }
+
+  // ---------------------------------------------------------------- layout
+  template <class T>
+  static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
+    const index_t n = A * B * C * D;
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::permute_0213<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(src, dst, A, B, C,
+                                                                                                   D, accumulate);
+    GENLM_CUDA_LAUNCH_CHECK("permute_0213", s);
+  }
+
+  // ---------------------------------------------------------------- relative position terms
+  template <class T>
+  static void relpos_add(T* S, const T* QE, const T* KE, index_t batch, index_t L) {
+    if (batch * L <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::relpos_add<T><<<cuda_kernels::grid_for(batch * L * L), cuda_kernels::block_threads, 0, s>>>(
+        S, QE, KE, batch, L);
+    GENLM_CUDA_LAUNCH_CHECK("relpos_add", s);
+  }
+  template <class T>
+  static void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t L) {
+    if (batch * L <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::relpos_grad<T><<<cuda_kernels::grid_for(batch * L * (2 * L - 1)), cuda_kernels::block_threads, 0,
+                                   s>>>(dS, dQE, dKE, batch, L);
+    GENLM_CUDA_LAUNCH_CHECK("relpos_grad", s);
+  }
+
+  // ---------------------------------------------------------------- attention softmax
+  template <class T>
+  static void masked_softmax_forward(const T* S, const T* mask, T* A, index_t B, index_t H, index_t L, T scale) {
+    const index_t rows = B * H * L;
+    if (rows <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::masked_softmax_forward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(S, mask, A, rows,
+                                                                                                   H, L, scale);
+    GENLM_CUDA_LAUNCH_CHECK("masked_softmax_forward", s);
+  }
+  template <class T>
+  static void softmax_backward(const T* A, const T* dA, T* dS, index_t rows, index_t L, T scale) {
+    if (rows <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::softmax_backward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(A, dA, dS, rows, L,
+                                                                                             scale);
+    GENLM_CUDA_LAUNCH_CHECK("softmax_backward", s);
+  }
+
+  // ---------------------------------------------------------------- masked-gene loss
+  /// As cpu::masked_gene_loss_grad; rows, labels, terms and choice are device pointers.
+  template <class T>
+  static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
+                                    const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,
+                                    T* d_logits, double* terms, std::int32_t* choice) {
+    if (n <= 0) return;
+    const cudaStream_t s = stream();
+    cuda_kernels::masked_gene_loss_grad<T><<<rows_grid(n), cuda_kernels::block_threads, 0, s>>>(
+        hyp, logits, K, D, rows, labels, n, mse_scale, ce_scale, d_hyp, d_logits, terms, choice);
+    GENLM_CUDA_LAUNCH_CHECK("masked_gene_loss_grad", s);
+  }
+
+  // ---------------------------------------------------------------- optimiser
+  /// One fused AdamW pass over the flat buffers (the CPU backend's double-precision formulas).
+  template <class T>
+  static void adamw_step(T* p, const T* g, T* m, T* v, index_t n, const adamw_hparams& h) {
+    if (n <= 0) return;
+    const double b1 = h.beta1, b2 = h.beta2;
+    const double bc1 = 1.0 - std::pow(b1, double(h.step));
+    const double bc2 = 1.0 - std::pow(b2, double(h.step));
+    const cudaStream_t s = stream();
+    if (h.torch_style) {
+      const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
+      cuda_kernels::adamw_torch<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(
+          p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps);
+      GENLM_CUDA_LAUNCH_CHECK("adamw_torch", s);
+    } else {
+      const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
+      cuda_kernels::adamw<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(p, g, m, v, n, b1, b2,
+                                                                                             step_size, h.eps, wd);
+      GENLM_CUDA_LAUNCH_CHECK("adamw", s);
+    }
+  }
+
+ private:
+  /// Blocks for the warp-per-row kernels.
+  static unsigned rows_grid(index_t rows) {
+    const index_t b = (rows + cuda_kernels::warps_per_block - 1) / cuda_kernels::warps_per_block;
+    check<cuda_error>(b <= index_t(0x7fffffff), "cuda_backend: ", rows, " rows exceed the grid limit");
+    return unsigned(b);
+  }
+  static double fetch_result(cuda_context& c) {
+    GENLM_CUDA_CHECK(cudaMemcpyAsync(c.h_result, c.d_result, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
+    GENLM_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+    return c.h_result[0];
+  }
+  template <class T, class F>
+  static double reduce(const T* x, const T* y, index_t n, F f, const char* what) {
+    if (n <= 0) return 0.0;
+    cuda_context& c = ctx();
+    const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
+    cuda_kernels::reduce_partial<T, F><<<parts, cuda_kernels::block_threads, 0, c.stream>>>(x, y, n, c.d_partial, f);
+    GENLM_CUDA_LAUNCH_CHECK("reduce_partial", c.stream);
+    cuda_kernels::reduce_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_partial, parts, c.d_result);
+    GENLM_CUDA_LAUNCH_CHECK("reduce_final", c.stream);
+    (void)what;
+    return fetch_result(c);
+  }
+};
+
+using cuda = cuda_backend<precision::fp32>;
+using cuda_tf32 = cuda_backend<precision::tf32>;
+using cuda_bf16 = cuda_backend<precision::bf16>;
+using cuda_fp16 = cuda_backend<precision::fp16>;
+
+}  // namespace genlm

@@ -1,0 +1,443 @@
+// genlm/backend/cuda/kernels.cuh - the CUDA backend's own kernels (nvcc only).
+//
+// Kernels are templated on the scalar type only; every size is a run-time argument (no
+// per-shape instantiations). Each mirrors the loop of the same name in genlm/backend/cpu.hpp and
+// keeps its accumulation type (double where the CPU uses double), so both backends compute the
+// same function; dropout uses the same Philox streams and gives bit-identical masks.
+// Indexing is 64-bit throughout; 1-D kernels use grid-stride loops.
+#pragma once
+#if !defined(__CUDACC__)
+#error "genlm/backend/cuda/kernels.cuh needs nvcc: include it only from .cu translation units"
+#endif
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include <cub/block/block_reduce.cuh>
+
+#include <genlm/core/random.hpp>
+#include <genlm/core/tensor.hpp>
+
+namespace genlm::cuda_kernels {
+
+constexpr int block_threads = 256;
+constexpr int warps_per_block = block_threads / 32;
+
+#define GENLM_GRID_STRIDE(i, n) \
+  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += index_t(blockDim.x) * gridDim.x)
+
+/// Blocks for a grid-stride loop over n items (at most 2^20 blocks; the loop covers the rest).
+inline unsigned grid_for(index_t n, int threads = block_threads) {
+  const index_t b = (n + threads - 1) / threads;
+  return unsigned(b < 1 ? 1 : (b > (index_t(1) << 20) ? (index_t(1) << 20) : b));
+}
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T warp_max(T v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const T w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T dev_lowest() {
+  if constexpr (std::is_same_v<T, float>)
+    return -3.402823466e+38f;
+  else
+    return -1.7976931348623157e+308;
+}
+
+// ------------------------------------------------------------------ elementwise
+template <class T>
+__global__ void fill(T* x, index_t n, T v) {
+  GENLM_GRID_STRIDE(i, n) x[i] = v;
+}
+template <class T>
+__global__ void axpy(index_t n, T alpha, const T* x, T* y) {
+  GENLM_GRID_STRIDE(i, n) y[i] += alpha * x[i];
+}
+template <class T>
+__global__ void scale(index_t n, T alpha, T* x) {
+  GENLM_GRID_STRIDE(i, n) x[i] *= alpha;
+}
+template <class T>
+__global__ void add(index_t n, const T* a, const T* b, T* y) {
+  GENLM_GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+/// C(m, n) (row stride ldc) = beta * C, or 0 when beta == 0 (GEMM with k == 0).
+template <class T>
+__global__ void scale_matrix(T* C, index_t m, index_t n, index_t ldc, T beta) {
+  GENLM_GRID_STRIDE(i, m * n) {
+    T& c = C[(i / n) * ldc + i % n];
+    c = beta == T(0) ? T(0) : beta * c;
+  }
+}
+/// std::clamp(x, -c, c): NaN stays NaN, as on the CPU.
+template <class T>
+__global__ void clip_by_value(T* x, index_t n, T c) {
+  GENLM_GRID_STRIDE(i, n) {
+    const T v = x[i];
+    x[i] = v < -c ? -c : (c < v ? c : v);
+  }
+}
+template <class T>
+__global__ void add_bias(T* y, const T* b, index_t rows, index_t cols) {
+  GENLM_GRID_STRIDE(i, rows * cols) y[i] += b[i % cols];
+}
+/// db[c] = beta * db[c] + sum_r dy[r, c]; one thread per column, rows in order (as the CPU loop).
+template <class T>
+__global__ void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
+  GENLM_GRID_STRIDE(c, cols) {
+    T acc = beta == T(0) ? T(0) : beta * db[c];
+    for (index_t r = 0; r < rows; ++r) acc += dy[r * cols + c];
+    db[c] = acc;
+  }
+}
+
+// ------------------------------------------------------------------ reductions (deterministic)
+// Pass 1: a fixed grid; block b reduces a fixed grid-stride subset into partial[b]. Pass 2: one
+// block reduces the partials. The order is fixed, so results are reproducible run to run.
+template <class T, class F>
+__global__ void reduce_partial(const T* x, const T* y, index_t n, double* partial, F f) {
+  using br = cub::BlockReduce<double, block_threads>;
+  __shared__ typename br::TempStorage tmp;
+  double acc = 0;
+  GENLM_GRID_STRIDE(i, n) acc += f(x, y, i);
+  const double s = br(tmp).Sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+template <int = 0>
+__global__ void reduce_final(const double* partial, int parts, double* out) {
+  using br = cub::BlockReduce<double, block_threads>;
+  __shared__ typename br::TempStorage tmp;
+  double acc = 0;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) acc += partial[i];
+  const double s = br(tmp).Sum(acc);
+  if (threadIdx.x == 0) out[0] = s;
+}
+struct square_op {
+  template <class T>
+  __device__ double operator()(const T* x, const T*, index_t i) const {
+    return double(x[i]) * double(x[i]);
+  }
+};
+struct dot_op {
+  template <class T>
+  __device__ double operator()(const T* x, const T* y, index_t i) const {
+    return double(x[i]) * double(y[i]);
+  }
+};
+template <class T>
+__global__ void count_nonfinite_partial(const T* x, index_t n, unsigned long long* partial) {
+  using br = cub::BlockReduce<unsigned long long, block_threads>;
+  __shared__ typename br::TempStorage tmp;
+  unsigned long long c = 0;
+  GENLM_GRID_STRIDE(i, n) c += !isfinite(x[i]);
+  const unsigned long long s = br(tmp).Sum(c);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+template <int = 0>
+__global__ void count_final(const unsigned long long* partial, int parts, double* out) {
+  using br = cub::BlockReduce<unsigned long long, block_threads>;
+  __shared__ typename br::TempStorage tmp;
+  unsigned long long c = 0;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) c += partial[i];
+  const unsigned long long s = br(tmp).Sum(c);
+  if (threadIdx.x == 0) out[0] = double(s);  // exact below 2^53
+}
+
+// ------------------------------------------------------------------ layer norm (warp per row)
+template <class T>
+__global__ void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, index_t rows,
+                                   index_t cols, double eps) {
+  const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const T* xr = x + row * cols;
+  T* yr = y + row * cols;
+  double s = 0;
+  for (index_t c = lane; c < cols; c += 32) s += double(xr[c]);
+  const double mu = warp_sum(s) / double(cols);
+  double v = 0;
+  for (index_t c = lane; c < cols; c += 32) {
+    const double d = double(xr[c]) - mu;
+    v += d * d;
+  }
+  const double var = warp_sum(v) / double(cols);
+  const double rs = 1.0 / sqrt(var + eps);
+  if (lane == 0) {
+    mean[row] = T(mu);
+    rstd[row] = T(rs);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    const float muf = float(mu), rsf = float(rs);
+    for (index_t c = lane; c < cols; c += 32) yr[c] = ((xr[c] - muf) * rsf) * gamma[c] + beta[c];
+  } else {
+    for (index_t c = lane; c < cols; c += 32) yr[c] = T((xr[c] - mu) * rs) * gamma[c] + beta[c];
+  }
+}
+/// dx += rs * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma (warp per row).
+template <class T>
+__global__ void layer_norm_backward_dx(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
+                                       index_t rows, index_t cols) {
+  const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const T* dyr = dy + row * cols;
+  const T* xr = x + row * cols;
+  T* dxr = dx + row * cols;
+  const double mu = mean[row], rs = rstd[row];
+  double sg = 0, sgx = 0;
+  for (index_t c = lane; c < cols; c += 32) {
+    const double g = double(dyr[c]) * gamma[c];
+    sg += g;
+    sgx += g * ((xr[c] - mu) * rs);
+  }
+  const double a = warp_sum(sg) / double(cols), b = warp_sum(sgx) / double(cols);
+  for (index_t c = lane; c < cols; c += 32) {
+    const double xhat = (xr[c] - mu) * rs;
+    const double g = double(dyr[c]) * gamma[c];
+    dxr[c] += T(rs * (g - a - xhat * b));
+  }
+}
+/// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned; one thread per column, rows in order).
+template <class T>
+__global__ void layer_norm_backward_params(const T* dy, const T* x, const T* mean, const T* rstd, T* dgamma, T* dbeta,
+                                           index_t rows, index_t cols) {
+  GENLM_GRID_STRIDE(c, cols) {
+    T dg = 0, db = 0;
+    for (index_t r = 0; r < rows; ++r) {
+      const double mu = mean[r], rs = rstd[r];
+      const T d = dy[r * cols + c];
+      dg += T(d * ((x[r * cols + c] - mu) * rs));
+      db += d;
+    }
+    dgamma[c] = dg;
+    dbeta[c] = db;
+  }
+}
+
+// ------------------------------------------------------------------ GELU (exact erf form)
+template <class T>
+__global__ void gelu_forward(const T* x, T* y, index_t n) {
+  GENLM_GRID_STRIDE(i, n) {
+    if constexpr (std::is_same_v<T, float>)
+      y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
+    else
+      y[i] = 0.5 * x[i] * (1.0 + erf(x[i] * 0.70710678118654752440));
+  }
+}
+template <class T>
+__global__ void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
+  GENLM_GRID_STRIDE(i, n) {
+    if constexpr (std::is_same_v<T, float>) {
+      const float xv = x[i];
+      const float d = 0.5f * (1.0f + erff(xv * 0.70710678118654752440f)) +
+                      xv * 0.39894228040143267794f * expf(-0.5f * xv * xv);
+      dx[i] += dy[i] * d;
+    } else {
+      const double xv = x[i];
+      const double d = 0.5 * (1.0 + erf(xv * 0.70710678118654752440)) +
+                       xv * 0.39894228040143267794 * exp(-0.5 * xv * xv);
+      dx[i] += T(dy[i] * d);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ dropout (Philox, as the CPU)
+/// One thread per Philox block of 4 elements: keep[i] = uniform(key, step, i) >= p.
+template <class T>
+__global__ void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n, float p, T s, std::uint64_t key,
+                                std::uint64_t step) {
+  GENLM_GRID_STRIDE(blk, (n + 3) / 4) {
+    const std::uint64_t i0 = std::uint64_t(blk) * 4;
+    const philox_result r =
+        philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
+                   static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+                   static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+    const index_t e = index_t(i0) + 4 < n ? index_t(i0) + 4 : n;
+    for (index_t i = index_t(i0); i < e; ++i) {
+      const bool k = uniform01(r.v[i & 3]) >= p;
+      keep[i] = k;
+      y[i] = k ? x[i] * s : T(0);
+    }
+  }
+}
+template <class T>
+__global__ void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, index_t n, T s, bool accumulate) {
+  GENLM_GRID_STRIDE(i, n) {
+    const T v = keep[i] ? dy[i] * s : T(0);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+// ------------------------------------------------------------------ layout
+/// dst(a, c, b, d) (+)= src(a, b, c, d) for src (A, B, C, D); one thread per element.
+template <class T>
+__global__ void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
+  GENLM_GRID_STRIDE(i, A * B * C * D) {
+    const index_t d = i % D;
+    index_t t = i / D;
+    const index_t c = t % C;
+    t /= C;
+    const index_t b = t % B;
+    const index_t a = t / B;
+    T& o = dst[((a * C + c) * B + b) * D + d];
+    o = accumulate ? o + src[i] : src[i];
+  }
+}
+
+// ------------------------------------------------------------------ relative position terms
+/// S[b, l, r] += QE[b, l, l - r + L - 1] (+ KE[b, r, l - r + L - 1]); one thread per S element.
+template <class T>
+__global__ void relpos_add(T* S, const T* QE, const T* KE, index_t batch, index_t L) {
+  const index_t W = 2 * L - 1;
+  GENLM_GRID_STRIDE(i, batch * L * L) {
+    const index_t r = i % L, l = (i / L) % L, b = i / (L * L);
+    const index_t j = l - r + L - 1;
+    T v = QE[(b * L + l) * W + j];
+    if (KE) v += KE[(b * L + r) * W + j];
+    S[i] += v;
+  }
+}
+/// dQE[b, l, j] = dS[b, l, l - j + L - 1], dKE[b, r, j] = dS[b, r + j - L + 1, r] (0 where the
+/// index leaves 0..L-1); a gather, one thread per (b, row, j), no atomics.
+template <class T>
+__global__ void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t L) {
+  const index_t W = 2 * L - 1;
+  GENLM_GRID_STRIDE(i, batch * L * W) {
+    const index_t j = i % W, row = (i / W) % L, b = i / (L * W);
+    const T* ds = dS + b * L * L;
+    const index_t r = row - j + L - 1;  // dQE: l = row
+    dQE[i] = (r >= 0 && r < L) ? ds[row * L + r] : T(0);
+    if (dKE) {
+      const index_t l = row + j - L + 1;  // dKE: r = row
+      dKE[i] = (l >= 0 && l < L) ? ds[l * L + row] : T(0);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ attention softmax (warp per row)
+/// A[row, :] = softmax(scale * S[row, :] + (1 - m[b, :]) * lowest); A may alias S.
+template <class T>
+__global__ void masked_softmax_forward(const T* S, const T* mask, T* A, index_t rows, index_t H, index_t L, T scale) {
+  const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const index_t b = row / (H * L);
+  const T lowest = dev_lowest<T>();
+  const T* s = S + row * L;
+  T* a = A + row * L;
+  T mx = lowest;
+  for (index_t r = lane; r < L; r += 32) {
+    T v = s[r] * scale;
+    if (mask) v += (T(1) - mask[b * L + r]) * lowest;
+    a[r] = v;
+    mx = v > mx ? v : mx;
+  }
+  mx = warp_max(mx);
+  T sum = 0;
+  for (index_t r = lane; r < L; r += 32) {
+    T e;
+    if constexpr (std::is_same_v<T, float>)
+      e = expf(a[r] - mx);
+    else
+      e = exp(a[r] - mx);
+    a[r] = e;
+    sum += e;
+  }
+  const T inv = T(1) / warp_sum(sum);
+  for (index_t r = lane; r < L; r += 32) a[r] *= inv;
+}
+/// dS = scale * A * (dA - rowsum(dA * A)); dS may alias dA.
+template <class T>
+__global__ void softmax_backward(const T* A, const T* dA, T* dS, index_t rows, index_t L, T scale) {
+  const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const T* a = A + row * L;
+  const T* da = dA + row * L;
+  T* ds = dS + row * L;
+  T dotv = 0;
+  for (index_t r = lane; r < L; r += 32) dotv += a[r] * da[r];
+  dotv = warp_sum(dotv);
+  for (index_t r = lane; r < L; r += 32) ds[r] = scale * a[r] * (da[r] - dotv);
+}
+
+// ------------------------------------------------------------------ masked-gene loss (warp per gene)
+template <class T>
+__global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
+                                      const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,
+                                      T* d_logits, double* terms, std::int32_t* choice) {
+  const index_t i = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (i >= n) return;
+  const index_t row = rows[i];
+  const T* h = hyp + row * K * D;
+  const T* z = logits + row * K;
+  const double* y = labels + i * D;
+  index_t ks = 0, kml = 0;
+  double best = 0, mx = 0;
+  for (index_t k = 0; k < K; ++k) {
+    double d = 0;
+    for (index_t j = lane; j < D; j += 32) {
+      const double e = double(h[k * D + j]) - y[j];
+      d += e * e;
+    }
+    d = warp_sum(d);  // identical in every lane
+    if (k == 0 || d < best) best = d, ks = k;
+    const double zk = double(z[k]);
+    if (k == 0 || zk > mx) mx = zk, kml = k;
+  }
+  double se = 0;
+  for (index_t k = 0; k < K; ++k) se += exp(double(z[k]) - mx);
+  const double lse = mx + log(se);
+  if (lane == 0) {
+    terms[2 * i] = best;
+    terms[2 * i + 1] = lse - double(z[ks]);
+    if (choice) choice[2 * i] = std::int32_t(ks), choice[2 * i + 1] = std::int32_t(kml);
+  }
+  for (index_t k = lane; k < K; k += 32)
+    d_logits[row * K + k] = T(ce_scale * (exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
+  for (index_t j = lane; j < D; j += 32)
+    d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
+}
+
+// ------------------------------------------------------------------ AdamW (the CPU's double formulas)
+template <class T>
+__global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double step_size, double eps,
+                      double wd) {
+  GENLM_GRID_STRIDE(i, n) {
+    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    m[i] = mi;
+    v[i] = vi;
+    T pi = T(p[i] - step_size * mi / (sqrt(double(vi)) + eps));
+    if (wd != 0) pi = T(pi - wd * pi);
+    p[i] = pi;
+  }
+}
+template <class T>
+__global__ void adamw_torch(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double decay,
+                            double step_size, double sbc2, double eps) {
+  GENLM_GRID_STRIDE(i, n) {
+    const T pd = T(p[i] * decay);
+    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = T(pd - step_size * mi / (sqrt(double(vi)) / sbc2 + eps));
+  }
+}
+
+#undef GENLM_GRID_STRIDE
+
+}  // namespace genlm::cuda_kernels

@@ -1,0 +1,304 @@
+// genlm/backend/cuda/runtime.cuh - CUDA runtime plumbing of the CUDA backend (nvcc only):
+// checked calls, device queries, the caching device allocator and the per-device context
+// (stream, cuBLAS handle, reduction scratch).
+//
+// Every CUDA and cuBLAS call goes through GENLM_CUDA_CHECK / GENLM_CUBLAS_CHECK, and every kernel
+// launch through GENLM_CUDA_LAUNCH_CHECK: a failure throws genlm::cuda_error naming the call, the
+// source location and CUDA's error name and text. Kernel faults are asynchronous and surface at
+// the next checked call; with GENLM_CUDA_DEBUG_SYNC=1 in the environment every launch is followed
+// by a stream synchronisation so that the faulting kernel is the one named.
+#pragma once
+#if !defined(__CUDACC__)
+#error "genlm/backend/cuda/runtime.cuh needs nvcc: include it only from .cu translation units"
+#endif
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <genlm/core/error.hpp>
+
+namespace genlm {
+
+/// A failed CUDA runtime / cuBLAS call or kernel launch (the message names the call).
+class cuda_error : public error {
+ public:
+  using error::error;
+};
+
+namespace cuda_detail {
+
+inline void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear a non-sticky error so later calls start clean
+    throw cuda_error(detail::concat("CUDA error in ", call, " (", file, ":", line, "): ", cudaGetErrorName(e), ": ",
+                                    cudaGetErrorString(e)));
+  }
+}
+inline void check_cublas(cublasStatus_t s, const char* call, const char* file, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw cuda_error(detail::concat("cuBLAS error in ", call, " (", file, ":", line, "): ", cublasGetStatusName(s),
+                                    ": ", cublasGetStatusString(s)));
+}
+/// GENLM_CUDA_DEBUG_SYNC=1: synchronise after every kernel launch (pinpoints asynchronous faults).
+inline bool debug_sync() {
+  static const bool v = [] {
+    const char* e = std::getenv("GENLM_CUDA_DEBUG_SYNC");
+    return e && *e && *e != '0';
+  }();
+  return v;
+}
+
+}  // namespace cuda_detail
+}  // namespace genlm
+
+#define GENLM_CUDA_CHECK(call) ::genlm::cuda_detail::check_cuda((call), #call, __FILE__, __LINE__)
+#define GENLM_CUBLAS_CHECK(call) ::genlm::cuda_detail::check_cublas((call), #call, __FILE__, __LINE__)
+/// After a <<<...>>> launch on `stream`: checks the launch (and, in debug-sync mode, its execution).
+#define GENLM_CUDA_LAUNCH_CHECK(kernel_name, stream)                                                 \
+  do {                                                                                               \
+    ::genlm::cuda_detail::check_cuda(cudaGetLastError(), "launch of " kernel_name, __FILE__, __LINE__); \
+    if (::genlm::cuda_detail::debug_sync())                                                          \
+      ::genlm::cuda_detail::check_cuda(cudaStreamSynchronize(stream), "execution of " kernel_name,    \
+                                       __FILE__, __LINE__);                                          \
+  } while (0)
+
+namespace genlm {
+
+/// Device queries. count() never throws: no driver, no device or a broken installation all give 0.
+struct cuda_device {
+  static int count() noexcept {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return n;
+  }
+  static bool available() noexcept { return count() > 0; }
+  static int current() {
+    int d = 0;
+    GENLM_CUDA_CHECK(cudaGetDevice(&d));
+    return d;
+  }
+  /// Makes device d current for the calling thread (cudaSetDevice); range-checked.
+  static void set(int d) {
+    const int n = count();
+    check<cuda_error>(d >= 0 && d < n, "cuda_device::set: device ", d, " requested but ", n,
+                      " CUDA device(s) are visible (CUDA_VISIBLE_DEVICES='",
+                      std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "", "')");
+    GENLM_CUDA_CHECK(cudaSetDevice(d));
+  }
+  static cudaDeviceProp properties(int d = -1) {
+    if (d < 0) d = current();
+    cudaDeviceProp p{};
+    GENLM_CUDA_CHECK(cudaGetDeviceProperties(&p, d));
+    return p;
+  }
+  static std::string name(int d = -1) { return properties(d).name; }
+  static int compute_capability(int d = -1) {
+    const cudaDeviceProp p = properties(d);
+    return p.major * 10 + p.minor;
+  }
+};
+
+/// Caching device allocator (the idea of PyTorch's): freed blocks are kept per device and size and
+/// handed out again, so steady-state training makes no cudaMalloc/cudaFree calls. Requests are
+/// rounded up (512 B below 1 MiB, else to whole MiB); a cached block is reused for a request of
+/// at least half its size. Blocks are reused in the order of the backend's stream (every genlm
+/// kernel runs on it), so no event is needed; work on other streams (NCCL) must be synchronised
+/// before its buffers are freed. When cudaMalloc fails, the cache of that device is released and
+/// the call retried once; a second failure throws cuda_error with the sizes involved.
+/// GENLM_CUDA_ALLOCATOR=plain (or set_caching(false)) makes every allocation a cudaMalloc.
+class cuda_allocator {
+ public:
+  struct statistics {
+    std::size_t bytes_in_use = 0;  // handed out and not yet freed
+    std::size_t bytes_cached = 0;  // freed, kept for reuse
+    std::size_t peak_bytes = 0;    // max of bytes_in_use since start / reset_peak()
+    std::size_t cuda_mallocs = 0;  // cudaMalloc calls made
+  };
+
+  static void* allocate(std::size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    const int dev = cuda_device::current();
+    const std::size_t want = round(bytes);
+    if (s.caching) {
+      auto it = s.free.lower_bound({dev, want});
+      if (it != s.free.end() && it->first.first == dev && it->first.second <= 2 * want) {
+        void* p = it->second;
+        const std::size_t sz = it->first.second;
+        s.free.erase(it);
+        s.bytes_cached -= sz;
+        note_use(s, p, sz, dev);
+        return p;
+      }
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, want);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_device_locked(s, dev);
+      e = cudaMalloc(&p, want);
+    }
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      std::size_t free_b = 0, total_b = 0;
+      (void)cudaMemGetInfo(&free_b, &total_b);
+      (void)cudaGetLastError();
+      throw cuda_error(detail::concat("CUDA error in cudaMalloc(", want, " bytes) on device ", dev, ": ",
+                                      cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (device free ", free_b,
+                                      " of ", total_b, " bytes; genlm holds ", s.bytes_in_use, " in use, ",
+                                      s.bytes_cached, " cached)"));
+    }
+    ++s.mallocs;
+    note_use(s, p, want, dev);
+    return p;
+  }
+
+  static void deallocate(void* p) {
+    if (!p) return;
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.live.find(p);
+    if (it == s.live.end()) return;  // not ours (never happens for tensors)
+    const auto [sz, dev] = it->second;
+    s.live.erase(it);
+    s.bytes_in_use -= sz;
+    if (s.caching) {
+      s.free.emplace(std::make_pair(dev, sz), p);
+      s.bytes_cached += sz;
+    } else {
+      cudaFree(p);  // errors here (e.g. at process exit after a fault) must not throw from destructors
+      (void)cudaGetLastError();
+    }
+  }
+
+  static statistics stats() {
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    return {s.bytes_in_use, s.bytes_cached, s.peak, s.mallocs};
+  }
+  static void reset_peak() {
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.peak = s.bytes_in_use;
+  }
+  /// Frees every cached block of every device (synchronises those devices first).
+  static void release_cached() {
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    int cur = 0;
+    GENLM_CUDA_CHECK(cudaGetDevice(&cur));
+    for (auto it = s.free.begin(); it != s.free.end();) {
+      GENLM_CUDA_CHECK(cudaSetDevice(it->first.first));
+      GENLM_CUDA_CHECK(cudaDeviceSynchronize());
+      GENLM_CUDA_CHECK(cudaFree(it->second));
+      s.bytes_cached -= it->first.second;
+      it = s.free.erase(it);
+    }
+    GENLM_CUDA_CHECK(cudaSetDevice(cur));
+  }
+  static void set_caching(bool on) {
+    if (!on) release_cached();
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.caching = on;
+  }
+  static bool caching() {
+    state& s = st();
+    std::lock_guard<std::mutex> lock(s.mu);
+    return s.caching;
+  }
+
+ private:
+  struct state {
+    std::mutex mu;
+    bool caching = true;
+    std::multimap<std::pair<int, std::size_t>, void*> free;          // (device, size) -> block
+    std::unordered_map<void*, std::pair<std::size_t, int>> live;     // block -> (size, device)
+    std::size_t bytes_in_use = 0, bytes_cached = 0, peak = 0, mallocs = 0;
+  };
+  // Never destroyed: tensors with static storage may be freed after other statics are gone.
+  static state& st() {
+    static state* s = [] {
+      auto* n = new state;
+      const char* e = std::getenv("GENLM_CUDA_ALLOCATOR");
+      if (e && std::string(e) == "plain") n->caching = false;
+      return n;
+    }();
+    return *s;
+  }
+  static std::size_t round(std::size_t b) {
+    constexpr std::size_t small = 512, mib = std::size_t(1) << 20;
+    return b < mib ? (b + small - 1) / small * small : (b + mib - 1) / mib * mib;
+  }
+  static void note_use(state& s, void* p, std::size_t sz, int dev) {
+    s.live[p] = {sz, dev};
+    s.bytes_in_use += sz;
+    s.peak = std::max(s.peak, s.bytes_in_use);
+  }
+  static void release_device_locked(state& s, int dev) {
+    (void)cudaDeviceSynchronize();
+    for (auto it = s.free.begin(); it != s.free.end();) {
+      if (it->first.first == dev) {
+        cudaFree(it->second);
+        s.bytes_cached -= it->first.second;
+        it = s.free.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    (void)cudaGetLastError();
+  }
+};
+
+/// Per-device resources of the backend: one non-blocking stream on which every op runs, a cuBLAS
+/// handle bound to it, and scratch for reductions (device partials + pinned host results).
+/// Created on first use of a device, never destroyed (the driver reclaims them at exit).
+struct cuda_context {
+  static constexpr int max_devices = 64;
+  static constexpr int reduce_blocks = 512;  // fixed grid of the deterministic two-pass reductions
+
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  double* d_partial = nullptr;              // (reduce_blocks) per-block partial sums
+  unsigned long long* d_count = nullptr;    // (reduce_blocks) per-block partial counts
+  double* d_result = nullptr;               // (2) final values
+  double* h_result = nullptr;               // (2) pinned host copy
+
+  /// The context of the calling thread's current device.
+  static cuda_context& get() {
+    const int dev = cuda_device::current();
+    check<cuda_error>(dev >= 0 && dev < max_devices, "cuda_context: device ", dev, " >= ", max_devices);
+    static std::mutex mu;
+    static std::array<cuda_context*, max_devices> ctx{};
+    std::lock_guard<std::mutex> lock(mu);
+    if (!ctx[std::size_t(dev)]) {
+      auto* c = new cuda_context;
+      c->device = dev;
+      GENLM_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+      GENLM_CUBLAS_CHECK(cublasCreate(&c->blas));
+      GENLM_CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
+      GENLM_CUBLAS_CHECK(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));  // precision comes from computeType
+      GENLM_CUDA_CHECK(cudaMalloc(&c->d_partial, sizeof(double) * reduce_blocks));
+      GENLM_CUDA_CHECK(cudaMalloc(&c->d_count, sizeof(unsigned long long) * reduce_blocks));
+      GENLM_CUDA_CHECK(cudaMalloc(&c->d_result, sizeof(double) * 2));
+      GENLM_CUDA_CHECK(cudaMallocHost(&c->h_result, sizeof(double) * 2));
+      ctx[std::size_t(dev)] = c;
+    }
+    return *ctx[std::size_t(dev)];
+  }
+};
+
+}  // namespace genlm

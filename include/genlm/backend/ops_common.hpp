@@ -1,0 +1,22 @@
+// genlm/backend/ops_common.hpp - argument types shared by every backend's op set (no Eigen, no
+// CUDA: included by genlm/backend/cpu.hpp and genlm/backend/cuda.cuh alike).
+#pragma once
+#include <cstdint>
+
+namespace genlm {
+
+/// AdamW hyper-parameters for one step. `torch_style` selects torch.optim.AdamW's update
+/// (eps added to the bias-corrected sqrt(v); weight decay applied before the update); otherwise
+/// transformers 4.22's AdamW as used by the gLM reference (eps added to the raw sqrt(v), step
+/// size lr*sqrt(1-b2^t)/(1-b1^t), weight decay applied after the update).
+struct adamw_hparams {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-6;
+  double weight_decay = 0.0;
+  std::int64_t step = 1;  // 1-based step number after increment
+  bool torch_style = false;
+};
+
+}  // namespace genlm
