@@ -20,7 +20,7 @@
 #include <string>
 
 #include <genlm/backend/cuda.cuh>
-#include <genlm/data/simulate.hpp>
+#include <genlm/train/simulated_task.hpp>
 #include <genlm/model/glm.hpp>
 #include <genlm/train/trainer.hpp>
 
@@ -62,26 +62,8 @@ args parse(int argc, char** argv) {
   return a;
 }
 
-struct data {
-  simulated_data sim;
-  feature_pipeline pipe;
-  gene_features feat;
-  std::vector<gene_window> train, eval;
-  data(index_t dim, index_t pca) {
-    simulation_options so;
-    so.dim = dim;
-    so.contigs = 240;
-    so.families = 30;
-    so.modules = 6;
-    so.noise_gene_rate = 0.1;
-    so.seed = 7;
-    sim = simulate_contigs(so);
-    pipe.fit(sim.proteins, pca);
-    feat = pipe.features(sim.proteins);
-    auto all = simulated_windows(sim);
-    eval.assign(all.begin(), all.begin() + 40);
-    train.assign(all.begin() + 40, all.end());
-  }
+struct data : simulated_task {
+  data(index_t dim, index_t pca) : simulated_task(simulated_task::structured(dim, 240), pca, 40) {}
 };
 
 template <model_config C, class GpuBackend>

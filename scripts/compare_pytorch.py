@@ -67,6 +67,20 @@ CONFIGS = {  # genlm::configs (include/genlm/model/config.hpp)
 
 
 # ----------------------------------------------------------------------------- PyTorch model
+def print_table(hdr, cells, markdown):
+    """Prints rows of cell strings under hdr, as a markdown table or right-aligned columns."""
+    if markdown:
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "---|" * len(hdr))
+        for c in cells:
+            print("| " + " | ".join(c) + " |")
+    else:
+        w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(hdr)]
+        print("  ".join(h.rjust(w[i]) for i, h in enumerate(hdr)))
+        for c in cells:
+            print("  ".join(v.rjust(w[i]) for i, v in enumerate(c)))
+
+
 def builtin_roberta(torch, nn, F, c, hidden_dropout, attn_dropout, layer_norm_eps=1e-12):
     """transformers 4.x RobertaModel(add_pooling_layer=False) with position_embedding_type
     "relative_key_query", eager attention, fed through inputs_embeds: the same modules, parameter
@@ -543,16 +557,7 @@ def main_cuda(args) -> None:
     print("# torch/genlm > 1: genlm faster. GPU MB: peak allocated device memory (genlm: cuda_allocator peak_bytes; "
           "PyTorch: torch.cuda.max_memory_allocated), CUDA context excluded.")
     if rows:
-        if args.markdown:
-            print("| " + " | ".join(hdr) + " |")
-            print("|" + "---|" * len(hdr))
-            for r in rows:
-                print("| " + " | ".join(fmt(r)) + " |")
-        else:
-            w = [max(len(h), *(len(fmt(r)[i]) for r in rows)) for i, h in enumerate(hdr)]
-            print("  ".join(h.rjust(w[i]) for i, h in enumerate(hdr)))
-            for r in rows:
-                print("  ".join(v.rjust(w[i]) for i, v in enumerate(fmt(r))))
+        print_table(hdr, [fmt(r) for r in rows], args.markdown)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=rows[0]["device"] if rows else "", torch=desc, cublas_peak_tflops=peaks, rows=rows,
@@ -652,16 +657,7 @@ def main() -> None:
                      f"{r['genlm_gflops']:.1f}", f"{r['pct_fma']:.0f}%", f"{r['pct_gemm']:.0f}%",
                      f"{r['genlm_rss_mb']:.0f}", f"{r['torch_rss_mb']:.0f}"]
     print()
-    if args.markdown:
-        print("| " + " | ".join(hdr) + " |")
-        print("|" + "---|" * len(hdr))
-        for r in rows:
-            print("| " + " | ".join(fmt(r)) + " |")
-    else:
-        w = [max(len(h), *(len(fmt(r)[i]) for r in rows)) for i, h in enumerate(hdr)]
-        print("  ".join(h.rjust(w[i]) for i, h in enumerate(hdr)))
-        for r in rows:
-            print("  ".join(v.rjust(w[i]) for i, v in enumerate(fmt(r))))
+    print_table(hdr, [fmt(r) for r in rows], args.markdown)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(machine=lscpu_model(), loadavg_end=os.getloadavg(), limits=lim, rows=rows, args=vars(args)), f,

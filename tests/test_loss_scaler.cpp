@@ -13,6 +13,7 @@
 #include <genlm/data/simulate.hpp>
 #include <genlm/train/checkpoint.hpp>
 #include <genlm/train/loss_scaler.hpp>
+#include <genlm/train/simulated_task.hpp>
 #include <genlm/train/trainer.hpp>
 
 using namespace genlm;
@@ -21,24 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 using Model = GLM<configs::tiny, cpu, float>;
 
-struct fixture_data {
-  simulated_data sim;
-  feature_pipeline pipe;
-  gene_features feat;
-  std::vector<gene_window> train;
-  fixture_data() {
-    simulation_options so;
-    so.dim = configs::tiny.plm_dim;
-    so.contigs = 120;
-    so.families = 30;
-    so.modules = 6;
-    so.noise_gene_rate = 0.1;
-    so.seed = 7;
-    sim = simulate_contigs(so);
-    pipe.fit(sim.proteins, configs::tiny.pca_components);
-    feat = pipe.features(sim.proteins);
-    train = simulated_windows(sim);
-  }
+struct fixture_data : simulated_task {
+  fixture_data()
+      : simulated_task(simulated_task::structured(configs::tiny.plm_dim, 120), configs::tiny.pca_components) {}
 };
 
 fs::path temp_path(const std::string& name) {

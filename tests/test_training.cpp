@@ -4,7 +4,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include <genlm/data/simulate.hpp>
+#include <genlm/train/simulated_task.hpp>
 #include <genlm/train/checkpoint.hpp>
 #include <genlm/train/trainer.hpp>
 
@@ -14,26 +14,9 @@ namespace fs = std::filesystem;
 namespace {
 using Model = GLM<configs::tiny, cpu>;
 
-struct fixture_data {
-  simulated_data sim;
-  feature_pipeline pipe;
-  gene_features feat;
-  std::vector<gene_window> train, eval;
-  fixture_data() {
-    simulation_options so;
-    so.dim = configs::tiny.plm_dim;
-    so.contigs = 240;
-    so.families = 30;
-    so.modules = 6;
-    so.noise_gene_rate = 0.1;
-    so.seed = 7;
-    sim = simulate_contigs(so);
-    pipe.fit(sim.proteins, configs::tiny.pca_components);
-    feat = pipe.features(sim.proteins);
-    auto all = simulated_windows(sim);
-    eval.assign(all.begin(), all.begin() + 40);
-    train.assign(all.begin() + 40, all.end());
-  }
+struct fixture_data : simulated_task {
+  fixture_data()
+      : simulated_task(simulated_task::structured(configs::tiny.plm_dim, 240), configs::tiny.pca_components, 40) {}
 };
 
 fs::path temp_path(const std::string& name) {
