@@ -83,9 +83,16 @@ struct cuda_device {
     return n;
   }
   static bool available() noexcept { return count() > 0; }
+  /// The calling thread's device; throws cuda_error when there is no usable device or driver.
   static int current() {
     int d = 0;
-    GENLM_CUDA_CHECK(cudaGetDevice(&d));
+    const cudaError_t e = cudaGetDevice(&d);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw cuda_error(detail::concat("genlm CUDA backend: no usable CUDA device (cudaGetDevice: ", cudaGetErrorName(e),
+                                      ": ", cudaGetErrorString(e),
+                                      "); device tensors need an NVIDIA GPU and its driver"));
+    }
     return d;
   }
   /// Makes device d current for the calling thread (cudaSetDevice); range-checked.
