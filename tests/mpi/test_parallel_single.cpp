@@ -220,3 +220,27 @@ TEST_CASE("watchdog fires only for operations that exceed the timeout", "[parall
   }
   CHECK(what == "slow collective");
 }
+
+namespace {
+/// The CPU op set under the fp16 precision policy's name: a backend that asks for loss scaling.
+struct cpu_needing_loss_scaling : cpu {
+  using precision = genlm::precision::fp16;
+  static constexpr const char* name = "cpu_needing_loss_scaling";
+};
+}  // namespace
+
+TEST_CASE("data-parallel training refuses a precision policy that needs loss scaling", "[parallel]") {
+  using M = GLM<configs::tiny, cpu_needing_loss_scaling>;
+  fixture d;
+  M m;
+  train_options to;
+  comm::single one;
+  using DP = parallel::data_parallel_trainer<M, comm::single>;
+  CHECK_THROWS_WITH(DP(m, one, d.feat, d.train, to), Catch::Contains("loss scaling") && Catch::Contains("fp16"));
+  to.scaling.enabled = loss_scaling_mode::off;  // explicitly unscaled: allowed
+  CHECK_NOTHROW(DP(m, one, d.feat, d.train, to));
+  // the plain CPU backend never scales
+  Model plain;
+  train_options dflt;
+  CHECK_NOTHROW(parallel::data_parallel_trainer<Model, comm::single>(plain, one, d.feat, d.train, dflt));
+}
