@@ -662,7 +662,8 @@ struct cpu {
   ///   terms[2i] = ||h_k* - y||^2, terms[2i+1] = logsumexp(logits) - logits[k*]   (double)
   ///   choice[2i] = k*, choice[2i+1] = k^                                   (choice may be null)
   ///   d_hyp[row, k*, :] = 2 mse_scale (h_k* - y);  d_logits[row, :] = ce_scale (softmax - onehot(k*))
-  /// Rows of d_hyp / d_logits that hold no masked gene are not written (the caller zeroes them).
+  /// Rows of d_hyp / d_logits that hold no masked gene are not written (the caller zeroes them);
+  /// either may be null (evaluation: no gradients).
   template <class T>
   static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
                                     const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,
@@ -686,9 +687,12 @@ struct cpu {
       terms[2 * i] = best;
       terms[2 * i + 1] = lse - double(z[ks]);
       if (choice) choice[2 * i] = std::int32_t(ks), choice[2 * i + 1] = std::int32_t(kml);
-      for (index_t k = 0; k < K; ++k)
-        d_logits[row * K + k] = T(ce_scale * (std::exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
-      for (index_t j = 0; j < D; ++j) d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
+      if (d_logits)
+        for (index_t k = 0; k < K; ++k)
+          d_logits[row * K + k] = T(ce_scale * (std::exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
+      if (d_hyp)
+        for (index_t j = 0; j < D; ++j)
+          d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
     }
   }
 

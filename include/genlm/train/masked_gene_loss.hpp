@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include <genlm/backend/cpu.hpp>
 #include <genlm/core/error.hpp>
 #include <genlm/core/tensor.hpp>
 
@@ -86,46 +87,31 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   m.masked = n;
   if (n == 0) return m;
 
-  std::vector<double> y(labels), h(std::size_t(K * D)), pred(std::size_t(n * D));
+  std::vector<double> y(labels), pred(std::size_t(n * D));
   for (auto& v : y) v = std::clamp(v, -opt.label_clip, opt.label_clip);
-  const double mse_scale = 1.0 / double(n * D), ce_scale = opt.ce_weight / double(n);
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) {
-    const auto [b, l] = masked[std::size_t(i)];
-    check<shape_error>(b >= 0 && b < B && l >= 0 && l < L, "masked_gene_loss: masked gene (", b, ", ", l,
+    const gene_pos& g = masked[std::size_t(i)];
+    check<shape_error>(g.b >= 0 && g.b < B && g.l >= 0 && g.l < L, "masked_gene_loss: masked gene (", g.b, ", ", g.l,
                        ") outside the batch (", B, ", ", L, ")");
-    const index_t base = (b * L + l) * K;
-    for (index_t j = 0; j < K * D; ++j) h[std::size_t(j)] = double(hyp[std::size_t(base * D + j)]);
-    const double* yi = &y[std::size_t(i * D)];
-    // closest hypothesis
-    index_t ks = 0;
-    double best = std::numeric_limits<double>::infinity();
-    for (index_t k = 0; k < K; ++k) {
-      const double d = detail::sqdist(&h[std::size_t(k * D)], yi, D);
-      if (d < best) best = d, ks = k;
-    }
-    m.mse += best * mse_scale;
-    // cross entropy of the likelihood logits against k*
-    double mx = -std::numeric_limits<double>::infinity();
-    index_t kml = 0;
-    for (index_t k = 0; k < K; ++k) {
-      const double z = logits[std::size_t(base + k)];
-      if (z > mx) mx = z, kml = k;
-    }
-    double se = 0;
-    for (index_t k = 0; k < K; ++k) se += std::exp(double(logits[std::size_t(base + k)]) - mx);
-    const double lse = mx + std::log(se);
-    m.ce += (lse - double(logits[std::size_t(base + ks)])) / double(n);
-    if (d_logits)
-      for (index_t k = 0; k < K; ++k) {
-        const double p = std::exp(double(logits[std::size_t(base + k)]) - lse);
-        (*d_logits)[std::size_t(base + k)] = T(ce_scale * (p - (k == ks ? 1.0 : 0.0)));
-      }
-    if (d_hyp)
-      for (index_t j = 0; j < D; ++j)
-        (*d_hyp)[std::size_t((base + ks) * D + j)] = T(2.0 * mse_scale * (h[std::size_t(ks * D + j)] - yi[j]));
+    rows[std::size_t(i)] = g.b * L + g.l;
+  }
+  // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
+  // the most likely hypothesis k^: the backend op (host memory here)
+  const double mse_scale = 1.0 / double(n * D), ce_scale = opt.ce_weight / double(n);
+  std::vector<double> terms(std::size_t(2 * n));
+  std::vector<std::int32_t> choice(std::size_t(2 * n));
+  cpu::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, rows.data(), y.data(), n, mse_scale, ce_scale,
+                             d_hyp ? d_hyp->data() : static_cast<T*>(nullptr),
+                             d_logits ? d_logits->data() : static_cast<T*>(nullptr), terms.data(), choice.data());
+  for (index_t i = 0; i < n; ++i) {
+    m.mse += terms[std::size_t(2 * i)] * mse_scale;
+    m.ce += terms[std::size_t(2 * i + 1)] / double(n);
     // metrics of the most likely hypothesis
-    const double* hp = &h[std::size_t(kml * D)];
-    std::copy(hp, hp + D, &pred[std::size_t(i * D)]);
+    const T* h = &hyp[std::size_t((rows[std::size_t(i)] * K + choice[std::size_t(2 * i + 1)]) * D)];
+    double* hp = &pred[std::size_t(i * D)];
+    for (index_t j = 0; j < D; ++j) hp[j] = double(h[j]);
+    const double* yi = &y[std::size_t(i * D)];
     double dot = 0, nh = 0, ny = 0;
     for (index_t j = 0; j < D; ++j) dot += hp[j] * yi[j], nh += hp[j] * hp[j], ny += yi[j] * yi[j];
     m.cosine += dot / std::max(std::sqrt(nh * ny), 1e-30) / double(n);

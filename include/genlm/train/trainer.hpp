@@ -293,13 +293,30 @@ class trainer {
     const index_t K = C.hypotheses, D = C.label_dim();
     masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
                                                 masked, labels, &g_hyp_, &g_log_, opt_.loss);
-    if (scaler_.enabled()) return scaled_step(m, b.B, b.L);
-    d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
-    d_log_.from_host({b.B, b.L, K}, g_log_);
-    model_.backward(d_hyp_, d_log_);
     auto& ps = model_.parameters();
-    check<value_error>(grads_finite(ps), "training step ", k, ": non-finite gradients (loss ", m.loss,
-                       "); lower the learning rate");
+    // Loss scaling (scale() is 1 without it): a scale beyond the scalar type's range overflows at
+    // once (and converting it would be UB), else scale the loss gradients, backward, unscale/check.
+    const double s = scaler_.scale();
+    bool finite = s <= double(std::numeric_limits<T>::max());
+    if (finite) {
+      if (s != 1.0) {
+        const T ts = T(s);
+        for (auto& g : g_hyp_) g *= ts;
+        for (auto& g : g_log_) g *= ts;
+      }
+      d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
+      d_log_.from_host({b.B, b.L, K}, g_log_);
+      model_.backward(d_hyp_, d_log_);
+      finite = scaler_.unscale_and_check(ps);
+    }
+    if (scaler_.enabled()) {
+      scaler_.update(!finite);  // overflow: back off and skip this step's update
+      m.skipped = !finite;
+    } else {
+      check<value_error>(finite, "training step ", k, ": non-finite gradients (loss ", m.loss,
+                         "); lower the learning rate");
+    }
+    if (!finite) return m;
     if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
     if (opt_.clip_value > 0) clip_grad_value(ps, opt_.clip_value);
     adam_.step(ps, schedule_.at(adam_.steps()));
@@ -337,35 +354,6 @@ class trainer {
   void set_step(std::int64_t s) { step_ = s; }
 
  private:
-  /// The rest of step() with loss scaling: scale the loss gradients, backward, unscale and check,
-  /// then clip + AdamW, or skip on overflow; update the scaler.
-  masked_gene_metrics scaled_step(masked_gene_metrics m, index_t B, index_t L) {
-    const index_t K = C.hypotheses, D = C.label_dim();
-    const double s = scaler_.scale();
-    // A scale beyond the scalar type's range overflows at once (and converting it would be UB).
-    bool ok = s <= double(std::numeric_limits<T>::max());
-    if (ok) {
-      if (s != 1.0) {
-        const T ts = T(s);
-        for (auto& g : g_hyp_) g *= ts;
-        for (auto& g : g_log_) g *= ts;
-      }
-      d_hyp_.from_host({B, L, K, D}, g_hyp_);
-      d_log_.from_host({B, L, K}, g_log_);
-      model_.backward(d_hyp_, d_log_);
-      ok = scaler_.unscale_and_check(model_.parameters());
-    }
-    if (ok) {
-      auto& ps = model_.parameters();
-      if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
-      if (opt_.clip_value > 0) clip_grad_value(ps, opt_.clip_value);
-      adam_.step(ps, schedule_.at(adam_.steps()));
-    }
-    scaler_.update(!ok);
-    m.skipped = !ok;
-    return m;
-  }
-
   Model& model_;
   const gene_features& feat_;
   std::vector<gene_window> train_;

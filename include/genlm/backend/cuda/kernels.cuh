@@ -405,10 +405,12 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
     terms[2 * i + 1] = lse - double(z[ks]);
     if (choice) choice[2 * i] = std::int32_t(ks), choice[2 * i + 1] = std::int32_t(kml);
   }
-  for (index_t k = lane; k < K; k += 32)
-    d_logits[row * K + k] = T(ce_scale * (exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
-  for (index_t j = lane; j < D; j += 32)
-    d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
+  if (d_logits)
+    for (index_t k = lane; k < K; k += 32)
+      d_logits[row * K + k] = T(ce_scale * (exp(double(z[k]) - lse) - (k == ks ? 1.0 : 0.0)));
+  if (d_hyp)
+    for (index_t j = lane; j < D; j += 32)
+      d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
 }
 
 // ------------------------------------------------------------------ AdamW (the CPU's double formulas)
