@@ -107,31 +107,19 @@ struct cuda_backend {
   // ---------------------------------------------------------------- elementwise
   template <class T>
   static void fill(T* x, index_t n, T v) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::fill<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, n, v);
-    GENLM_CUDA_LAUNCH_CHECK("fill", s);
+    launch_1d("fill", n, &cuda_kernels::fill<T>, x, n, v);
   }
   template <class T>
   static void axpy(index_t n, T alpha, const T* x, T* y) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::axpy<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, alpha, x, y);
-    GENLM_CUDA_LAUNCH_CHECK("axpy", s);
+    launch_1d("axpy", n, &cuda_kernels::axpy<T>, n, alpha, x, y);
   }
   template <class T>
   static void scale(index_t n, T alpha, T* x) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::scale<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, alpha, x);
-    GENLM_CUDA_LAUNCH_CHECK("scale", s);
+    launch_1d("scale", n, &cuda_kernels::scale<T>, n, alpha, x);
   }
   template <class T>
   static void add(index_t n, const T* a, const T* b, T* y) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::add<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(n, a, b, y);
-    GENLM_CUDA_LAUNCH_CHECK("add", s);
+    launch_1d("add", n, &cuda_kernels::add<T>, n, a, b, y);
   }
 
   // ---------------------------------------------------------------- GEMM (row-major)
@@ -141,11 +129,8 @@ struct cuda_backend {
   static void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda,
                    const T* B, index_t ldb, T beta, T* C, index_t ldc) {
     if (m == 0 || n == 0) return;
-    const cudaStream_t s = stream();
     if (k == 0) {
-      cuda_kernels::scale_matrix<T><<<cuda_kernels::grid_for(m * n), cuda_kernels::block_threads, 0, s>>>(C, m, n,
-                                                                                                        ldc, beta);
-      GENLM_CUDA_LAUNCH_CHECK("scale_matrix (gemm with k = 0)", s);
+      launch_1d("scale_matrix (gemm with k = 0)", m * n, &cuda_kernels::scale_matrix<T>, C, m, n, ldc, beta);
       return;
     }
     using cuda_detail::to_int;
@@ -192,152 +177,106 @@ struct cuda_backend {
   // ---------------------------------------------------------------- bias / reductions
   template <class T>
   static void add_bias(T* y, const T* b, index_t rows, index_t cols) {
-    if (rows * cols <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::add_bias<T><<<cuda_kernels::grid_for(rows * cols), cuda_kernels::block_threads, 0, s>>>(y, b, rows,
-                                                                                                          cols);
-    GENLM_CUDA_LAUNCH_CHECK("add_bias", s);
+    launch_1d("add_bias", rows * cols, &cuda_kernels::add_bias<T>, y, b, rows, cols);
   }
   template <class T>
   static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
-    if (cols <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::sum_rows<T><<<cuda_kernels::grid_for(cols, 128), 128, 0, s>>>(dy, rows, cols, db, beta);
-    GENLM_CUDA_LAUNCH_CHECK("sum_rows", s);
+    if (cols > 0)
+      launch("sum_rows", cuda_kernels::grid_for(cols, 128), 128, &cuda_kernels::sum_rows<T>, dy, rows, cols, db, beta);
   }
   template <class T>
   static double sum_squares(const T* x, index_t n) {
-    return reduce(x, static_cast<const T*>(nullptr), n, cuda_kernels::square_op{}, "sum_squares");
+    return reduce(x, static_cast<const T*>(nullptr), n, cuda_kernels::square_op{});
   }
   template <class T>
   static double dot(const T* x, const T* y, index_t n) {
-    return reduce(x, y, n, cuda_kernels::dot_op{}, "dot");
+    return reduce(x, y, n, cuda_kernels::dot_op{});
   }
   template <class T>
   static index_t count_nonfinite(const T* x, index_t n) {
     if (n <= 0) return 0;
     cuda_context& c = ctx();
     const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
-    cuda_kernels::count_nonfinite_partial<T><<<parts, cuda_kernels::block_threads, 0, c.stream>>>(x, n, c.d_count);
-    GENLM_CUDA_LAUNCH_CHECK("count_nonfinite_partial", c.stream);
+    launch("count_nonfinite_partial", parts, cuda_kernels::block_threads, &cuda_kernels::count_nonfinite_partial<T>,
+           x, n, c.d_count);
+    // launched directly: the host compiler cannot take the address of this non-dependent kernel
+    // template-id in nvcc's generated code (launch() fails to deduce it)
     cuda_kernels::count_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_count, parts, c.d_result);
-    GENLM_CUDA_LAUNCH_CHECK("count_final", c.stream);
+    cuda_detail::check_launch("count_final", c.stream, __FILE__, __LINE__);
     return index_t(fetch_result(c));
   }
   template <class T>
   static void clip_by_value(T* x, index_t n, T c) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::clip_by_value<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, n, c);
-    GENLM_CUDA_LAUNCH_CHECK("clip_by_value", s);
+    launch_1d("clip_by_value", n, &cuda_kernels::clip_by_value<T>, x, n, c);
   }
 
   // ---------------------------------------------------------------- layer norm over the last dim
   template <class T>
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, index_t rows,
                                  index_t cols, double eps) {
-    if (rows <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::layer_norm_forward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(x, gamma, beta, y, mean,
-                                                                                               rstd, rows, cols, eps);
-    GENLM_CUDA_LAUNCH_CHECK("layer_norm_forward", s);
+    launch_rows("layer_norm_forward", rows, &cuda_kernels::layer_norm_forward<T>, x, gamma, beta, y, mean, rstd, rows,
+                cols, eps);
   }
   /// dx += LN backward; dgamma, dbeta assigned.
   template <class T>
   static void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
                                   T* dgamma, T* dbeta, index_t rows, index_t cols) {
-    const cudaStream_t s = stream();
-    if (rows > 0) {
-      cuda_kernels::layer_norm_backward_dx<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(
-          dy, x, gamma, mean, rstd, dx, rows, cols);
-      GENLM_CUDA_LAUNCH_CHECK("layer_norm_backward_dx", s);
-    }
-    cuda_kernels::layer_norm_backward_params<T><<<cuda_kernels::grid_for(cols, 128), 128, 0, s>>>(
-        dy, x, mean, rstd, dgamma, dbeta, rows, cols);
-    GENLM_CUDA_LAUNCH_CHECK("layer_norm_backward_params", s);
+    launch_rows("layer_norm_backward_dx", rows, &cuda_kernels::layer_norm_backward_dx<T>, dy, x, gamma, mean, rstd, dx,
+                rows, cols);
+    launch("layer_norm_backward_params", cuda_kernels::grid_for(cols, 128), 128,
+           &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, cols);
   }
 
   // ---------------------------------------------------------------- activations
   template <class T>
   static void gelu_forward(const T* x, T* y, index_t n) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::gelu_forward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, y, n);
-    GENLM_CUDA_LAUNCH_CHECK("gelu_forward", s);
+    launch_1d("gelu_forward", n, &cuda_kernels::gelu_forward<T>, x, y, n);
   }
   template <class T>
   static void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::gelu_backward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(x, dy, dx, n);
-    GENLM_CUDA_LAUNCH_CHECK("gelu_backward", s);
+    launch_1d("gelu_backward", n, &cuda_kernels::gelu_backward<T>, x, dy, dx, n);
   }
 
   // ---------------------------------------------------------------- dropout (inverted)
   template <class T>
   static void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n, double p, std::uint64_t key,
                               std::uint64_t step) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::dropout_forward<T><<<cuda_kernels::grid_for((n + 3) / 4), cuda_kernels::block_threads, 0, s>>>(
-        x, y, keep, n, float(p), T(1.0 / (1.0 - p)), key, step);
-    GENLM_CUDA_LAUNCH_CHECK("dropout_forward", s);
+    // one thread per Philox block of 4 elements
+    launch_1d("dropout_forward", (n + 3) / 4, &cuda_kernels::dropout_forward<T>, x, y, keep, n, float(p),
+              T(1.0 / (1.0 - p)), key, step);
   }
   template <class T>
   static void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, index_t n, double p, bool accumulate) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::dropout_backward<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(
-        dy, keep, dx, n, T(1.0 / (1.0 - p)), accumulate);
-    GENLM_CUDA_LAUNCH_CHECK("dropout_backward", s);
+    launch_1d("dropout_backward", n, &cuda_kernels::dropout_backward<T>, dy, keep, dx, n, T(1.0 / (1.0 - p)),
+              accumulate);
   }
 
   // ---------------------------------------------------------------- layout
   template <class T>
   static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
-    const index_t n = A * B * C * D;
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::permute_0213<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(src, dst, A, B, C,
-                                                                                                   D, accumulate);
-    GENLM_CUDA_LAUNCH_CHECK("permute_0213", s);
+    launch_1d("permute_0213", A * B * C * D, &cuda_kernels::permute_0213<T>, src, dst, A, B, C, D, accumulate);
   }
 
   // ---------------------------------------------------------------- relative position terms
   template <class T>
   static void relpos_add(T* S, const T* QE, const T* KE, index_t batch, index_t L) {
-    if (batch * L <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::relpos_add<T><<<cuda_kernels::grid_for(batch * L * L), cuda_kernels::block_threads, 0, s>>>(
-        S, QE, KE, batch, L);
-    GENLM_CUDA_LAUNCH_CHECK("relpos_add", s);
+    launch_1d("relpos_add", batch * L * L, &cuda_kernels::relpos_add<T>, S, QE, KE, batch, L);
   }
   template <class T>
   static void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t L) {
-    if (batch * L <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::relpos_grad<T><<<cuda_kernels::grid_for(batch * L * (2 * L - 1)), cuda_kernels::block_threads, 0,
-                                   s>>>(dS, dQE, dKE, batch, L);
-    GENLM_CUDA_LAUNCH_CHECK("relpos_grad", s);
+    launch_1d("relpos_grad", batch * L * (2 * L - 1), &cuda_kernels::relpos_grad<T>, dS, dQE, dKE, batch, L);
   }
 
   // ---------------------------------------------------------------- attention softmax
   template <class T>
   static void masked_softmax_forward(const T* S, const T* mask, T* A, index_t B, index_t H, index_t L, T scale) {
     const index_t rows = B * H * L;
-    if (rows <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::masked_softmax_forward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(S, mask, A, rows,
-                                                                                                   H, L, scale);
-    GENLM_CUDA_LAUNCH_CHECK("masked_softmax_forward", s);
+    launch_rows("masked_softmax_forward", rows, &cuda_kernels::masked_softmax_forward<T>, S, mask, A, rows, H, L,
+                scale);
   }
   template <class T>
   static void softmax_backward(const T* A, const T* dA, T* dS, index_t rows, index_t L, T scale) {
-    if (rows <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::softmax_backward<T><<<rows_grid(rows), cuda_kernels::block_threads, 0, s>>>(A, dA, dS, rows, L,
-                                                                                             scale);
-    GENLM_CUDA_LAUNCH_CHECK("softmax_backward", s);
+    launch_rows("softmax_backward", rows, &cuda_kernels::softmax_backward<T>, A, dA, dS, rows, L, scale);
   }
 
   // ---------------------------------------------------------------- masked-gene loss
@@ -346,11 +285,8 @@ struct cuda_backend {
   static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
                                     const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,
                                     T* d_logits, double* terms, std::int32_t* choice) {
-    if (n <= 0) return;
-    const cudaStream_t s = stream();
-    cuda_kernels::masked_gene_loss_grad<T><<<rows_grid(n), cuda_kernels::block_threads, 0, s>>>(
-        hyp, logits, K, D, rows, labels, n, mse_scale, ce_scale, d_hyp, d_logits, terms, choice);
-    GENLM_CUDA_LAUNCH_CHECK("masked_gene_loss_grad", s);
+    launch_rows("masked_gene_loss_grad", n, &cuda_kernels::masked_gene_loss_grad<T>, hyp, logits, K, D, rows, labels,
+                n, mse_scale, ce_scale, d_hyp, d_logits, terms, choice);
   }
 
   // ---------------------------------------------------------------- optimiser
@@ -361,21 +297,34 @@ struct cuda_backend {
     const double b1 = h.beta1, b2 = h.beta2;
     const double bc1 = 1.0 - std::pow(b1, double(h.step));
     const double bc2 = 1.0 - std::pow(b2, double(h.step));
-    const cudaStream_t s = stream();
     if (h.torch_style) {
       const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
-      cuda_kernels::adamw_torch<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(
-          p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps);
-      GENLM_CUDA_LAUNCH_CHECK("adamw_torch", s);
+      launch_1d("adamw_torch", n, &cuda_kernels::adamw_torch<T>, p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps);
     } else {
       const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
-      cuda_kernels::adamw<T><<<cuda_kernels::grid_for(n), cuda_kernels::block_threads, 0, s>>>(p, g, m, v, n, b1, b2,
-                                                                                             step_size, h.eps, wd);
-      GENLM_CUDA_LAUNCH_CHECK("adamw", s);
+      launch_1d("adamw", n, &cuda_kernels::adamw<T>, p, g, m, v, n, b1, b2, step_size, h.eps, wd);
     }
   }
 
  private:
+  /// kernel<<<grid, block>>>(args) on the current device's stream; the launch is checked (and, with
+  /// GENLM_CUDA_DEBUG_SYNC=1, its execution). Arguments convert to the kernel's parameter types.
+  template <class... P, class... A>
+  static void launch(const char* what, unsigned grid, unsigned block, void (*kernel)(P...), A... args) {
+    const cudaStream_t s = stream();
+    kernel<<<grid, block, 0, s>>>(static_cast<P>(args)...);
+    cuda_detail::check_launch(what, s, __FILE__, __LINE__);
+  }
+  /// A grid-stride kernel over n items (nothing to launch for n <= 0).
+  template <class... P, class... A>
+  static void launch_1d(const char* what, index_t n, void (*kernel)(P...), A... args) {
+    if (n > 0) launch(what, cuda_kernels::grid_for(n), cuda_kernels::block_threads, kernel, args...);
+  }
+  /// A warp-per-row kernel over `rows` rows (nothing to launch for rows <= 0).
+  template <class... P, class... A>
+  static void launch_rows(const char* what, index_t rows, void (*kernel)(P...), A... args) {
+    if (rows > 0) launch(what, rows_grid(rows), cuda_kernels::block_threads, kernel, args...);
+  }
   /// Blocks for the warp-per-row kernels.
   static unsigned rows_grid(index_t rows) {
     const index_t b = (rows + cuda_kernels::warps_per_block - 1) / cuda_kernels::warps_per_block;
@@ -388,15 +337,14 @@ struct cuda_backend {
     return c.h_result[0];
   }
   template <class T, class F>
-  static double reduce(const T* x, const T* y, index_t n, F f, const char* what) {
+  static double reduce(const T* x, const T* y, index_t n, F f) {
     if (n <= 0) return 0.0;
     cuda_context& c = ctx();
     const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
-    cuda_kernels::reduce_partial<T, F><<<parts, cuda_kernels::block_threads, 0, c.stream>>>(x, y, n, c.d_partial, f);
-    GENLM_CUDA_LAUNCH_CHECK("reduce_partial", c.stream);
+    launch("reduce_partial", parts, cuda_kernels::block_threads, &cuda_kernels::reduce_partial<T, F>, x, y, n,
+           c.d_partial, f);
     cuda_kernels::reduce_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_partial, parts, c.d_result);
-    GENLM_CUDA_LAUNCH_CHECK("reduce_final", c.stream);
-    (void)what;
+    cuda_detail::check_launch("reduce_final", c.stream, __FILE__, __LINE__);  // direct: see count_nonfinite
     return fetch_result(c);
   }
 };

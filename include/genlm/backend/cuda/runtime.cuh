@@ -3,10 +3,11 @@
 // (stream, cuBLAS handle, reduction scratch).
 //
 // Every CUDA and cuBLAS call goes through GENLM_CUDA_CHECK / GENLM_CUBLAS_CHECK, and every kernel
-// launch through GENLM_CUDA_LAUNCH_CHECK: a failure throws genlm::cuda_error naming the call, the
-// source location and CUDA's error name and text. Kernel faults are asynchronous and surface at
-// the next checked call; with GENLM_CUDA_DEBUG_SYNC=1 in the environment every launch is followed
-// by a stream synchronisation so that the faulting kernel is the one named.
+// launch through cuda_detail::check_launch (GENLM_CUDA_LAUNCH_CHECK): a failure throws
+// genlm::cuda_error naming the call, the source location and CUDA's error name and text. Kernel
+// faults are asynchronous and surface at the next checked call; with GENLM_CUDA_DEBUG_SYNC=1 in the
+// environment every launch is followed by a stream synchronisation so that the faulting kernel is
+// the one named.
 #pragma once
 #if !defined(__CUDACC__)
 #error "genlm/backend/cuda/runtime.cuh needs nvcc: include it only from .cu translation units"
@@ -56,19 +57,24 @@ inline bool debug_sync() {
   return v;
 }
 
+/// After a <<<...>>> launch of `kernel` on `stream`: checks the launch (and, in debug-sync mode,
+/// its execution). The message is only built on failure (this runs after every launch).
+inline void check_launch(const char* kernel, cudaStream_t stream, const char* file, int line) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) check_cuda(e, ("launch of " + std::string(kernel)).c_str(), file, line);
+  if (!debug_sync()) return;
+  e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) check_cuda(e, ("execution of " + std::string(kernel)).c_str(), file, line);
+}
+
 }  // namespace cuda_detail
 }  // namespace genlm
 
 #define GENLM_CUDA_CHECK(call) ::genlm::cuda_detail::check_cuda((call), #call, __FILE__, __LINE__)
 #define GENLM_CUBLAS_CHECK(call) ::genlm::cuda_detail::check_cublas((call), #call, __FILE__, __LINE__)
-/// After a <<<...>>> launch on `stream`: checks the launch (and, in debug-sync mode, its execution).
-#define GENLM_CUDA_LAUNCH_CHECK(kernel_name, stream)                                                 \
-  do {                                                                                               \
-    ::genlm::cuda_detail::check_cuda(cudaGetLastError(), "launch of " kernel_name, __FILE__, __LINE__); \
-    if (::genlm::cuda_detail::debug_sync())                                                          \
-      ::genlm::cuda_detail::check_cuda(cudaStreamSynchronize(stream), "execution of " kernel_name,    \
-                                       __FILE__, __LINE__);                                          \
-  } while (0)
+/// After a <<<...>>> launch on `stream` (see cuda_detail::check_launch).
+#define GENLM_CUDA_LAUNCH_CHECK(kernel_name, stream) \
+  ::genlm::cuda_detail::check_launch(kernel_name, stream, __FILE__, __LINE__)
 
 namespace genlm {
 
