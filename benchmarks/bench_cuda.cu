@@ -46,22 +46,13 @@ std::vector<std::string> env_list(const char* name, const char* dflt) {
 /// iteration's manual time, and returns the total GPU seconds.
 template <class F>
 double timed_loop(benchmark::State& st, cudaStream_t s, F&& f) {
-  cudaEvent_t a, b;
-  GENLM_CUDA_CHECK(cudaEventCreate(&a));
-  GENLM_CUDA_CHECK(cudaEventCreate(&b));
+  bench::event_timer timer(s);
   double total = 0;
   for (auto _ : st) {
-    GENLM_CUDA_CHECK(cudaEventRecord(a, s));
-    f();
-    GENLM_CUDA_CHECK(cudaEventRecord(b, s));
-    GENLM_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    GENLM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    st.SetIterationTime(double(ms) * 1e-3);
-    total += double(ms) * 1e-3;
+    const double t = timer.seconds(f);
+    st.SetIterationTime(t);
+    total += t;
   }
-  GENLM_CUDA_CHECK(cudaEventDestroy(a));
-  GENLM_CUDA_CHECK(cudaEventDestroy(b));
   return total;
 }
 
@@ -249,6 +240,19 @@ double model_min_time() {
   return v && *v ? std::atof(v) : 0.3;
 }
 
+/// model/<cfg>/<P>/B<b>/{forward,train_step} for every batch size.
+template <model_config C, class P>
+void register_model(const std::string& cfg, const std::vector<index_t>& batches) {
+  for (index_t B : batches)
+    for (bool train : {false, true})
+      benchmark::RegisterBenchmark(
+          ("model/" + cfg + "/" + P::name + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
+          [cfg, B, train](benchmark::State& st) { bm_model<C, P>(st, cfg, B, train); })
+          ->UseManualTime()
+          ->MinTime(model_min_time())
+          ->Unit(benchmark::kMillisecond);
+}
+
 template <class P>
 void register_precision(const std::vector<index_t>& batches) {
   const std::string p = P::name;
@@ -261,20 +265,8 @@ void register_precision(const std::vector<index_t>& batches) {
                                    [s](benchmark::State& st) { bm_gemm<P>(st, s); })
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
-  for (index_t B : batches)
-    for (bool train : {false, true})
-      benchmark::RegisterBenchmark(("model/paper/" + p + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
-                                   [B, train](benchmark::State& st) { bm_model<configs::paper, P>(st, "paper", B, train); })
-          ->UseManualTime()
-          ->MinTime(model_min_time())
-          ->Unit(benchmark::kMillisecond);
-  for (index_t B : batches)
-    for (bool train : {false, true})
-      benchmark::RegisterBenchmark(("model/small/" + p + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
-                                   [B, train](benchmark::State& st) { bm_model<configs::small, P>(st, "small", B, train); })
-          ->UseManualTime()
-          ->MinTime(model_min_time())
-          ->Unit(benchmark::kMillisecond);
+  register_model<configs::paper, P>("paper", batches);
+  register_model<configs::small, P>("small", batches);
 }
 
 }  // namespace

@@ -165,25 +165,43 @@ inline void device_fill_random(float* x, std::size_t n, std::uint32_t seed, cuda
   GENLM_CUDA_LAUNCH_CHECK("fill_uniform", s);
 }
 
+/// Two CUDA events on stream s: seconds(f) is the GPU time of the work f() queues on s (the host
+/// waits for the second event). Used by this file and benchmarks/bench_cuda.cu.
+class event_timer {
+ public:
+  explicit event_timer(cudaStream_t s) : s_(s) {
+    GENLM_CUDA_CHECK(cudaEventCreate(&a_));
+    GENLM_CUDA_CHECK(cudaEventCreate(&b_));
+  }
+  event_timer(const event_timer&) = delete;
+  event_timer& operator=(const event_timer&) = delete;
+  ~event_timer() {
+    cudaEventDestroy(a_);
+    cudaEventDestroy(b_);
+  }
+  template <class F>
+  double seconds(F&& f) {
+    GENLM_CUDA_CHECK(cudaEventRecord(a_, s_));
+    f();
+    GENLM_CUDA_CHECK(cudaEventRecord(b_, s_));
+    GENLM_CUDA_CHECK(cudaEventSynchronize(b_));
+    float ms = 0;
+    GENLM_CUDA_CHECK(cudaEventElapsedTime(&ms, a_, b_));
+    return double(ms) * 1e-3;
+  }
+
+ private:
+  cudaStream_t s_;
+  cudaEvent_t a_ = nullptr, b_ = nullptr;
+};
+
 /// Median over `reps` event-timed runs of f() on stream s, in seconds (after `warmup` runs).
 template <class F>
 double time_median_s(cudaStream_t s, int warmup, int reps, F&& f) {
   for (int i = 0; i < warmup; ++i) f();
-  cudaEvent_t a, b;
-  GENLM_CUDA_CHECK(cudaEventCreate(&a));
-  GENLM_CUDA_CHECK(cudaEventCreate(&b));
+  event_timer timer(s);
   std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    GENLM_CUDA_CHECK(cudaEventRecord(a, s));
-    f();
-    GENLM_CUDA_CHECK(cudaEventRecord(b, s));
-    GENLM_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    GENLM_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e-3);
-  }
-  GENLM_CUDA_CHECK(cudaEventDestroy(a));
-  GENLM_CUDA_CHECK(cudaEventDestroy(b));
+  for (int i = 0; i < reps; ++i) t.push_back(timer.seconds(f));
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }

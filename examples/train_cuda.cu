@@ -122,17 +122,17 @@ int run(const args& a) {
   (void)base_before;
   GpuBackend::synchronize();
   const auto t0 = std::chrono::steady_clock::now();
-  double genes = 0, first = 0, last = 0;
-  index_t skipped = 0;
+  double first = 0, last = 0;
   for (int s = 0; s < a.steps; ++s) {
     const auto m = tr.step();
     if (s < 20) first += m.loss / 20;
     if (s >= a.steps - 20) last += m.loss / 20;
-    for (auto i : tr.batch_indices(s)) genes += double(d.train[i].genes.size());
-    skipped += m.masked == 0;
   }
   GpuBackend::synchronize();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double genes = 0;  // genes of the batches trained on (counted outside the timed loop)
+  for (int s = 0; s < a.steps; ++s)
+    for (auto i : tr.batch_indices(s)) genes += double(d.train[i].genes.size());
   const auto [after, base_after] = tr.evaluate(d.eval, base, 99);
   std::printf("trained %d steps in %.2f s (%.0f genes/s incl. host-side batching and loss), loss %.4f -> %.4f\n",
               a.steps, secs, genes / secs, first, last);
@@ -141,7 +141,9 @@ int run(const args& a) {
   const auto st = cuda_allocator::stats();
   std::printf("device memory: peak %.1f MB in use, %.1f MB cached, %zu cudaMalloc calls\n", st.peak_bytes / 1e6,
               st.bytes_cached / 1e6, st.cuda_mallocs);
-  (void)skipped;
+  if (tr.loss_scaling_active())
+    std::printf("loss scaling: final scale %g, %lld step(s) skipped for non-finite gradients\n", tr.scaler().scale(),
+                (long long)tr.scaler().skipped_steps());
   return rc;
 }
 
