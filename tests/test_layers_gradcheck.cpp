@@ -73,6 +73,44 @@ TEST_CASE("gradcheck: dropout (fixed mask)", "[gradcheck][dropout]") {
   CHECK(r.max_rel_error < tol);
 }
 
+TEMPLATE_TEST_CASE("cpu dropout masks are stream_uniform(key, step, i) >= p, on any thread split",
+                   "[dropout][random]", float, double) {
+  using U = TestType;
+  // sizes around the 64-element groups of the vectorised path, and one large enough for 2 threads
+  for (index_t n : {index_t(1), index_t(3), index_t(63), index_t(64), index_t(65), index_t(1000), index_t(200003)}) {
+    for (int threads : {1, 2}) {
+      const int saved = cpu::num_threads();
+      cpu::set_num_threads(threads);
+      const auto un = static_cast<std::size_t>(n);
+      std::vector<U> x(un, U(0)), y(un);
+      rng g(static_cast<std::uint64_t>(n));
+      for (auto& v : x) v = U(g.normal());
+      std::vector<std::uint8_t> keep(un);
+      const std::uint64_t key = 0x1234567890abcdefull + std::uint64_t(n), step = (std::uint64_t(7) << 32) + 5;
+      const double p = 0.25;
+      cpu::dropout_forward(x.data(), y.data(), keep.data(), n, p, key, step);
+      cpu::set_num_threads(saved);
+      index_t wrong = 0, kept = 0;
+      for (index_t i = 0; i < n; ++i) {
+        const bool k = stream_uniform(key, step, std::uint64_t(i)) >= float(p);
+        const U expect = k ? x[std::size_t(i)] * U(1.0 / (1.0 - p)) : U(0);
+        if (keep[std::size_t(i)] != k || y[std::size_t(i)] != expect) ++wrong;
+        kept += k;
+      }
+      INFO("n = " << n << ", threads = " << threads);
+      CHECK(wrong == 0);
+      if (n >= 1000) CHECK(std::abs(double(kept) / double(n) - 0.75) < 0.05);
+      // backward: dx = dy * keep / (1 - p), and accumulating
+      std::vector<U> dx(un, U(1));
+      cpu::dropout_backward(x.data(), keep.data(), dx.data(), n, p, true);
+      index_t wrong_b = 0;
+      for (index_t i = 0; i < n; ++i)
+        if (dx[std::size_t(i)] != U(1) + y[std::size_t(i)]) ++wrong_b;
+      CHECK(wrong_b == 0);
+    }
+  }
+}
+
 TEMPLATE_TEST_CASE("gradcheck: relative attention", "[gradcheck][attention]", relative_key, relative_key_query) {
   parameter_store<T, cpu> ps;
   const index_t hidden = 8, heads = 2, M = 6;

@@ -217,6 +217,20 @@ GENLM_ALWAYS_INLINE void ln_bwd_params_body(const T* dy, const T* x, const T* me
     }
   }
 }
+/// op-reduction of a[0..n) in 8 fixed lanes (lane j takes a[8i + j], the tail goes to lane 0), then
+/// a fixed tree over the lanes: the order depends on n only, and the 8-wide step vectorises (a
+/// single running accumulator is a serial dependency chain).
+template <class T, class Op>
+GENLM_ALWAYS_INLINE T lane_reduce(const T* a, index_t n, T init, Op op) {
+  T lane[8] = {init, init, init, init, init, init, init, init};
+  index_t r = 0;
+  for (; r + 8 <= n; r += 8)
+    for (int j = 0; j < 8; ++j) lane[j] = op(lane[j], a[r + j]);
+  for (; r < n; ++r) lane[0] = op(lane[0], a[r]);
+  return op(op(op(lane[0], lane[4]), op(lane[2], lane[6])), op(op(lane[1], lane[5]), op(lane[3], lane[7])));
+}
+
+/// Rows [row0, row1) of a masked softmax over the last axis (rows of length L; row = (b, h, i)).
 template <class T>
 GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, index_t row0, index_t row1, index_t H,
                                            index_t L, T scale) {
@@ -225,27 +239,40 @@ GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, inde
     const index_t b = row / (H * L);
     const T* s = S + row * L;
     T* a = A + row * L;
-    T mx = lowest;
-    for (index_t r = 0; r < L; ++r) {
-      T v = s[r] * scale;
-      if (mask) v += (T(1) - mask[b * L + r]) * lowest;
-      a[r] = v;
-      mx = std::max(mx, v);
-    }
-    T sum = 0;
-    if constexpr (std::is_same_v<T, float>) {
-      for (index_t r = 0; r < L; ++r) {
-        a[r] = fast_expf(a[r] - mx);
-        sum += a[r];
-      }
+    if (mask) {
+      const T* mk = mask + b * L;
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale + (T(1) - mk[r]) * lowest;
     } else {
-      for (index_t r = 0; r < L; ++r) {
-        a[r] = std::exp(a[r] - mx);
-        sum += a[r];
-      }
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale;
     }
+    const T mx = lane_reduce(a, L, lowest, [](T x, T y) { return x < y ? y : x; });
+    if constexpr (std::is_same_v<T, float>) {
+      for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
+    } else {
+      for (index_t r = 0; r < L; ++r) a[r] = std::exp(a[r] - mx);
+    }
+    const T sum = lane_reduce(a, L, T(0), [](T x, T y) { return x + y; });
     const T inv = T(1) / sum;
     for (index_t r = 0; r < L; ++r) a[r] *= inv;
+  }
+}
+
+/// Rows [row0, row1) of the softmax backward: dS = scale * A * (dA - rowsum(dA * A)); dS may alias dA.
+template <class T>
+GENLM_ALWAYS_INLINE void softmax_bwd_rows_body(const T* A, const T* dA, T* dS, index_t row0, index_t row1, index_t L,
+                                               T scale) {
+  T prod[256];
+  for (index_t i = row0; i < row1; ++i) {
+    const T* a = A + i * L;
+    const T* da = dA + i * L;
+    T* ds = dS + i * L;
+    T dotv = 0;
+    for (index_t r0 = 0; r0 < L; r0 += 256) {  // rows longer than the buffer: in chunks
+      const index_t c = std::min<index_t>(256, L - r0);
+      for (index_t r = 0; r < c; ++r) prod[r] = a[r0 + r] * da[r0 + r];
+      dotv += lane_reduce(prod, c, T(0), [](T x, T y) { return x + y; });
+    }
+    for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
   }
 }
 template <class T>
@@ -274,6 +301,75 @@ GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t 
   }
 }
 
+/// k ? v : +0 (k is 0 or 1) as a bit mask, so that loops over it vectorise (a select on a byte
+/// flag stayed scalar under clang 14); a dropped NaN/Inf gives +0, as the CUDA kernel's select.
+template <class T>
+GENLM_ALWAYS_INLINE T keep_or_zero(T v, std::uint8_t k) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  U b;
+  std::memcpy(&b, &v, sizeof b);
+  b &= U(0) - U(k);
+  std::memcpy(&v, &b, sizeof b);
+  return v;
+}
+
+/// Inverted dropout over Philox blocks [b0, b1) (block b covers elements 4b..4b+3): element i keeps
+/// iff uniform01(lane i & 3 of philox(counter i >> 2, step; key)) >= p, i.e. exactly
+/// stream_uniform(key, step, i) >= p. 16 blocks at a time through philox4x32_lanes (vectorised).
+template <class T>
+GENLM_ALWAYS_INLINE void dropout_fwd_body(const T* x, T* y, std::uint8_t* keep, index_t n, index_t b0, index_t b1,
+                                          float p, T scale, std::uint64_t key, std::uint64_t step) {
+  constexpr int G = 16;
+  const auto s0 = static_cast<std::uint32_t>(step), s1 = static_cast<std::uint32_t>(step >> 32);
+  const auto k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  index_t blk = b0;
+  for (; blk + G <= b1 && (blk + G) * 4 <= n; blk += G) {
+    std::uint32_t c0[G], c1[G], c2[G], c3[G];
+    for (int j = 0; j < G; ++j) {
+      const auto b = static_cast<std::uint64_t>(blk + j);
+      c0[j] = static_cast<std::uint32_t>(b);
+      c1[j] = static_cast<std::uint32_t>(b >> 32);
+      c2[j] = s0;
+      c3[j] = s1;
+    }
+    philox4x32_lanes<G>(c0, c1, c2, c3, k0, k1);
+    std::uint32_t bits[4 * G];  // element order: block j, lanes 0..3
+    for (int j = 0; j < G; ++j) {
+      bits[4 * j] = c0[j];
+      bits[4 * j + 1] = c1[j];
+      bits[4 * j + 2] = c2[j];
+      bits[4 * j + 3] = c3[j];
+    }
+    // three simple loops (each vectorises; one fused loop with a byte store stayed scalar)
+    std::uint8_t kb[4 * G];
+    for (int e = 0; e < 4 * G; ++e) kb[e] = uniform01(bits[e]) >= p ? 1 : 0;
+    const T* xb = x + blk * 4;
+    T* yb = y + blk * 4;
+    std::memcpy(keep + blk * 4, kb, sizeof kb);
+    for (int e = 0; e < 4 * G; ++e) yb[e] = keep_or_zero(xb[e] * scale, kb[e]);
+  }
+  for (; blk < b1; ++blk) {  // the remainder, one block at a time
+    const auto b = static_cast<std::uint64_t>(blk);
+    const philox_result r = philox4x32(static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), s0, s1, k0, k1);
+    const index_t e = std::min<index_t>(n, blk * 4 + 4);
+    for (index_t i = blk * 4; i < e; ++i) {
+      const bool k = uniform01(r.v[i & 3]) >= p;
+      keep[i] = k;
+      y[i] = k ? x[i] * scale : T(0);
+    }
+  }
+}
+
+/// dx (+)= dy * keep * scale.
+template <class T>
+GENLM_ALWAYS_INLINE void dropout_bwd_body(const T* dy, const std::uint8_t* keep, T* dx, index_t n, T scale,
+                                          bool accumulate) {
+  if (accumulate)
+    for (index_t i = 0; i < n; ++i) dx[i] += keep_or_zero(dy[i] * scale, keep[i]);
+  else
+    for (index_t i = 0; i < n; ++i) dx[i] = keep_or_zero(dy[i] * scale, keep[i]);
+}
+
 // ---- the two compiled versions of each hot loop
 #define GENLM_DISPATCHED(name, body)                                          \
   template <class T, class... A>                                              \
@@ -297,8 +393,11 @@ GENLM_DISPATCHED(ln_fwd, ln_fwd_body)
 GENLM_DISPATCHED(ln_bwd_dx, ln_bwd_dx_body)
 GENLM_DISPATCHED(ln_bwd_params, ln_bwd_params_body)
 GENLM_DISPATCHED(softmax_rows, softmax_rows_body)
+GENLM_DISPATCHED(softmax_bwd_rows, softmax_bwd_rows_body)
 GENLM_DISPATCHED(adamw_run, adamw_body)
 GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
+GENLM_DISPATCHED(dropout_fwd, dropout_fwd_body)
+GENLM_DISPATCHED(dropout_bwd, dropout_bwd_body)
 #undef GENLM_DISPATCHED
 
 }  // namespace cpu_detail
@@ -380,18 +479,19 @@ struct cpu {
       return;
     }
 #if defined(GENLM_USE_CBLAS)
-    // Small products go to Eigen's single-threaded kernels: OpenBLAS's thread start-up costs
-    // more than the product itself below ~2^18 multiply-adds (measured: see docs/PERFORMANCE.md).
-    if (m * n * k >= cblas_min_work) {
-      cblas_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-      return;
-    }
-#endif
+    // Every size goes to OpenBLAS: this build of Eigen (no -march) has SSE2 kernels only, and
+    // OpenBLAS was faster from 4x4x4 up to the attention's 30x30x32 products (2.5-4x; measured,
+    // docs/PERFORMANCE.md). OpenBLAS runs products below openblas_thread_min on one thread.
+    cblas_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
     eigen_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
   }
 
 #if defined(GENLM_USE_CBLAS)
-  static constexpr index_t cblas_min_work = index_t(1) << 18;
+  /// OpenBLAS threads a GEMM only from m*n*k >= 65536 * GEMM_MULTITHREAD_THRESHOLD (default 4)
+  /// multiply-adds; below that, batches of products are split over this backend's threads.
+  static constexpr index_t openblas_thread_min = index_t(1) << 18;
   template <class T>
   static void cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
                          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
@@ -441,7 +541,7 @@ struct cpu {
              C + i * stride_c, ldc);
     };
 #if defined(GENLM_USE_CBLAS)
-    if (m * n * k >= cblas_min_work) return run(0, batch);  // OpenBLAS threads each product itself
+    if (m * n * k >= openblas_thread_min) return run(0, batch);  // OpenBLAS threads each product itself
 #endif
     // small products (attention per contig and head): split the batch over the backend's threads
     const index_t per = std::max<index_t>(1, (index_t(1) << 19) / std::max<index_t>(1, m * n * k));
@@ -546,34 +646,15 @@ struct cpu {
   static void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n, double p, std::uint64_t key,
                               std::uint64_t step) {
     const T s = T(1.0 / (1.0 - p));
-    const float pf = float(p);
-    // stream_uniform(key, step, i) is lane i & 3 of the Philox block of counter i >> 2: draw each
-    // block once for its 4 elements (the same values as per-element calls).
     auto run = [&](index_t b0, index_t b1) {
-      for (index_t blk = b0; blk < b1; ++blk) {
-        const std::uint64_t i0 = std::uint64_t(blk) * 4;
-        const philox_result r =
-            philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
-                       static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
-                       static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
-        const index_t e = std::min<index_t>(n, index_t(i0) + 4);
-        for (index_t i = index_t(i0); i < e; ++i) {
-          const bool k = uniform01(r.v[i & 3]) >= pf;
-          keep[i] = k;
-          y[i] = k ? x[i] * s : T(0);
-        }
-      }
+      cpu_detail::dropout_fwd<T>(x, y, keep, n, b0, b1, float(p), s, key, step);
     };
     cpu_detail::parallel_for((n + 3) / 4, num_threads(), index_t(1) << 14, run);
   }
-  /// dx += dy * keep / (1 - p). dx may alias dy only when dx held zeros... use accumulate=false
+  /// dx (+)= dy * keep / (1 - p). dx may alias dy with accumulate == false.
   template <class T>
   static void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, index_t n, double p, bool accumulate) {
-    const T s = T(1.0 / (1.0 - p));
-    for (index_t i = 0; i < n; ++i) {
-      const T v = keep[i] ? dy[i] * s : T(0);
-      dx[i] = accumulate ? dx[i] + v : v;
-    }
+    cpu_detail::dropout_bwd<T>(dy, keep, dx, n, T(1.0 / (1.0 - p)), accumulate);
   }
 
   // ---------------------------------------------------------------- layout
@@ -645,14 +726,8 @@ struct cpu {
   /// dS = scale * A * (dA - rowsum(dA * A)) over rows of length L; dS may alias dA.
   template <class T>
   static void softmax_backward(const T* A, const T* dA, T* dS, index_t rows, index_t L, T scale) {
-    for (index_t i = 0; i < rows; ++i) {
-      const T* a = A + i * L;
-      const T* da = dA + i * L;
-      T* ds = dS + i * L;
-      T dotv = 0;
-      for (index_t r = 0; r < L; ++r) dotv += a[r] * da[r];
-      for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
-    }
+    cpu_detail::parallel_for(rows, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / std::max<index_t>(1, L)),
+                             [&](index_t r0, index_t r1) { cpu_detail::softmax_bwd_rows<T>(A, dA, dS, r0, r1, L, scale); });
   }
 
   // ---------------------------------------------------------------- masked-gene loss
