@@ -183,6 +183,39 @@ int main(int argc, char** argv) {
       expect(r <= 1e-4, genlm::detail::concat("float32 data-parallel parameters close (got ", r, ")"));
     }
 
+    // --- 1b. loss scaling: overflowing steps are skipped on every rank, as by one process -------
+    {
+      model_options mo;
+      mo.init_seed = 3;
+      mo.hidden_dropout = mo.attention_dropout = 0.0;
+      train_options to = options(16);
+      to.scaling.enabled = loss_scaling_mode::on;
+      to.scaling.init_scale = std::ldexp(1.0, 140);  // beyond float: 13 backoffs before it even fits
+      to.scaling.growth_interval = 2;
+      M32 ref(mo), dp(mo);
+      trainer<M32> tr(ref, d.feat, d.train, to);
+      parallel::dp_options dpo;
+      dpo.drift_check_every = 2;
+      parallel::data_parallel_trainer<M32, comm::mpi> dtr(dp, c, d.feat, d.train, to, dpo);
+      int skipped = 0, mismatched = 0;
+      for (int s = 0; s < 24; ++s) {
+        const auto a = tr.step();
+        const auto b = dtr.step();
+        mismatched += a.skipped != b.skipped;
+        skipped += b.skipped;
+      }
+      const double r = max_over_ranks(c, max_rel_diff(dp.parameters(), ref.parameters()));
+      report("float32, loss scaling from 2^140, 24 steps: ", skipped, " skipped; parameters vs one process: ", r,
+             " (float32 summation order; checked <= 1e-4)");
+      expect(mismatched == 0, genlm::detail::concat(mismatched, " steps skipped by one side only"));
+      expect(skipped >= 13 && skipped < 24, genlm::detail::concat("13 to 23 steps skipped (got ", skipped, ")"));
+      expect(dtr.scaler().scale() == tr.scaler().scale(), "loss scale equals the single-process trainer's");
+      expect(r <= 1e-4, genlm::detail::concat("loss-scaled data-parallel parameters close (got ", r, ")"));
+      const std::uint64_t h = dtr.state_hash();
+      const auto all = c.allgather(std::string(reinterpret_cast<const char*>(&h), sizeof h), "test: hashes");
+      for (const auto& x : all) expect(x == all[0], "loss-scaled replicas are bit-identical");
+    }
+
     // --- 2. rank-invariant dropout: 2 ranks == 1 rank with dropout on -------------------------
     {
       model_options mo;

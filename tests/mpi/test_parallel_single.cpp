@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -229,18 +230,64 @@ struct cpu_needing_loss_scaling : cpu {
 };
 }  // namespace
 
-TEST_CASE("data-parallel training refuses a precision policy that needs loss scaling", "[parallel]") {
+TEST_CASE("comm::single data-parallel training with loss scaling is genlm::trainer's, skips included",
+          "[parallel][loss_scaling]") {
   using M = GLM<configs::tiny, cpu_needing_loss_scaling>;
   fixture d;
-  M m;
+  model_options mo;
+  mo.init_seed = 5;
   train_options to;
+  to.batch_size = 8;
+  to.lr = 2e-3;
+  to.seed = 9;
+  // 2^140 does not fit in float: the first steps overflow at once, later ones in the gradients,
+  // until the scaler has backed off far enough
+  to.scaling.init_scale = std::ldexp(1.0, 140);
+  to.scaling.growth_interval = 3;
+  M a(mo), b(mo);
+  trainer<M> ta(a, d.feat, d.train, to);
   comm::single one;
-  using DP = parallel::data_parallel_trainer<M, comm::single>;
-  CHECK_THROWS_WITH(DP(m, one, d.feat, d.train, to), Catch::Contains("loss scaling") && Catch::Contains("fp16"));
-  to.scaling.enabled = loss_scaling_mode::off;  // explicitly unscaled: allowed
-  CHECK_NOTHROW(DP(m, one, d.feat, d.train, to));
-  // the plain CPU backend never scales
-  Model plain;
-  train_options dflt;
-  CHECK_NOTHROW(parallel::data_parallel_trainer<Model, comm::single>(plain, one, d.feat, d.train, dflt));
+  parallel::dp_options dpo;
+  dpo.bucket_bytes = 1000;
+  parallel::data_parallel_trainer<M, comm::single> tb(b, one, d.feat, d.train, to, dpo);
+  REQUIRE(ta.loss_scaling_active());
+  REQUIRE(tb.loss_scaling_active());  // automatic for the fp16 policy, as in trainer
+  int skipped = 0;
+  for (int s = 0; s < 40; ++s) {
+    const auto ma = ta.step();
+    const auto mb = tb.step();
+    CHECK(ma.skipped == mb.skipped);
+    CHECK(ma.loss == mb.loss);
+    skipped += mb.skipped;
+  }
+  CHECK(skipped >= 13);  // 2^140 -> 2^127 is 13 backoffs
+  CHECK(skipped < 40);
+  CHECK(ta.scaler().scale() == tb.scaler().scale());
+  CHECK(ta.scaler().skipped_steps() == tb.scaler().skipped_steps());
+  CHECK(ta.scaler().growth_tracker() == tb.scaler().growth_tracker());
+  CHECK(tb.optimizer().steps() == 40 - skipped);
+  {
+    const auto& x = a.parameters().values();
+    const auto& y = b.parameters().values();
+    CHECK(std::memcmp(x.data(), y.data(), std::size_t(x.numel()) * sizeof(float)) == 0);
+  }
+  // the scaler's state travels with parallel checkpoints and comes back on resume
+  const fs::path ck = fs::temp_directory_path() / ("genlm_par_ls_" + std::to_string(::getpid()) + ".safetensors");
+  parallel::save_checkpoint(one, ck, b, d.pipe, &tb.optimizer(), tb.step_count(), to.seed, {}, &tb.scaler());
+  M c(mo);
+  train_options fresh = to;
+  fresh.scaling.init_scale = 1024.0;
+  parallel::data_parallel_trainer<M, comm::single> tc(c, one, d.feat, d.train, fresh, dpo);
+  std::ifstream in(ck, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  parallel::load_optimizer_image(bytes, ck.string(), tc.optimizer(), &tc.scaler());
+  CHECK(tc.scaler().scale() == tb.scaler().scale());
+  CHECK(tc.scaler().skipped_steps() == tb.scaler().skipped_steps());
+  fs::remove(ck);
+  // explicitly unscaled: allowed, and then never skips
+  to.scaling.enabled = loss_scaling_mode::off;
+  M e(mo);
+  parallel::data_parallel_trainer<M, comm::single> te(e, one, d.feat, d.train, to, dpo);
+  CHECK_FALSE(te.loss_scaling_active());
+  CHECK_FALSE(te.step().skipped);
 }

@@ -28,11 +28,12 @@ namespace genlm::parallel {
 template <class Model, class Comm>
 void save_checkpoint(Comm& comm, const std::filesystem::path& path, const Model& model, const feature_pipeline& features,
                      const adamw<typename Model::scalar, typename Model::backend>* optimizer, std::int64_t step,
-                     std::uint64_t seed, std::map<std::string, std::string> metadata = {}) {
+                     std::uint64_t seed, std::map<std::string, std::string> metadata = {},
+                     const loss_scaler* scaler = nullptr) {
   metadata["genlm.world_size"] = std::to_string(comm.size());
   metadata["genlm.communicator"] = comm.name();
   collective_try(comm, genlm::detail::concat("writing checkpoint '", path.string(), "' on rank 0"), [&] {
-    if (comm.rank() == 0) genlm::save_checkpoint(path, model, features, optimizer, step, seed, metadata);
+    if (comm.rank() == 0) genlm::save_checkpoint(path, model, features, optimizer, step, seed, metadata, scaler);
   });
 }
 
@@ -67,14 +68,17 @@ std::string read_checkpoint_image(Comm& comm, const std::filesystem::path& path)
   return bytes;
 }
 
-/// Loads the AdamW state of a checkpoint image (format_error when it has none).
+/// Loads the AdamW state of a checkpoint image (format_error when it has none), and the loss
+/// scaler's state when `scaler` is given and the image has one (else the scaler is left as it is).
 template <class T, class Backend>
-void load_optimizer_image(const std::string& bytes, const std::string& name, adamw<T, Backend>& optimizer) {
+void load_optimizer_image(const std::string& bytes, const std::string& name, adamw<T, Backend>& optimizer,
+                          loss_scaler* scaler = nullptr) {
   const io::safetensors_file f =
       io::read_safetensors_from_memory(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), name);
   check<format_error>(f.contains("optimizer.exp_avg"), "checkpoint '", name,
                       "' has no optimizer state; cannot resume training from it");
   optimizer.load_from(f, "optimizer.");
+  if (scaler) scaler->load_from(f, "scaler.");
 }
 
 /// Collective: rank 0 reads `path`, every rank loads the same bytes. Errors (missing file, other

@@ -18,6 +18,11 @@
 //      call without per-layer hooks, so communication does not overlap with backward itself yet.
 //   5. Non-finite check, clip by norm / value, AdamW with the trainer's schedule: identical on
 //      every rank, so the replicas stay identical (checked every drift_check_every steps).
+//      With loss scaling (train_options::scaling; automatic for the fp16 precision policy) the loss
+//      gradients are multiplied by the scaler's scale in step 3, and after the all-reduce every
+//      rank unscales and checks the same summed gradients, so all ranks take the same decision
+//      (skip the step and back off, or update) and their scalers stay identical, as in
+//      genlm::trainer.
 // With comm::single this is genlm::trainer step for step, bit for bit.
 //
 // Dropout: layer dropout masks are keyed by (seed, site, step, element index) and the element
@@ -33,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <memory>
 #include <span>
@@ -93,13 +99,9 @@ class data_parallel_trainer {
           adamw_options a = o.adam;
           a.lr = o.lr;
           return a;
-        }()) {
+        }()),
+        scaler_(loss_scaler::for_backend<Backend>(o.scaling)) {
     check<value_error>(src_ != nullptr, "data_parallel_trainer: no window source");
-    check<value_error>(!o.scaling.resolve(backend_precision_t<Backend>::loss_scaling),
-                       "data_parallel_trainer: loss scaling (train_options::scaling, needed by the ",
-                       backend_precision_t<Backend>::name,
-                       " precision policy) is not implemented for data-parallel training yet; use the fp32, tf32 "
-                       "or bf16 policy, or the single-process trainer");
     // Rank-local argument errors would leave peers waiting: turn them into collective errors.
     collective_try(comm_, "data_parallel_trainer setup", [&] {
       check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
@@ -130,6 +132,10 @@ class data_parallel_trainer {
   void set_step(std::int64_t s) { step_ = s; }
   adamw<T, Backend>& optimizer() { return adam_; }
   const adamw<T, Backend>& optimizer() const { return adam_; }
+  /// The dynamic loss scaler (train_options::scaling); disabled unless loss scaling is active.
+  loss_scaler& scaler() { return scaler_; }
+  const loss_scaler& scaler() const { return scaler_; }
+  bool loss_scaling_active() const { return scaler_.enabled(); }
   const train_options& options() const { return opt_; }
   const dp_options& parallel_options() const { return dp_; }
   const window_source& windows() const { return *src_; }
@@ -161,6 +167,11 @@ class data_parallel_trainer {
                                " ce_weight=", opt_.loss.ce_weight, " label_clip=", opt_.loss.label_clip)},
         {"adamw", genlm::detail::concat("betas=", a.beta1, "/", a.beta2, " eps=", a.eps, " weight_decay=",
                                         a.weight_decay, " torch_style=", a.torch_style)},
+        {"loss scaling", scaler_.enabled() ? genlm::detail::concat("on, init_scale=", opt_.scaling.init_scale,
+                                                                   " growth=", opt_.scaling.growth_factor, " backoff=",
+                                                                   opt_.scaling.backoff_factor, " interval=",
+                                                                   opt_.scaling.growth_interval)
+                                           : std::string("off")},
         {"data-parallel options",
          genlm::detail::concat("bucket_bytes=", dp_.bucket_bytes, " drift_check_every=", dp_.drift_check_every,
                                " drift_tolerance=", dp_.drift_tolerance,
@@ -227,19 +238,22 @@ class data_parallel_trainer {
       return {};
     }
 
-    // forward / backward of the local share; gradients scaled to the global normalisation
+    // forward / backward of the local share; gradients scaled to the global normalisation (and by
+    // the loss scale; a scale beyond the scalar type's range is an overflow at once, as in trainer)
     auto& ps = model_.parameters();
+    const double loss_scale = scaler_.scale();
+    const bool scale_fits = loss_scale <= double(std::numeric_limits<T>::max());
     masked_gene_metrics m;
     double sums[6] = {0, 0, 0, 0, 0, 0};  // loss, mse, ce, cosine, mse_most_likely (x masked), correct
     const bool accumulate = mbs.size() > 1;
     bool have_grads = false;
     for (auto& mb : mbs) {
       if (mb.masked.empty()) continue;
-      m = forward_backward(mb, k, double(mb.masked.size()) / n_global);
+      m = forward_backward(mb, k, double(mb.masked.size()) / n_global * loss_scale, scale_fits);
       const double n = double(m.masked);
       sums[0] += m.loss * n, sums[1] += m.mse * n, sums[2] += m.ce * n, sums[3] += m.cosine * n;
       sums[4] += m.mse_most_likely * n, sums[5] += double(m.correct);
-      if (accumulate) {
+      if (accumulate && scale_fits) {
         if (!have_grads) acc_.resize_zero(ps.grads().shape());
         Backend::axpy(ps.grads().numel(), T(1), ps.grads().data(), acc_.data());
       }
@@ -247,7 +261,7 @@ class data_parallel_trainer {
     }
     if (!have_grads)
       ps.zero_grads();
-    else if (accumulate)
+    else if (accumulate && scale_fits)
       Backend::copy(ps.grads().data(), acc_.data(), acc_.numel());
 
     // metrics of the global batch
@@ -260,9 +274,18 @@ class data_parallel_trainer {
       m.correct = index_t(sums[5]);
     }
 
+    if (!scale_fits) {  // the same decision on every rank (identical scalers): no gradients to reduce
+      scaler_.update(true);
+      m.skipped = true;
+      stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
+      stats_.comm_seconds = comm_s;
+      return m;
+    }
+
     // bucketed all-reduce of the flat gradients; non-finite check and clip-by-value per bucket
+    // (clipping waits for the unscaling when loss scaling is on)
     auto& g = ps.grads();
-    const bool clip_value_per_bucket = opt_.clip_norm <= 0 && opt_.clip_value > 0;
+    const bool clip_value_per_bucket = !scaler_.enabled() && opt_.clip_norm <= 0 && opt_.clip_value > 0;
     index_t nonfinite = 0;
     const std::size_t bucket_elems = dp_.bucket_bytes ? std::max<std::size_t>(1, dp_.bucket_bytes / sizeof(T)) : 0;
     // device backends: the gradients are written on the backend's stream, the communicator reads
@@ -276,9 +299,20 @@ class data_parallel_trainer {
                                   },
                                   "allreduce of gradients" + tag);
     });
-    if (nonfinite)
+    if (scaler_.enabled()) {
+      // every rank holds the same summed gradients: the same finite/overflow decision everywhere
+      const bool finite = nonfinite == 0 && scaler_.unscale_and_check(ps);
+      scaler_.update(!finite);
+      m.skipped = !finite;
+      if (!finite) {
+        stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
+        stats_.comm_seconds = comm_s;
+        return m;
+      }
+    } else if (nonfinite) {
       throw collective_error(genlm::detail::concat("training step ", k, ": non-finite gradients (loss ", m.loss,
                                                    "); lower the learning rate"));
+    }
     if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
     if (opt_.clip_value > 0 && !clip_value_per_bucket) clip_grad_value(ps, opt_.clip_value);
     adam_.step(ps, schedule_.at(adam_.steps()));
@@ -401,8 +435,9 @@ class data_parallel_trainer {
   }
 
   /// Forward + loss + backward of one (micro-)batch; the loss gradients are multiplied by
-  /// `scale` (= its masked genes / the global batch's masked genes). Gradients are assigned.
-  masked_gene_metrics forward_backward(micro_batch& mb, std::int64_t k, double scale) {
+  /// `scale` (= its masked genes / the global batch's masked genes x the loss scale). Gradients
+  /// are assigned. backward = false: forward and loss only (the metrics of a skipped step).
+  masked_gene_metrics forward_backward(micro_batch& mb, std::int64_t k, double scale, bool backward = true) {
     const host_batch<T>& b = mb.b;
     x_.from_host({b.B, b.L, b.F}, b.x);
     mask_.from_host({b.B, b.L}, b.mask);
@@ -417,6 +452,7 @@ class data_parallel_trainer {
     const index_t K = C.hypotheses, D = C.label_dim();
     const masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
                                                       mb.masked, mb.labels, &g_hyp_, &g_log_, opt_.loss);
+    if (!backward) return m;
     if (scale != 1.0) {
       for (auto& v : g_hyp_) v = T(double(v) * scale);
       for (auto& v : g_log_) v = T(double(v) * scale);
@@ -487,6 +523,7 @@ class data_parallel_trainer {
   train_options opt_;
   dp_options dp_;
   adamw<T, Backend> adam_;
+  loss_scaler scaler_;
   lr_schedule schedule_;
   epoch_sampler sampler_;
   std::int64_t step_ = 0;

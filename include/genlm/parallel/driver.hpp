@@ -70,7 +70,7 @@ resume_state begin_resume(Comm& comm, const std::filesystem::path& path, Model& 
 template <class Trainer>
 void finish_resume(Trainer& tr, const resume_state& r) {
   collective_try(tr.comm(), genlm::detail::concat("loading the optimizer state of '", r.name, "'"),
-                 [&] { load_optimizer_image(r.image, r.name, tr.optimizer()); });
+                 [&] { load_optimizer_image(r.image, r.name, tr.optimizer(), &tr.scaler()); });
   tr.set_step(r.info.step);
   if (tr.comm().size() > 1) tr.check_drift();
   const auto ws = r.info.metadata.find("genlm.world_size");
@@ -90,7 +90,7 @@ run_summary run_training(Trainer& tr, const feature_pipeline& pipe, const run_op
   auto save = [&] {
     if (o.checkpoint.empty()) return;
     save_checkpoint(comm, o.checkpoint, tr.model(), pipe, &tr.optimizer(), tr.step_count(), tr.options().seed,
-                    o.metadata);
+                    o.metadata, &tr.scaler());
     log0(comm, "step ", tr.step_count(), ": wrote checkpoint ", o.checkpoint.string());
   };
   double loss_avg = 0;
