@@ -43,6 +43,8 @@ struct cli_options {
   double lr = 1e-3;
   long long warmup = 0;
   double dropout = 0.1, mask_prob = 0.15, clip = 1.0;
+  std::string loss_scaling = "auto";
+  double loss_scale = 65536.0;
   std::uint64_t seed = 1;
   std::string out, resume;
   long long save_every = 0, log_every = 10;
@@ -73,6 +75,11 @@ void add_options(CLI::App& app, cli_options& o) {
   app.add_option("--dropout", o.dropout, "Hidden and attention dropout")->capture_default_str();
   app.add_option("--mask-prob", o.mask_prob, "Masking probability per gene")->capture_default_str();
   app.add_option("--clip", o.clip, "Clip gradients by value (0: off)")->capture_default_str();
+  app.add_option("--loss-scaling", o.loss_scaling,
+                 "Dynamic loss scaling: auto (on only for the fp16 precision policy), on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--loss-scale", o.loss_scale, "Initial loss scale (with loss scaling)")->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str();
   app.add_option("-o,--out", o.out, "Checkpoint written by rank 0 (atomically)");
   app.add_option("--save-every", o.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str();
@@ -107,6 +114,10 @@ parallel::job_options make_job(const cli_options& o) {
   j.train.lr = o.lr;
   j.train.warmup_steps = o.warmup;
   j.train.clip_value = o.clip;
+  j.train.scaling.enabled = o.loss_scaling == "on"    ? loss_scaling_mode::on
+                            : o.loss_scaling == "off" ? loss_scaling_mode::off
+                                                      : loss_scaling_mode::automatic;
+  j.train.scaling.init_scale = o.loss_scale;
   j.train.seed = o.seed;
   j.train.masking.probability = o.mask_prob;
   j.parallel.drift_check_every = o.drift_every;

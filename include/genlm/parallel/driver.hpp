@@ -94,22 +94,26 @@ run_summary run_training(Trainer& tr, const feature_pipeline& pipe, const run_op
     log0(comm, "step ", tr.step_count(), ": wrote checkpoint ", o.checkpoint.string());
   };
   double loss_avg = 0;
-  std::int64_t in_avg = 0;
+  std::int64_t in_avg = 0, skipped_in = 0;
   auto last_log = clock::now();
   std::int64_t last_log_step = tr.step_count();
   while (tr.step_count() < o.steps) {
     s.last = tr.step();
     s.comm_seconds += tr.last_step().comm_seconds;
     loss_avg += s.last.loss, ++in_avg;
+    skipped_in += s.last.skipped ? 1 : 0;
     const std::int64_t k = tr.step_count();
     if (o.log_every > 0 && (k % o.log_every == 0 || k == o.steps)) {
       const double dt = std::chrono::duration<double>(clock::now() - last_log).count();
-      char line[256];
-      std::snprintf(line, sizeof line, "step %lld/%lld  loss %.5f  masked %zu  %.3f s/step", (long long)k,
-                    (long long)o.steps, loss_avg / double(std::max<std::int64_t>(1, in_avg)),
-                    tr.last_step().global_masked, dt / double(std::max<std::int64_t>(1, k - last_log_step)));
+      char line[320];
+      int len = std::snprintf(line, sizeof line, "step %lld/%lld  loss %.5f  masked %zu  %.3f s/step", (long long)k,
+                              (long long)o.steps, loss_avg / double(std::max<std::int64_t>(1, in_avg)),
+                              tr.last_step().global_masked, dt / double(std::max<std::int64_t>(1, k - last_log_step)));
+      if (tr.loss_scaling_active() && len > 0 && std::size_t(len) < sizeof line)
+        std::snprintf(line + len, sizeof line - std::size_t(len), "  loss scale %g (%lld step(s) skipped)",
+                      tr.scaler().scale(), (long long)skipped_in);
       log0(comm, line);
-      loss_avg = 0, in_avg = 0, last_log = clock::now(), last_log_step = k;
+      loss_avg = 0, in_avg = 0, skipped_in = 0, last_log = clock::now(), last_log_step = k;
     }
     if (o.after_step) o.after_step(k);
     if (o.save_every > 0 && k % o.save_every == 0 && k < o.steps) save();
