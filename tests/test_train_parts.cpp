@@ -3,6 +3,7 @@
 // gradient clipping. Fixtures: scripts/gen_train_fixtures.py -> tests/fixtures/train/.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -603,4 +604,37 @@ TEMPLATE_TEST_CASE("gradient clipping matches torch.nn.utils", "[train][clip]", 
   CHECK_FALSE(grads_finite(cs.ps));
   error_message<value_error>([&] { clip_grad_value(cs.ps, -1.0); });
   error_message<value_error>([&] { (void)clip_grad_norm(cs.ps, -1.0); });
+}
+
+TEMPLATE_TEST_CASE("cpu clip_by_value and count_nonfinite on large buffers, 1 and 2 threads", "[train][clip]", double,
+                   float) {
+  using T = TestType;
+  const index_t n = 3'000'017;  // above the threading threshold, not a multiple of anything
+  std::vector<T> base(static_cast<std::size_t>(n));
+  rng g(17);
+  for (auto& v : base) v = T(g.normal() * 2.0);
+  const std::size_t nan_at = 5, pinf_at = 1'999'999, minf_at = std::size_t(n) - 1, big_at = 1'500'000;
+  base[nan_at] = std::numeric_limits<T>::quiet_NaN();
+  base[pinf_at] = std::numeric_limits<T>::infinity();
+  base[minf_at] = -std::numeric_limits<T>::infinity();
+  base[big_at] = std::numeric_limits<T>::max();
+  const int saved = cpu::num_threads();
+  for (int threads : {1, 2}) {
+    INFO("threads = " << threads);
+    cpu::set_num_threads(threads);
+    CHECK(cpu::count_nonfinite(base.data(), n) == 3);
+    CHECK(cpu::count_nonfinite(base.data() + nan_at + 1, pinf_at - nan_at - 1) == 0);
+    auto x = base;
+    cpu::clip_by_value(x.data(), n, T(1));
+    index_t wrong = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const T want = std::clamp(base[i], T(-1), T(1));  // torch.clamp: NaN stays NaN
+      if (std::isnan(base[i]) ? !std::isnan(x[i]) : x[i] != want) ++wrong;
+    }
+    CHECK(wrong == 0);
+    CHECK(x[pinf_at] == T(1));
+    CHECK(x[minf_at] == T(-1));
+    CHECK(x[big_at] == T(1));
+  }
+  cpu::set_num_threads(saved);
 }
