@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <new>
 #include <thread>
@@ -218,16 +219,16 @@ GENLM_ALWAYS_INLINE void ln_bwd_params_body(const T* dy, const T* x, const T* me
     }
   }
 }
-/// op-reduction of a[0..n) in 8 fixed lanes (lane j takes a[8i + j], the tail goes to lane 0), then
+/// op-reduction of f(0..n) in 8 fixed lanes (lane j takes f(8i + j), the tail goes to lane 0), then
 /// a fixed tree over the lanes: the order depends on n only, and the 8-wide step vectorises (a
 /// single running accumulator is a serial dependency chain).
-template <class T, class Op>
-GENLM_ALWAYS_INLINE T lane_reduce(const T* a, index_t n, T init, Op op) {
+template <class T, class Op, class F>
+GENLM_ALWAYS_INLINE T lane_reduce(index_t n, T init, Op op, F f) {
   T lane[8] = {init, init, init, init, init, init, init, init};
   index_t r = 0;
   for (; r + 8 <= n; r += 8)
-    for (int j = 0; j < 8; ++j) lane[j] = op(lane[j], a[r + j]);
-  for (; r < n; ++r) lane[0] = op(lane[0], a[r]);
+    for (int j = 0; j < 8; ++j) lane[j] = op(lane[j], f(r + j));
+  for (; r < n; ++r) lane[0] = op(lane[0], f(r));
   return op(op(op(lane[0], lane[4]), op(lane[2], lane[6])), op(op(lane[1], lane[5]), op(lane[3], lane[7])));
 }
 
@@ -246,13 +247,13 @@ GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, inde
     } else {
       for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale;
     }
-    const T mx = lane_reduce(a, L, lowest, [](T x, T y) { return x < y ? y : x; });
+    const T mx = lane_reduce(L, lowest, [](T x, T y) { return x < y ? y : x; }, [a](index_t r) { return a[r]; });
     if constexpr (std::is_same_v<T, float>) {
       for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
     } else {
       for (index_t r = 0; r < L; ++r) a[r] = std::exp(a[r] - mx);
     }
-    const T sum = lane_reduce(a, L, T(0), [](T x, T y) { return x + y; });
+    const T sum = lane_reduce(L, T(0), std::plus<T>(), [a](index_t r) { return a[r]; });
     const T inv = T(1) / sum;
     for (index_t r = 0; r < L; ++r) a[r] *= inv;
   }
@@ -262,17 +263,11 @@ GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, inde
 template <class T>
 GENLM_ALWAYS_INLINE void softmax_bwd_rows_body(const T* A, const T* dA, T* dS, index_t row0, index_t row1, index_t L,
                                                T scale) {
-  T prod[256];
   for (index_t i = row0; i < row1; ++i) {
     const T* a = A + i * L;
     const T* da = dA + i * L;
     T* ds = dS + i * L;
-    T dotv = 0;
-    for (index_t r0 = 0; r0 < L; r0 += 256) {  // rows longer than the buffer: in chunks
-      const index_t c = std::min<index_t>(256, L - r0);
-      for (index_t r = 0; r < c; ++r) prod[r] = a[r0 + r] * da[r0 + r];
-      dotv += lane_reduce(prod, c, T(0), [](T x, T y) { return x + y; });
-    }
+    const T dotv = lane_reduce(L, T(0), std::plus<T>(), [a, da](index_t r) { return a[r] * da[r]; });
     for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
   }
 }
@@ -302,11 +297,15 @@ GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t 
   }
 }
 
+/// The unsigned integer type with T's bits (float -> uint32, double -> uint64).
+template <class T>
+using bits_of = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
 /// k ? v : +0 (k is 0 or 1) as a bit mask, so that loops over it vectorise (a select on a byte
 /// flag stayed scalar under clang 14); a dropped NaN/Inf gives +0, as the CUDA kernel's select.
 template <class T>
 GENLM_ALWAYS_INLINE T keep_or_zero(T v, std::uint8_t k) {
-  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  using U = bits_of<T>;
   U b;
   std::memcpy(&b, &v, sizeof b);
   b &= U(0) - U(k);
@@ -354,9 +353,9 @@ GENLM_ALWAYS_INLINE void dropout_fwd_body(const T* x, T* y, std::uint8_t* keep, 
     const philox_result r = philox4x32(static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), s0, s1, k0, k1);
     const index_t e = std::min<index_t>(n, blk * 4 + 4);
     for (index_t i = blk * 4; i < e; ++i) {
-      const bool k = uniform01(r.v[i & 3]) >= p;
+      const std::uint8_t k = uniform01(r.v[i & 3]) >= p ? 1 : 0;
       keep[i] = k;
-      y[i] = k ? x[i] * scale : T(0);
+      y[i] = keep_or_zero(x[i] * scale, k);
     }
   }
 }
@@ -373,7 +372,7 @@ GENLM_ALWAYS_INLINE void clip_body(T* x, index_t lo, index_t hi, T c) {
 /// Number of NaN/Inf values in x[lo, hi): exponent bits all ones (vectorises; std::isfinite did not).
 template <class T>
 GENLM_ALWAYS_INLINE index_t nonfinite_body(const T* x, index_t lo, index_t hi) {
-  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  using U = bits_of<T>;
   constexpr U exp_mask = sizeof(T) == 4 ? U(0x7F800000u) : U(0x7FF0000000000000ull);
   index_t c = 0;
   for (index_t i = lo; i < hi; ++i) {
@@ -397,19 +396,17 @@ GENLM_ALWAYS_INLINE void dropout_bwd_body(const T* dy, const std::uint8_t* keep,
 // ---- the two compiled versions of each hot loop
 #define GENLM_DISPATCHED(name, body)                                          \
   template <class T, class... A>                                              \
-  void name##_plain(A... a) {                                                 \
-    body<T>(a...);                                                            \
+  auto name##_plain(A... a) {                                                 \
+    return body<T>(a...);                                                     \
   }                                                                           \
   template <class T, class... A>                                              \
-  GENLM_TARGET_AVX2 void name##_avx2(A... a) {                                \
-    body<T>(a...);                                                            \
+  GENLM_TARGET_AVX2 auto name##_avx2(A... a) {                                \
+    return body<T>(a...);                                                     \
   }                                                                           \
   template <class T, class... A>                                              \
-  inline void name(A... a) {                                                  \
-    if (has_avx2_fma())                                                       \
-      name##_avx2<T>(a...);                                                   \
-    else                                                                      \
-      name##_plain<T>(a...);                                                  \
+  inline auto name(A... a) {                                                  \
+    if (has_avx2_fma()) return name##_avx2<T>(a...);                          \
+    return name##_plain<T>(a...);                                             \
   }
 GENLM_DISPATCHED(gelu_fwd, gelu_fwd_body)
 GENLM_DISPATCHED(gelu_bwd, gelu_bwd_body)
@@ -423,15 +420,8 @@ GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
 GENLM_DISPATCHED(dropout_fwd, dropout_fwd_body)
 GENLM_DISPATCHED(dropout_bwd, dropout_bwd_body)
 GENLM_DISPATCHED(clip_run, clip_body)
+GENLM_DISPATCHED(nonfinite, nonfinite_body)
 #undef GENLM_DISPATCHED
-template <class T>
-index_t nonfinite_plain(const T* x, index_t lo, index_t hi) {
-  return nonfinite_body<T>(x, lo, hi);
-}
-template <class T>
-GENLM_TARGET_AVX2 index_t nonfinite_avx2(const T* x, index_t lo, index_t hi) {
-  return nonfinite_body<T>(x, lo, hi);
-}
 
 }  // namespace cpu_detail
 
@@ -618,8 +608,7 @@ struct cpu {
   static index_t count_nonfinite(const T* x, index_t n) {
     std::atomic<index_t> total{0};  // an integer sum: the same for any split
     cpu_detail::parallel_for(n, num_threads(), index_t(1) << 20, [&](index_t lo, index_t hi) {
-      total += cpu_detail::has_avx2_fma() ? cpu_detail::nonfinite_avx2<T>(x, lo, hi)
-                                          : cpu_detail::nonfinite_plain<T>(x, lo, hi);
+      total += cpu_detail::nonfinite<T>(x, lo, hi);
     });
     return total.load();
   }

@@ -196,6 +196,11 @@ class data_parallel_trainer {
       f();
       comm_s += std::chrono::duration<double>(clock::now() - a).count();
     };
+    auto finish = [&](const masked_gene_metrics& r) {  // records this step's times; returns r
+      stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
+      stats_.comm_seconds = comm_s;
+      return r;
+    };
     const std::int64_t k = step_;
     const std::string tag = genlm::detail::concat(" (step ", k, ")");
     const std::vector<std::size_t> idx = sampler_.batch(k);
@@ -232,17 +237,13 @@ class data_parallel_trainer {
     stats_.local_masked = std::size_t(n_local);
     stats_.global_masked = std::size_t(n_global);
     ++step_;
-    if (n_global == 0) {
-      stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
-      stats_.comm_seconds = comm_s;
-      return {};
-    }
+    if (n_global == 0) return finish({});
 
     // forward / backward of the local share; gradients scaled to the global normalisation (and by
     // the loss scale; a scale beyond the scalar type's range is an overflow at once, as in trainer)
     auto& ps = model_.parameters();
     const double loss_scale = scaler_.scale();
-    const bool scale_fits = loss_scale <= double(std::numeric_limits<T>::max());
+    const bool scale_fits = scaler_.scale_fits<T>();
     masked_gene_metrics m;
     double sums[6] = {0, 0, 0, 0, 0, 0};  // loss, mse, ce, cosine, mse_most_likely (x masked), correct
     const bool accumulate = mbs.size() > 1;
@@ -277,9 +278,7 @@ class data_parallel_trainer {
     if (!scale_fits) {  // the same decision on every rank (identical scalers): no gradients to reduce
       scaler_.update(true);
       m.skipped = true;
-      stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
-      stats_.comm_seconds = comm_s;
-      return m;
+      return finish(m);
     }
 
     // bucketed all-reduce of the flat gradients; non-finite check and clip-by-value per bucket
@@ -304,11 +303,7 @@ class data_parallel_trainer {
       const bool finite = nonfinite == 0 && scaler_.unscale_and_check(ps);
       scaler_.update(!finite);
       m.skipped = !finite;
-      if (!finite) {
-        stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
-        stats_.comm_seconds = comm_s;
-        return m;
-      }
+      if (!finite) return finish(m);
     } else if (nonfinite) {
       throw collective_error(genlm::detail::concat("training step ", k, ": non-finite gradients (loss ", m.loss,
                                                    "); lower the learning rate"));
@@ -317,8 +312,7 @@ class data_parallel_trainer {
     if (opt_.clip_value > 0 && !clip_value_per_bucket) clip_grad_value(ps, opt_.clip_value);
     adam_.step(ps, schedule_.at(adam_.steps()));
 
-    stats_.compute_seconds = std::chrono::duration<double>(clock::now() - t0).count() - comm_s;
-    stats_.comm_seconds = comm_s;
+    finish(m);
     if (dp_.drift_check_every > 0 && step_ % dp_.drift_check_every == 0 && comm_.size() > 1) check_drift();
     return m;
   }

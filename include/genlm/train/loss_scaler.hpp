@@ -99,6 +99,13 @@ class loss_scaler {
   /// update(true) calls since the last update(false).
   std::int64_t consecutive_skipped_steps() const { return consecutive_; }
 
+  /// Whether scale() is representable in T: a larger scale overflows at once (and converting it
+  /// would be undefined), so a trainer counts that step as an overflow without a backward pass.
+  template <class T>
+  bool scale_fits() const {
+    return scale() <= double(std::numeric_limits<T>::max());
+  }
+
   /// After a backward pass of the loss scaled by scale(): false when a gradient of `store` is
   /// NaN/Inf (the gradients are left unchanged: the caller skips the step); else multiplies the
   /// gradients by 1/scale() (Backend::scale; nothing to do at scale 1) and returns true.

@@ -297,7 +297,7 @@ class trainer {
     // Loss scaling (scale() is 1 without it): a scale beyond the scalar type's range overflows at
     // once (and converting it would be UB), else scale the loss gradients, backward, unscale/check.
     const double s = scaler_.scale();
-    bool finite = s <= double(std::numeric_limits<T>::max());
+    bool finite = scaler_.scale_fits<T>();
     if (finite) {
       if (s != 1.0) {
         const T ts = T(s);
