@@ -1,6 +1,7 @@
 // benchmarks/bench_gemm.cpp - genlm::cpu::gemm on the products of the paper configuration
 // (hidden 1280, FFN 3072, 10 heads x 128, L = 30 genes, B contigs: GENLM_BENCH_BATCH, default 8),
-// forward and backward, on 1 and 2 threads. Counter "FLOPS" = 2 m n k / time.
+// forward and backward, on 1 and 2 threads. Counter "FLOPS" = 2 m n k / time. run_gemm: float32
+// products (genlm::cpu); run_gemm_bf16: the bf16 policy (genlm::cpu_bf16, AMX tiles where present).
 #include <benchmark/benchmark.h>
 
 #include "common.hpp"
@@ -16,7 +17,8 @@ struct gemm_shape {
   index_t m, n, k, batch;
 };
 
-void run_gemm(benchmark::State& st, gemm_shape s) {
+template <class Backend>
+void gemm_on(benchmark::State& st, gemm_shape s) {
   bench::set_threads(int(st.range(0)));
   const index_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
   auto A = bench::randn<float>(std::size_t(ar * ac * s.batch), 1);
@@ -24,9 +26,9 @@ void run_gemm(benchmark::State& st, gemm_shape s) {
   std::vector<float> C(std::size_t(s.m * s.n * s.batch));
   for (auto _ : st) {
     if (s.batch == 1)
-      cpu::gemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, Bm.data(), bc, 0.0f, C.data(), s.n);
+      Backend::gemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, Bm.data(), bc, 0.0f, C.data(), s.n);
     else
-      cpu::gemm_strided_batched(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, ar * ac, Bm.data(), bc, br * bc, 0.0f,
+      Backend::gemm_strided_batched(s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), ac, ar * ac, Bm.data(), bc, br * bc, 0.0f,
                                 C.data(), s.n, s.m * s.n, s.batch);
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
@@ -35,8 +37,12 @@ void run_gemm(benchmark::State& st, gemm_shape s) {
                                             benchmark::Counter::kIsIterationInvariantRate);
 }
 
-#define GEMM(name, ...)                                                              \
-  BENCHMARK_CAPTURE(run_gemm, name, gemm_shape{__VA_ARGS__})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)
+void run_gemm(benchmark::State& st, gemm_shape s) { gemm_on<cpu>(st, s); }
+void run_gemm_bf16(benchmark::State& st, gemm_shape s) { gemm_on<cpu_bf16>(st, s); }
+
+#define GEMM(name, ...)                                                                                         \
+  BENCHMARK_CAPTURE(run_gemm, name, gemm_shape{__VA_ARGS__})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond); \
+  BENCHMARK_CAPTURE(run_gemm_bf16, name, gemm_shape{__VA_ARGS__})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond)
 
 // forward: y = x W^T
 GEMM(input_1281to1280_fwd, false, true, kN, 1280, 1281, 1);

@@ -63,14 +63,15 @@ double train_flops(index_t B, index_t L) {
   return 3 * forward_flops<C>(B, L) - 2 * N * double(C.input_dim()) * C.hidden;
 }
 
-/// A model with a fixed synthetic batch and everything a training step needs.
-template <model_config C, class T = float>
+/// A model with a fixed synthetic batch and everything a training step needs (Backend: genlm::cpu,
+/// or genlm::cpu_bf16 for bf16 products).
+template <model_config C, class T = float, class Backend = cpu>
 struct workload {
-  using model_t = GLM<C, cpu, T>;
-  using tensor_t = tensor<T, cpu>;
+  using model_t = GLM<C, Backend, T>;
+  using tensor_t = tensor<T, Backend>;
   index_t B, L;
   model_t model;
-  std::unique_ptr<adamw<T, cpu>> opt;  // created by the first train_step (forward-only runs skip it)
+  std::unique_ptr<adamw<T, Backend>> opt;  // created by the first train_step (forward-only runs skip it)
   tensor_t x, mask, d_hyp, d_log;
   std::vector<gene_pos> masked;
   std::vector<double> labels;
@@ -109,7 +110,7 @@ struct workload {
     d_log.from_host({B, L, K}, g_log);
     model.backward(d_hyp, d_log);
     clip_grad_value(model.parameters(), 1.0);
-    if (!opt) opt = std::make_unique<adamw<T, cpu>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
+    if (!opt) opt = std::make_unique<adamw<T, Backend>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
     opt->step(model.parameters());
     return m.loss;
   }

@@ -1,7 +1,8 @@
 // benchmarks/workload.cpp - runs ONE workload in this process and prints a JSON line, so that
 // scripts/compare_pytorch.py can time it and read its max RSS (getrusage) next to PyTorch's.
 //   genlm_workload --config paper|small --workload forward|train [--batch 8] [--len 30]
-//                  [--threads 2] [--iters 5] [--warmup 1]
+//                  [--threads 2] [--iters 5] [--warmup 1] [--precision fp32|bf16]
+// --precision bf16 runs genlm::cpu_bf16 (bf16 products on AMX tiles where the CPU has them).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -14,9 +15,9 @@ using namespace genlm;
 
 namespace {
 
-template <model_config C>
+template <model_config C, class Backend>
 int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
-  bench::workload<C> w(B, L);
+  bench::workload<C, float, Backend> w(B, L);
   auto once = [&] {
     if (wl == "forward")
       w.forward();
@@ -36,9 +37,9 @@ int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"impl\": \"genlm\", \"workload\": \"%s\", \"batch\": %ld, \"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, "
+      "{\"impl\": \"genlm\", \"backend\": \"%s\", \"amx\": %s, \"workload\": \"%s\", \"batch\": %ld, \"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, "
       "\"genes_per_s\": %.2f, \"gflops\": %.2f, \"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f}\n",
-      wl.c_str(), long(B), long(L), med, t.front(), double(B * L) / med, flops / med / 1e9, flops,
+      Backend::name, amx::available() ? "true" : "false", wl.c_str(), long(B), long(L), med, t.front(), double(B * L) / med, flops / med / 1e9, flops,
       long(w.model.parameters().count()), double(ru.ru_maxrss) / 1024.0);
   return 0;
 }
@@ -46,7 +47,7 @@ int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config = "small", wl = "forward";
+  std::string config = "small", wl = "forward", precision = "fp32";
   long B = 8, L = 30;
   int threads = 2, iters = 5, warmup = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
     else if (k == "--threads") threads = std::stoi(v);
     else if (k == "--iters") iters = std::stoi(v);
     else if (k == "--warmup") warmup = std::stoi(v);
+    else if (k == "--precision") precision = v;
     else {
       std::fprintf(stderr, "genlm_workload: unknown option %s\n", k.c_str());
       return 2;
@@ -67,9 +69,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "genlm_workload: --workload must be forward or train\n");
     return 2;
   }
+  if (precision != "fp32" && precision != "bf16") {
+    std::fprintf(stderr, "genlm_workload: --precision must be fp32 or bf16\n");
+    return 2;
+  }
   bench::set_threads(threads);
-  if (config == "paper") return run<configs::paper>(wl, B, L, iters, warmup);
-  if (config == "small") return run<configs::small>(wl, B, L, iters, warmup);
+  const bool bf16 = precision == "bf16";
+  if (config == "paper")
+    return bf16 ? run<configs::paper, cpu_bf16>(wl, B, L, iters, warmup) : run<configs::paper, cpu>(wl, B, L, iters, warmup);
+  if (config == "small")
+    return bf16 ? run<configs::small, cpu_bf16>(wl, B, L, iters, warmup) : run<configs::small, cpu>(wl, B, L, iters, warmup);
   std::fprintf(stderr, "genlm_workload: --config must be paper or small\n");
   return 2;
 }

@@ -20,6 +20,11 @@ Workloads (B contigs x L genes, default 8 x 30; all genes real, 15% masked):
 Each (config, workload, threads) is measured --rounds times alternating genlm and PyTorch; the
 table reports the fastest round's median step time (the machine may be shared: see --rounds).
 
+--precision fp32,bf16 (CPU): bf16 runs genlm::cpu_bf16 (bf16-rounded GEMM inputs, float32
+accumulation, AMX tiles where the CPU has them) against PyTorch under torch.autocast("cpu",
+bfloat16) (oneDNN; AMX where present); master weights and optimizer float32 on both sides. Its
+"% GEMM ceil" is of genlm::cpu_bf16's own 2048^3 product.
+
 GPU mode (--device cuda): genlm's CUDA backend (build/benchmarks/genlm_workload_cuda --precision P)
 against the same PyTorch model on the same GPU, one process per measurement, for each precision P of
 --precision (fp32: IEEE float32 products on both sides, torch allow_tf32 = False; tf32: tensor-core
@@ -40,7 +45,7 @@ transformers 4.57.6's outputs and gradients stored in tests/fixtures/hf/relkq_f6
 Usage:
   /opt/fixenv/bin/python scripts/compare_pytorch.py [--build build-perf] [--configs small,paper]
       [--workloads forward,train] [--threads 1,2] [--batch 8] [--len 30] [--iters 5] [--rounds 2]
-      [--markdown] [--json out.json]
+      [--precision fp32,bf16] [--markdown] [--json out.json]
   python3 scripts/compare_pytorch.py --device cuda --build build-gpu [--precision fp32,tf32,bf16]
       [--batch 8,64] [--configs paper,small] [--iters 20] [--warmup 3] [--torch-adamw default|fused]
   python3 scripts/compare_pytorch.py --check-builtin
@@ -339,7 +344,7 @@ def torch_worker(args) -> None:
     bi, li = sel.nonzero(as_tuple=True)
     y = torch.randn(len(bi), D, generator=g).clamp(-10, 10)
     x, mask, bi, li, y = (t.to(dev) for t in (x, mask, bi, li, y))
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and args.precision == "bf16" else None
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if args.precision == "bf16" else None
 
     if args.workload == "forward":
         model.eval()
@@ -390,7 +395,9 @@ def torch_worker(args) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = dict(impl="pytorch", workload=args.workload, batch=B, len=L, median_s=med, min_s=times[0],
                genes_per_s=B * L / med, params=sum(p.numel() for p in model.parameters()), max_rss_mb=rss,
-               torch=torch.__version__, torch_impl=impl_name)
+               torch=torch.__version__, torch_impl=impl_name, precision=args.precision)
+    if not cuda and hasattr(torch.backends, "cpu") and hasattr(torch.backends.cpu, "get_cpu_capability"):
+        out.update(cpu_capability=torch.backends.cpu.get_cpu_capability())
     if cuda:
         free, total = torch.cuda.mem_get_info()
         out.update(device="cuda", precision=args.precision, device_name=torch.cuda.get_device_name(),
@@ -424,12 +431,15 @@ def machine_limits(build: str, threads: list[int]) -> dict:
                          capture_output=True, text=True).stdout
     for m in re.finditer(r"threads=(\d+) gflops=([\d.]+)", out):
         lim.setdefault(int(m.group(1)), {})["fma_peak"] = float(m.group(2))
-    out = subprocess.run([os.path.join(build, "benchmarks", "genlm_bench_gemm"), "--benchmark_filter=square_2048",
-                          "--benchmark_min_time=1", "--benchmark_format=json"], check=True, capture_output=True,
-                         text=True).stdout
+    # the GEMM ceilings: float32 (OpenBLAS via genlm::cpu) and bf16 (genlm::cpu_bf16) on 2048^3
+    out = subprocess.run([os.path.join(build, "benchmarks", "genlm_bench_gemm"),
+                          "--benchmark_filter=^run_gemm(_bf16)?/square_2048/", "--benchmark_min_time=1",
+                          "--benchmark_format=json"], check=True, capture_output=True, text=True).stdout
     for b in json.loads(out)["benchmarks"]:
-        t = int(b["name"].split("/")[2])
-        lim.setdefault(t, {})["gemm_ceiling"] = b["FLOPS"] / 1e9
+        fn, _, t = b["name"].split("/")[:3]
+        key = "gemm_ceiling" if fn == "run_gemm" else "bf16_gemm_ceiling"
+        if int(t) in threads:
+            lim.setdefault(int(t), {})[key] = b["FLOPS"] / 1e9
     return lim
 
 
@@ -590,8 +600,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cpu: genlm::cpu vs PyTorch on the CPU; cuda: genlm's CUDA backend vs PyTorch on the GPU")
     ap.add_argument("--precision", default="fp32",
-                    help="cuda mode: comma list of fp32 (IEEE float32 products), tf32 (tensor-core TF32 products; "
-                         "torch allow_tf32), bf16 (bf16 GEMM inputs, fp32 master weights; torch autocast(bfloat16))")
+                    help="comma list of fp32 (IEEE float32 products), tf32 (cuda mode only: tensor-core TF32 "
+                         "products; torch allow_tf32), bf16 (bf16 GEMM inputs, fp32 master weights; genlm::cpu_bf16 / "
+                         "cuda_bf16, torch autocast(bfloat16))")
     ap.add_argument("--check-builtin", action="store_true",
                     help="only compare the builtin RoBERTa with transformers 4.57's fixture outputs and exit")
     ap.add_argument("--markdown", action="store_true")
@@ -612,6 +623,10 @@ def main() -> None:
         main_cuda(args)
         return
     args.batch = int(args.batch)
+    precisions = args.precision.split(",")
+    for p in precisions:
+        if p not in ("fp32", "bf16"):
+            sys.exit(f"--precision: unknown precision {p!r} for the CPU (fp32 or bf16)")
 
     threads = [int(t) for t in args.threads.split(",")]
     wl_bin = os.path.join(args.build, "benchmarks", "genlm_workload")
@@ -621,42 +636,49 @@ def main() -> None:
     lim = machine_limits(args.build, threads)
     for t in threads:
         print(f"# threads={t}: FMA peak {lim[t]['fma_peak']:.1f} GFLOP/s, "
-              f"OpenBLAS sgemm 2048^3 {lim[t]['gemm_ceiling']:.1f} GFLOP/s", flush=True)
+              f"OpenBLAS sgemm 2048^3 {lim[t]['gemm_ceiling']:.1f} GFLOP/s, "
+              f"genlm::cpu_bf16 gemm 2048^3 {lim[t]['bf16_gemm_ceiling']:.1f} GFLOP/s", flush=True)
 
     rows = []
     for cfg in args.configs.split(","):
         for wl in args.workloads.split(","):
-            for t in threads:
-                common = ["--batch", str(args.batch), "--len", str(args.len), "--iters", str(args.iters),
-                          "--warmup", str(args.warmup)]
-                best_g = best_p = None
-                for _ in range(args.rounds):
-                    g = run_json([wl_bin, "--config", cfg, "--workload", wl, "--threads", str(t)] + common,
-                                 env_threads(t))
-                    p = run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", "--config", cfg,
-                                  "--workload", wl, "--threads", str(t), "--torch-adamw", args.torch_adamw,
-                                  "--torch-impl", args.torch_impl] + common,
-                                 env_threads(t))
-                    best_g = g if best_g is None or g["median_s"] < best_g["median_s"] else best_g
-                    best_p = p if best_p is None or p["median_s"] < best_p["median_s"] else best_p
-                r = dict(config=cfg, workload=wl, threads=t, genlm_s=best_g["median_s"], torch_s=best_p["median_s"],
-                         speedup=best_p["median_s"] / best_g["median_s"], genlm_genes_s=best_g["genes_per_s"],
-                         torch_genes_s=best_p["genes_per_s"], genlm_gflops=best_g["gflops"],
-                         torch_gflops=best_g["flop"] / best_p["median_s"] / 1e9,
-                         pct_fma=100 * best_g["gflops"] / lim[t]["fma_peak"],
-                         pct_gemm=100 * best_g["gflops"] / lim[t]["gemm_ceiling"],
-                         genlm_rss_mb=best_g["max_rss_mb"], torch_rss_mb=best_p["max_rss_mb"],
-                         genlm_params=best_g["params"], torch_params=best_p["params"])
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+            for prec in precisions:
+                for t in threads:
+                    common = ["--batch", str(args.batch), "--len", str(args.len), "--iters", str(args.iters),
+                              "--warmup", str(args.warmup), "--precision", prec]
+                    best_g = best_p = None
+                    for _ in range(args.rounds):
+                        g = run_json([wl_bin, "--config", cfg, "--workload", wl, "--threads", str(t)] + common,
+                                     env_threads(t))
+                        p = run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", "--config", cfg,
+                                      "--workload", wl, "--threads", str(t), "--torch-adamw", args.torch_adamw,
+                                      "--torch-impl", args.torch_impl] + common,
+                                     env_threads(t))
+                        best_g = g if best_g is None or g["median_s"] < best_g["median_s"] else best_g
+                        best_p = p if best_p is None or p["median_s"] < best_p["median_s"] else best_p
+                    ceiling = lim[t]["gemm_ceiling" if prec == "fp32" else "bf16_gemm_ceiling"]
+                    r = dict(config=cfg, workload=wl, precision=prec, threads=t, genlm_s=best_g["median_s"],
+                             torch_s=best_p["median_s"], speedup=best_p["median_s"] / best_g["median_s"],
+                             genlm_genes_s=best_g["genes_per_s"], torch_genes_s=best_p["genes_per_s"],
+                             genlm_gflops=best_g["gflops"], torch_gflops=best_g["flop"] / best_p["median_s"] / 1e9,
+                             pct_fma=100 * best_g["gflops"] / lim[t]["fma_peak"] if prec == "fp32" else None,
+                             pct_gemm=100 * best_g["gflops"] / ceiling,
+                             genlm_rss_mb=best_g["max_rss_mb"], torch_rss_mb=best_p["max_rss_mb"],
+                             genlm_params=best_g["params"], torch_params=best_p["params"],
+                             genlm_amx=best_g.get("amx"), torch_cpu_capability=best_p.get("cpu_capability"))
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
 
-    hdr = ["config", "workload", "thr", "genlm s", "torch s", "torch/genlm", "genlm genes/s", "torch genes/s",
+    hdr = ["config", "workload", "prec", "thr", "genlm s", "torch s", "torch/genlm", "genlm genes/s", "torch genes/s",
            "genlm GFLOP/s", "% FMA peak", "% GEMM ceil", "genlm RSS MB", "torch RSS MB"]
-    fmt = lambda r: [r["config"], r["workload"], str(r["threads"]), f"{r['genlm_s']:.4f}", f"{r['torch_s']:.4f}",
-                     f"{r['speedup']:.2f}x", f"{r['genlm_genes_s']:.0f}", f"{r['torch_genes_s']:.0f}",
-                     f"{r['genlm_gflops']:.1f}", f"{r['pct_fma']:.0f}%", f"{r['pct_gemm']:.0f}%",
+    fmt = lambda r: [r["config"], r["workload"], r["precision"], str(r["threads"]), f"{r['genlm_s']:.4f}",
+                     f"{r['torch_s']:.4f}", f"{r['speedup']:.2f}x", f"{r['genlm_genes_s']:.0f}",
+                     f"{r['torch_genes_s']:.0f}", f"{r['genlm_gflops']:.1f}",
+                     "-" if r["pct_fma"] is None else f"{r['pct_fma']:.0f}%", f"{r['pct_gemm']:.0f}%",
                      f"{r['genlm_rss_mb']:.0f}", f"{r['torch_rss_mb']:.0f}"]
     print()
+    print("# % GEMM ceil: of the same precision's 2048^3 product (fp32: OpenBLAS sgemm; bf16: genlm::cpu_bf16). "
+          "% FMA peak: float32 rows only.")
     print_table(hdr, [fmt(r) for r in rows], args.markdown)
     if args.json:
         with open(args.json, "w") as f:

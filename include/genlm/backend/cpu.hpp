@@ -10,12 +10,15 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <limits>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <type_traits>
@@ -23,6 +26,7 @@
 
 #include <Eigen/Core>
 
+#include <genlm/backend/cpu_amx.hpp>
 #include <genlm/backend/ops_common.hpp>
 #include <genlm/backend/precision.hpp>
 #include <genlm/core/error.hpp>
@@ -62,8 +66,110 @@ inline bool has_avx2_fma() {
 #endif
 }
 
+/// The CPU backend's worker threads, started on first use and kept for the process (starting a
+/// thread per loop cost ~20-50 us, and a new thread's first AMX instruction traps once to get its
+/// tile state). run(n, f) calls f(0..n-1) once each, f(0) on the calling thread, the rest on
+/// workers; it returns when all are done. Calls from inside a task, and calls while another thread
+/// holds the pool, run inline (same results: every task is computed, only not in parallel).
+class thread_pool {
+ public:
+  static thread_pool& instance() {
+    static thread_pool pool;
+    return pool;
+  }
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  template <class F>
+  void run(index_t n, F&& f) {
+    if (n <= 0) return;
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (n == 1 || in_task() || !busy.owns_lock()) {
+      for (index_t i = 0; i < n; ++i) f(i);
+      return;
+    }
+    std::function<void(index_t)> task = [&f](index_t i) { f(i); };
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      while (index_t(workers_.size()) < n - 1) workers_.emplace_back([this] { work(); });
+      task_ = &task;
+      n_ = n;
+      next_ = 1;  // task 0 is the caller's
+      done_ = 0;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    std::exception_ptr mine;
+    in_task() = true;
+    try {
+      f(0);
+    } catch (...) {
+      mine = std::current_exception();
+    }
+    in_task() = false;
+    std::unique_lock<std::mutex> lk(m_);
+    finished_.wait(lk, [&] { return done_ == n - 1; });  // no worker still uses `task` after this
+    task_ = nullptr;
+    if (!mine) mine = error_;
+    lk.unlock();
+    if (mine) std::rethrow_exception(mine);
+  }
+
+ private:
+  thread_pool() = default;
+  static bool& in_task() {
+    static thread_local bool v = false;
+    return v;
+  }
+  // Tasks are claimed under the lock (a handful per loop), so a worker that wakes late can never
+  // take an index of a newer loop for an older one's function.
+  void work() {
+    in_task() = true;
+    std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      while (task_ && next_ < n_) {
+        const index_t i = next_++;
+        const std::function<void(index_t)>* task = task_;
+        lk.unlock();
+        try {
+          (*task)(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> g(m_);
+          if (!error_) error_ = std::current_exception();
+        }
+        lk.lock();
+        if (++done_ == n_ - 1) finished_.notify_one();
+      }
+    }
+  }
+
+  std::mutex busy_;  // held by the thread whose loop the pool runs
+  std::mutex m_;     // guards everything below
+  std::condition_variable wake_, finished_;
+  std::vector<std::thread> workers_;
+  const std::function<void(index_t)>* task_ = nullptr;
+  index_t n_ = 0, next_ = 0, done_ = 0;
+  std::exception_ptr error_;
+  std::uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
 /// Calls f(lo, hi) on [0, n) split into `threads` contiguous chunks (the calling thread takes the
-/// first); runs inline when threads <= 1 or n < min_per_thread * 2.
+/// first; the others run on the backend's thread pool); runs inline when threads <= 1 or
+/// n < min_per_thread * 2.
 template <class F>
 void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
   const index_t t = std::min<index_t>(threads, min_per_thread > 0 ? n / min_per_thread : n);
@@ -71,15 +177,11 @@ void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
     if (n > 0) f(index_t(0), n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(std::size_t(t - 1));
   const index_t chunk = (n + t - 1) / t;
-  for (index_t i = 1; i < t; ++i) {
+  thread_pool::instance().run(t, [&](index_t i) {
     const index_t lo = std::min(n, i * chunk), hi = std::min(n, lo + chunk);
-    if (lo < hi) pool.emplace_back([&f, lo, hi] { f(lo, hi); });
-  }
-  f(index_t(0), std::min(n, chunk));
-  for (auto& th : pool) th.join();
+    if (lo < hi) f(lo, hi);
+  });
 }
 
 /// float exp (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial, ~1 ulp),
@@ -558,19 +660,34 @@ struct cpu {
                                    const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb,
                                    index_t stride_b, T beta, T* C, index_t ldc, index_t stride_c,
                                    index_t batch) {
+#if defined(GENLM_USE_CBLAS)
+    constexpr index_t self_threaded = openblas_thread_min;  // OpenBLAS threads each product itself
+#else
+    constexpr index_t self_threaded = std::numeric_limits<index_t>::max();
+#endif
+    batched<cpu>(self_threaded, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
+                 stride_c, batch);
+  }
+
+ protected:
+  /// Runs Self::gemm over the batch: products of at least `self_threaded` multiply-adds one after
+  /// another (each is threaded by itself), smaller ones (attention per contig and head) split over
+  /// the backend's threads.
+  template <class Self, class T>
+  static void batched(index_t self_threaded, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
+                      const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb, index_t stride_b, T beta,
+                      T* C, index_t ldc, index_t stride_c, index_t batch) {
     auto run = [&](index_t lo, index_t hi) {
       for (index_t i = lo; i < hi; ++i)
-        gemm(trans_a, trans_b, m, n, k, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-             C + i * stride_c, ldc);
+        Self::gemm(trans_a, trans_b, m, n, k, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+                   C + i * stride_c, ldc);
     };
-#if defined(GENLM_USE_CBLAS)
-    if (m * n * k >= openblas_thread_min) return run(0, batch);  // OpenBLAS threads each product itself
-#endif
-    // small products (attention per contig and head): split the batch over the backend's threads
+    if (m * n * k >= self_threaded) return run(0, batch);
     const index_t per = std::max<index_t>(1, (index_t(1) << 19) / std::max<index_t>(1, m * n * k));
     cpu_detail::parallel_for(batch, num_threads(), per, run);
   }
 
+ public:
   // ---------------------------------------------------------------- bias / reductions
   /// y(rows, cols) += b(cols) broadcast over rows.
   template <class T>
@@ -816,6 +933,76 @@ struct cpu {
         cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, b1, b2, step_size, h.eps, wd);
       });
     }
+  }
+};
+
+/// The CPU backend with the bf16 precision policy (genlm/backend/precision.hpp): every matrix
+/// product rounds both inputs to bfloat16 (nearest even) and accumulates in float32, as cuBLAS does
+/// for genlm::cuda_bf16. Storage, activations, gradients and the optimizer stay float32; every
+/// other op is genlm::cpu's. Products run on Intel AMX tiles (genlm/backend/cpu_amx.hpp) when the
+/// CPU and the kernel allow it (amx::available()); otherwise as float32 products of the rounded
+/// inputs (same rounding, another summation order, no speed-up).
+///   genlm::GLM<genlm::configs::paper, genlm::cpu_bf16> model;
+struct cpu_bf16 : cpu {
+  using precision = ::genlm::precision::bf16;
+  static constexpr const char* name = "cpu_bf16";
+  /// An AMX product threads itself from this many multiply-adds on (one 400 GFLOP/s core does it
+  /// in ~20 us, about the cost of starting a thread).
+  static constexpr index_t amx_thread_min = index_t(1) << 22;
+
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
+                   index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+    if (m == 0 || n == 0 || k == 0) return cpu::gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    if constexpr (std::is_same_v<T, float>)
+      if (amx::available()) return amx_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    rounded_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  template <class T>
+  static void gemm_strided_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
+                                   const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb,
+                                   index_t stride_b, T beta, T* C, index_t ldc, index_t stride_c,
+                                   index_t batch) {
+    batched<cpu_bf16>(amx_thread_min, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                      ldc, stride_c, batch);
+  }
+
+  /// The AMX path (float only): pack both operands into bf16 tiles, then 32 x 32 blocks of C.
+  static void amx_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, float alpha, const float* A,
+                       index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+#if GENLM_HAVE_AMX
+    const index_t mpanels = amx::round_up(m, 32) / 32, npanels = amx::round_up(n, 32) / 32,
+                  ks = amx::round_up(k, 32) / 32;
+    auto& ws = amx::thread_workspace();
+    std::uint16_t* pa = ws.a.get(mpanels * ks * 1024);  // (mpanels, ks, 2 tiles of 16 x 32)
+    std::uint16_t* pb = ws.b.get(npanels * ks * 1024);  // (npanels, ks, 2 tiles of 16 pairs x 16)
+    const int nt = m * n * k >= amx_thread_min ? num_threads() : 1;
+    cpu_detail::parallel_for(std::max(mpanels, npanels), nt, 1, [&](index_t lo, index_t hi) {
+      amx::detail::pack_panels(false, !trans_a, m, k, A, lda, pa, std::min(lo, mpanels), std::min(hi, mpanels));
+      amx::detail::pack_panels(true, trans_b, n, k, B, ldb, pb, std::min(lo, npanels), std::min(hi, npanels));
+    });
+    cpu_detail::parallel_for(npanels, nt, 1, [&](index_t lo, index_t hi) {
+      amx::detail::kernel(m, n, ks, pa, pb, lo, hi, alpha, beta, C, ldc);
+    });
+#else
+    rounded_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+  }
+
+  /// Without AMX: the same rounding of both operands, then genlm::cpu's product.
+  template <class T>
+  static void rounded_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* A,
+                           index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+    auto rounded = [](const T* X, index_t rows, index_t cols, index_t ld) {  // (rows, cols), row stride cols
+      std::vector<T> r(static_cast<std::size_t>(rows * cols));
+      for (index_t i = 0; i < rows; ++i)
+        for (index_t j = 0; j < cols; ++j) r[std::size_t(i * cols + j)] = T(amx::round_bf16(float(X[i * ld + j])));
+      return r;
+    };
+    const auto a = rounded(A, trans_a ? k : m, trans_a ? m : k, lda);
+    const auto b = rounded(B, trans_b ? n : k, trans_b ? k : n, ldb);
+    cpu::gemm(trans_a, trans_b, m, n, k, alpha, a.data(), trans_a ? m : k, b.data(), trans_b ? k : n, beta, C, ldc);
   }
 };
 
