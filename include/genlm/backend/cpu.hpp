@@ -88,6 +88,12 @@ class thread_pool {
     for (auto& w : workers_) w.join();
   }
 
+  /// Worker threads started so far (the largest loop's task count - 1).
+  std::size_t workers() {
+    std::lock_guard<std::mutex> lk(m_);
+    return workers_.size();
+  }
+
   template <class F>
   void run(index_t n, F&& f) {
     if (n <= 0) return;

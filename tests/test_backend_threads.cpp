@@ -1,0 +1,100 @@
+// The CPU backend's thread pool (cpu_detail::thread_pool / parallel_for): every index runs once,
+// exceptions thrown on a worker or on the caller reach the caller (and the pool stays usable),
+// nested loops and loops started from several user threads at once run inline with the same result.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <genlm/backend/cpu.hpp>
+
+using namespace genlm;
+
+TEST_CASE("parallel_for covers [0, n) exactly once for any split", "[threads]") {
+  for (index_t n : {0, 1, 2, 3, 7, 64, 1000})
+    for (int threads : {1, 2, 3, 5, 8}) {
+      CAPTURE(n, threads);
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+      cpu_detail::parallel_for(n, threads, 1, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i) hits[std::size_t(i)].fetch_add(1);
+      });
+      for (auto& h : hits) CHECK(h.load() == 1);
+    }
+}
+
+TEST_CASE("parallel_for runs on more than one thread and reuses its workers", "[threads]") {
+  // chunk 0 runs on the caller, the others on workers (claimed dynamically: a fast worker may take
+  // two); over many loops no thread is started per loop: the pool keeps the workers it has
+  auto& pool = cpu_detail::thread_pool::instance();
+  cpu_detail::parallel_for(4, 4, 1, [](index_t, index_t) {});
+  const std::size_t size = pool.workers();
+  CHECK(size >= 3);
+  std::vector<std::thread::id> workers;
+  for (int rep = 0; rep < 50; ++rep) {
+    std::vector<std::thread::id> ids(4);
+    cpu_detail::parallel_for(4, 4, 1, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) ids[std::size_t(i)] = std::this_thread::get_id();
+    });
+    CHECK(ids[0] == std::this_thread::get_id());
+    for (int i = 1; i < 4; ++i) {
+      CHECK(ids[std::size_t(i)] != std::this_thread::get_id());
+      workers.push_back(ids[std::size_t(i)]);
+    }
+  }
+  std::sort(workers.begin(), workers.end());
+  const auto distinct = std::unique(workers.begin(), workers.end()) - workers.begin();
+  CHECK(distinct >= 1);
+  CHECK(std::size_t(distinct) <= size);
+  CHECK(pool.workers() == size);
+}
+
+TEST_CASE("exceptions in parallel_for reach the caller and the pool keeps working", "[threads]") {
+  for (index_t thrower : {0, 1, 3}) {
+    CAPTURE(thrower);
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH(cpu_detail::parallel_for(4, 4, 1,
+                                               [&](index_t lo, index_t) {
+                                                 ran.fetch_add(1);
+                                                 if (lo == thrower) throw std::runtime_error("task failed");
+                                               }),
+                      "task failed");
+    CHECK(ran.load() == 4);  // the other chunks still ran to the end before the call returned
+  }
+  std::atomic<index_t> sum{0};
+  cpu_detail::parallel_for(100, 4, 1, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) sum.fetch_add(i);
+  });
+  CHECK(sum.load() == 4950);
+}
+
+TEST_CASE("nested and concurrent parallel_for calls give the same results", "[threads]") {
+  // nested: an inner loop inside a task runs inline on that task's thread
+  std::vector<std::atomic<int>> grid(64);
+  cpu_detail::parallel_for(8, 4, 1, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r)
+      cpu_detail::parallel_for(8, 4, 1, [&](index_t c0, index_t c1) {
+        for (index_t c = c0; c < c1; ++c) grid[std::size_t(r * 8 + c)].fetch_add(1);
+      });
+  });
+  for (auto& g : grid) CHECK(g.load() == 1);
+
+  // concurrent: two user threads each run many loops; whoever does not get the pool runs inline
+  auto job = [](std::vector<double>& out) {
+    for (int rep = 0; rep < 200; ++rep)
+      cpu_detail::parallel_for(index_t(out.size()), 2, 1, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i) out[std::size_t(i)] += double(i) * 0.5;
+      });
+  };
+  std::vector<double> x(257, 0.0), y(257, 0.0);
+  std::thread other([&] { job(y); });
+  job(x);
+  other.join();
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    CHECK(x[i] == 100.0 * double(i));
+    CHECK(y[i] == 100.0 * double(i));
+  }
+}
