@@ -36,6 +36,18 @@ cmp -s "$tmp/m.safetensors" "$tmp/resumed.safetensors" && ok "resume is bit-iden
   && ok "embed outputs (30 genes)" || bad "embed outputs"
 "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -o "$tmp/e.safetensors" 2> /dev/null && ok "embed safetensors" \
   || bad "embed safetensors"
+# the bf16 precision policy: train and embed run and say which products they use; the embeddings of
+# the same checkpoint have the float32 file's size and other values (closeness: tests/test_cpu_bf16)
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 3 -b 4 --precision bf16 -o "$tmp/b.safetensors" \
+  > /dev/null 2> "$tmp/train_bf16.err" && grep -q "products: bf16" "$tmp/train_bf16.err" && ok "train --precision bf16" \
+  || { bad "train --precision bf16"; cat "$tmp/train_bf16.err"; }
+"$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -w 10 --overlap 5 --precision bf16 -o "$tmp/eb.npy" \
+  2> "$tmp/embed_bf16.err" && ok "embed --precision bf16" || { bad "embed --precision bf16"; cat "$tmp/embed_bf16.err"; }
+[ "$(stat -c %s "$tmp/eb.npy")" = "$(stat -c %s "$tmp/e.npy")" ] && ! cmp -s "$tmp/eb.npy" "$tmp/e.npy" \
+  && ok "bf16 embeddings: same size, other values" || bad "bf16 embeddings: same size, other values"
+out=$("$genlm" train -g "$gbk" --config tiny --precision fp16 2>&1)  # a CLI11 usage error (its own exit code)
+[ $? -ne 0 ] && grep -q "precision: fp16 not in {fp32,bf16}" <<<"$out" && ok "unknown precision" \
+  || bad "unknown precision: $out"
 "$genlm" predict -m "$tmp/m.safetensors" -g "$gbk" -w 10 -o "$tmp/p.tsv" > "$tmp/p.out" 2>&1 && ok "predict" \
   || { bad "predict"; cat "$tmp/p.out"; }
 [ "$(wc -l < "$tmp/p.tsv")" -eq 31 ] && ok "predict: one row per gene" || bad "predict rows"

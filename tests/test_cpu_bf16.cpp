@@ -75,7 +75,8 @@ double worst_error(const product_case& c, const operands& o, const std::vector<f
 
 std::vector<product_case> cases() {
   std::vector<product_case> v;
-  const index_t sizes[][3] = {{1, 1, 1}, {5, 7, 3}, {16, 16, 32}, {17, 33, 31}, {40, 70, 65}, {33, 15, 100}};
+  // the last: k = 2048 puts 8 row panels (256 rows) in an L2 block, so 300 rows make two blocks
+  const index_t sizes[][3] = {{1, 1, 1}, {5, 7, 3}, {16, 16, 32}, {17, 33, 31}, {40, 70, 65}, {33, 15, 100}, {300, 40, 2048}};
   int i = 0;
   for (auto s : sizes)
     for (bool ta : {false, true})
@@ -127,8 +128,9 @@ TEST_CASE("cpu_bf16 products equal float32 sums of the bf16-rounded inputs", "[b
     // float32 accumulation of exactly representable products: k roundings of at most 2^-24
     const double tol = 2e-7 * double(c.k + 2);
     CHECK(worst_error(c, o, C, round) <= tol);
-    // and the rounding is really there: against the unrounded inputs the error is bf16-sized
-    if (c.k >= 16) CHECK(worst_error(c, o, C, keep) > 20 * tol);
+    // and the rounding is really there: against the unrounded inputs the error is bf16-sized (for
+    // small k; it averages out as 1/sqrt(k) while the float32 bound grows with k)
+    if (c.k >= 16 && c.k <= 128) CHECK(worst_error(c, o, C, keep) > 20 * tol);
     // the stride padding of C is never written
     for (index_t i = 0; i < c.m; ++i)
       for (index_t j = c.n; j < o.ldc; ++j) CHECK(C[i * o.ldc + j] == o.C0[i * o.ldc + j]);

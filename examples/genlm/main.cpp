@@ -193,6 +193,7 @@ struct train_cli {
   int eval_rounds = 5;
   long long save_every = 500;
   std::uint64_t seed = 1;
+  std::string precision = "fp32";
 };
 
 void print_metrics(const masked_gene_metrics& m, const masked_gene_metrics& b, std::size_t windows) {
@@ -206,11 +207,22 @@ void print_metrics(const masked_gene_metrics& m, const masked_gene_metrics& b, s
   std::fflush(stdout);
 }
 
-template <model_config C>
+/// "products: ..." log line of the CPU precision policy in use.
+template <class Backend>
+void print_products() {
+  if constexpr (std::is_same_v<Backend, cpu_bf16>)
+    std::fprintf(stderr, "products: bf16 inputs, float32 accumulation (%s)\n",
+                 amx::available() ? "Intel AMX tiles" : "no AMX on this CPU: rounded float32 products, not faster");
+  else
+    std::fprintf(stderr, "products: float32\n");
+}
+
+template <model_config C, class Backend = cpu>
 int run_train(const input_options& io, const train_cli& o) {
-  using Model = GLM<C, cpu>;
+  using Model = GLM<C, Backend>;
   set_threads(io.threads);
   std::fprintf(stderr, "model: %s\n", C.str().c_str());
+  print_products<Backend>();
   loaded_input in = load_input(io, C.plm_dim, std::min(C.max_positions, C.max_genes));
   print_input(in);
 
@@ -350,11 +362,12 @@ void write_gene_table(const fs::path& path, const loaded_input& in, const std::v
   check(bool(out), "error writing '", path.string(), "'");
 }
 
-template <model_config C>
+template <model_config C, class Backend = cpu>
 int run_embed(const input_options& io, const std::string& model_path, const std::string& out_path,
               const std::string& attention_path) {
-  using Model = GLM<C, cpu>;
+  using Model = GLM<C, Backend>;
   set_threads(io.threads);
+  print_products<Backend>();
   Model model;
   feature_pipeline pipe;
   load_checkpoint(model_path, model, pipe);
@@ -1095,12 +1108,15 @@ int dispatch_config(const std::string& cfg, Args&&... args) {
 }
 template <model_config C>
 struct train_fn {
-  static int run(const input_options& i, const train_cli& t) { return run_train<C>(i, t); }
+  static int run(const input_options& i, const train_cli& t) {
+    return t.precision == "bf16" ? run_train<C, cpu_bf16>(i, t) : run_train<C, cpu>(i, t);
+  }
 };
 template <model_config C>
 struct embed_fn {
-  static int run(const input_options& i, const std::string& m, const std::string& o, const std::string& a) {
-    return run_embed<C>(i, m, o, a);
+  static int run(const input_options& i, const std::string& m, const std::string& o, const std::string& a,
+                 const std::string& precision) {
+    return precision == "bf16" ? run_embed<C, cpu_bf16>(i, m, o, a) : run_embed<C, cpu>(i, m, o, a);
   }
 };
 template <model_config C>
@@ -1166,9 +1182,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   train->add_option("--save-every", tc.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  const char* precision_help =
+      "Matrix products: fp32, or bf16 (bf16-rounded inputs, float32 accumulation; fast on CPUs with Intel AMX, "
+      "docs/PERFORMANCE.md). Weights, activations and optimizer state stay float32";
   train->add_option("--seed", tc.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str();
+  train->add_option("--precision", tc.precision, precision_help)
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
 
-  std::string model_e, out_e = "genlm_embeddings.npy", att_e;
+  std::string model_e, out_e = "genlm_embeddings.npy", att_e, prec_e = "fp32";
   auto* embed = app.add_subcommand("embed", "Write contextualised gene embeddings (last hidden state) and attention");
   add_input_options(embed, in_embed, 15);
   embed->add_option("-m,--model", model_e, "Checkpoint written by 'genlm train'")->required()->check(CLI::ExistingFile);
@@ -1176,6 +1198,9 @@ int main(int argc, char** argv) {
                                        "describes the rows")->capture_default_str();
   embed->add_option("--attention", att_e, "Also write every window's attention maps (layers x heads x L x L) to this "
                                           ".safetensors file");
+  embed->add_option("--precision", prec_e, precision_help)
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
 
   std::string model_p, out_p = "genlm_predictions.tsv";
   std::vector<std::string> genes_p;
@@ -1301,7 +1326,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) return dispatch_config<train_fn>(tc.config, in_train, tc);
-    if (*embed) return dispatch_config<embed_fn>(checkpoint_config(model_e), in_embed, model_e, out_e, att_e);
+    if (*embed) return dispatch_config<embed_fn>(checkpoint_config(model_e), in_embed, model_e, out_e, att_e, prec_e);
     if (*predict) return dispatch_config<predict_fn>(checkpoint_config(model_p), in_predict, model_p, out_p, genes_p);
     if (*operons) return dispatch_config<operons_fn>(checkpoint_config(oc.model), in_operons, oc);
     if (*probe) return dispatch_config<probe_fn>(checkpoint_config(pc.model), in_probe, pc);

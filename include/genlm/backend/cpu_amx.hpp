@@ -224,42 +224,50 @@ GENLM_TARGET_AMX inline void kernel(index_t m, index_t n, index_t ks, const std:
   alignas(64) float acc[32 * 32];
   const index_t mpanels = round_up(m, 32) / 32;
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (index_t q = q0; q < q1; ++q) {
-    const std::uint16_t* bq = pb + q * ks * 1024;
-    const index_t j0 = q * 32, je = std::min<index_t>(32, n - j0);
-    const __mmask16 mlo = je >= 16 ? __mmask16(0xffff) : __mmask16((1u << je) - 1u);
-    const __mmask16 mhi = je >= 32 ? __mmask16(0xffff) : je <= 16 ? __mmask16(0) : __mmask16((1u << (je - 16)) - 1u);
-    for (index_t p = 0; p < mpanels; ++p) {
-      const std::uint16_t* ap = pa + p * ks * 1024;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (index_t s = 0; s < ks; ++s) {
-        _tile_loadd(4, ap + s * 1024, 64);
-        _tile_loadd(6, bq + s * 1024, 64);
-        _tile_loadd(5, ap + s * 1024 + 512, 64);
-        _tile_loadd(7, bq + s * 1024 + 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-      _tile_stored(0, acc, 128);
-      _tile_stored(1, acc + 16, 128);
-      _tile_stored(2, acc + 512, 128);
-      _tile_stored(3, acc + 512 + 16, 128);
-      const index_t i0 = p * 32, ie = std::min<index_t>(32, m - i0);
-      for (index_t i = 0; i < ie; ++i) {
-        float* c = C + (i0 + i) * ldc + j0;
-        __m512 lo = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32));
-        __m512 hi = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32 + 16));
-        if (beta != 0.f) {
-          lo = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mlo, c), lo);
-          hi = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mhi, c + 16), hi);
+  // rows in blocks of ~1 MiB of packed A (one A panel = ks * 2 KiB), which stay in L2 while every
+  // column panel of this thread passes over them; without the blocking a 2048^3 product re-read
+  // all of A from L3 for each column panel (measured 194-203 -> 225-248 GFLOP/s of CPU time, one
+  // thread, alternating runs; the model's products have one block and are unchanged)
+  const index_t block = std::max<index_t>(1, (index_t(1) << 20) / (ks * 2048));
+  for (index_t p_lo = 0; p_lo < mpanels; p_lo += block) {
+    const index_t p_hi = std::min(mpanels, p_lo + block);
+    for (index_t q = q0; q < q1; ++q) {
+      const std::uint16_t* bq = pb + q * ks * 1024;
+      const index_t j0 = q * 32, je = std::min<index_t>(32, n - j0);
+      const __mmask16 mlo = je >= 16 ? __mmask16(0xffff) : __mmask16((1u << je) - 1u);
+      const __mmask16 mhi = je >= 32 ? __mmask16(0xffff) : je <= 16 ? __mmask16(0) : __mmask16((1u << (je - 16)) - 1u);
+      for (index_t p = p_lo; p < p_hi; ++p) {
+        const std::uint16_t* ap = pa + p * ks * 1024;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (index_t s = 0; s < ks; ++s) {
+          _tile_loadd(4, ap + s * 1024, 64);
+          _tile_loadd(6, bq + s * 1024, 64);
+          _tile_loadd(5, ap + s * 1024 + 512, 64);
+          _tile_loadd(7, bq + s * 1024 + 512, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
         }
-        _mm512_mask_storeu_ps(c, mlo, lo);
-        _mm512_mask_storeu_ps(c + 16, mhi, hi);
+        _tile_stored(0, acc, 128);
+        _tile_stored(1, acc + 16, 128);
+        _tile_stored(2, acc + 512, 128);
+        _tile_stored(3, acc + 512 + 16, 128);
+        const index_t i0 = p * 32, ie = std::min<index_t>(32, m - i0);
+        for (index_t i = 0; i < ie; ++i) {
+          float* c = C + (i0 + i) * ldc + j0;
+          __m512 lo = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32));
+          __m512 hi = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32 + 16));
+          if (beta != 0.f) {
+            lo = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mlo, c), lo);
+            hi = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mhi, c + 16), hi);
+          }
+          _mm512_mask_storeu_ps(c, mlo, lo);
+          _mm512_mask_storeu_ps(c + 16, mhi, hi);
+        }
       }
     }
   }
