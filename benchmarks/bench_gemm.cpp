@@ -63,6 +63,33 @@ GEMM(attn_relpos_QEt, false, true, kB * 10 * kL, 2 * kL - 1, 128, 1);
 // the GEMM ceiling: a large square product
 GEMM(square_2048, false, false, 2048, 2048, 2048, 1);
 
+// The AMX micro-kernel alone on L1/L2-resident packed panels: rows x 32 columns x k (what
+// cpu_bf16 products reach at most on this core, without packing and threads).
+void amx_kernel_only(benchmark::State& st) {
+#if GENLM_HAVE_AMX
+  if (!amx::available()) {
+    st.SkipWithError("no AMX on this CPU");
+    return;
+  }
+  const index_t rows = st.range(0), k = st.range(1), ks = k / 32;
+  amx::tile_buffer a, b;
+  std::uint16_t* pa = a.get(rows * k);
+  std::uint16_t* pb = b.get(32 * k);
+  std::fill(pa, pa + rows * k, std::uint16_t(0x3f80));  // 1.0
+  std::fill(pb, pb + 32 * k, std::uint16_t(0x3f80));
+  std::vector<float> C(std::size_t(rows * 32));
+  for (auto _ : st) {
+    amx::detail::kernel(rows, 32, ks, pa, pb, 0, 1, 1.0f, 0.0f, C.data(), 32);
+    benchmark::DoNotOptimize(C.data());
+  }
+  st.counters["FLOPS"] = benchmark::Counter(2.0 * double(rows) * 32.0 * double(k),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+#else
+  st.SkipWithError("built without AMX support");
+#endif
+}
+BENCHMARK(amx_kernel_only)->Args({32, 256})->Args({64, 256})->Args({64, 1280})->Args({256, 1280});
+
 }  // namespace
 
 BENCHMARK_MAIN();

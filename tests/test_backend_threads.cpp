@@ -14,7 +14,7 @@
 
 using namespace genlm;
 
-TEST_CASE("parallel_for covers [0, n) exactly once for any split", "[threads]") {
+TEST_CASE("parallel_for covers 0..n-1 exactly once for any split", "[threads]") {
   for (index_t n : {0, 1, 2, 3, 7, 64, 1000})
     for (int threads : {1, 2, 3, 5, 8}) {
       CAPTURE(n, threads);

@@ -201,7 +201,7 @@ TEST_CASE("cpu_bf16 products are identical on 1 and 2 threads, batched or not", 
   CHECK(S == S1);
 }
 
-TEST_CASE("gLM on the cpu_bf16 policy stays close to float32 and trains", "[bf16][model]") {
+TEST_CASE("gLM on the cpu_bf16 policy stays close to float32", "[bf16][model]") {
   static_assert(std::is_same_v<backend_precision_t<cpu_bf16>, precision::bf16>);
   static_assert(std::is_same_v<backend_precision_t<cpu>, precision::fp32>);
   GLM<configs::tiny, cpu> m32;
