@@ -5,7 +5,7 @@
 // inputs: both operands are rounded to bfloat16 (round to nearest even), products are accumulated
 // in float32 (TDPBF16PS), C = alpha * acc + beta * C in float32. Denormals (below 2^-126) become
 // zero in the conversion and in the tile multiply (DAZ/FTZ); the fallback path without AMX keeps
-// them. Nothing in the model comes near that range in practice.
+// them (as do float32 products).
 //
 // Layout: op(A) (m,k) is packed into 16-row x 32-column bf16 tiles, op(B) (k,n) into 16 x 16
 // "VNNI" tiles (row r holds the pairs k = 2r, 2r+1 of 16 columns); tiles are contiguous 1 KiB
