@@ -34,6 +34,7 @@ namespace {
 struct cli_options {
   std::string config = "tiny";
   bool float64 = false;
+  std::string precision = "fp32";
   std::vector<std::string> contigs;
   std::string embeddings, ids;
   long long simulate = 200;
@@ -62,6 +63,11 @@ struct cli_options {
 void add_options(CLI::App& app, cli_options& o) {
   app.add_option("--config", o.config, "Model preset: tiny, small or paper")->capture_default_str();
   app.add_flag("--float64", o.float64, "Train in double precision (tiny config only)");
+  app.add_option("--precision", o.precision,
+                 "Matrix products: fp32, or bf16 (genlm::cpu_bf16: bf16-rounded inputs, float32 accumulation, "
+                 "Intel AMX where present; weights, gradients and optimizer stay float32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("-c,--contigs", o.contigs, "Contig table(s) contig<TAB>+protA;-protB (each rank reads its part)");
   app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings: .npy (with --ids) or .safetensors");
   app.add_option("--ids", o.ids, "Protein ids of the .npy rows");
@@ -148,6 +154,14 @@ std::function<void(std::int64_t)> failure_hook(const cli_options& o, int rank) {
 
 template <class Model>
 int run(comm::mpi& comm, const cli_options& o) {
+  if (comm.rank() == 0) {
+    if constexpr (std::is_same_v<typename Model::backend, cpu_bf16>)
+      std::printf("products: bf16 inputs, float32 accumulation (%s)\n",
+                  amx::available() ? "Intel AMX tiles" : "no AMX on this CPU: rounded float32 products");
+    else
+      std::printf("products: %s\n", std::is_same_v<typename Model::scalar, double> ? "float64" : "float32");
+    std::fflush(stdout);
+  }
   parallel::job_options job = make_job(o);
   job.run.after_step = failure_hook(o, comm.rank());
   const auto s = parallel::train_data_parallel<Model>(comm, job);
@@ -174,11 +188,17 @@ int main(int argc, char** argv) {
     openblas_set_num_threads(std::max(1, o.threads));
 #endif
     comm::mpi comm(MPI_COMM_WORLD, o.timeout);
-    if (o.config == "tiny") return o.float64 ? run<GLM<configs::tiny, cpu, double>>(comm, o)
-                                             : run<GLM<configs::tiny, cpu, float>>(comm, o);
+    const bool bf16 = o.precision == "bf16";
+    check<value_error>(!(bf16 && o.float64), "--precision bf16 and --float64 exclude each other");
+    if (o.config == "tiny")
+      return o.float64 ? run<GLM<configs::tiny, cpu, double>>(comm, o)
+             : bf16    ? run<GLM<configs::tiny, cpu_bf16, float>>(comm, o)
+                       : run<GLM<configs::tiny, cpu, float>>(comm, o);
     check<value_error>(!o.float64, "--float64 is only built for --config tiny");
-    if (o.config == "small") return run<GLM<configs::small, cpu, float>>(comm, o);
-    if (o.config == "paper") return run<GLM<configs::paper, cpu, float>>(comm, o);
+    if (o.config == "small")
+      return bf16 ? run<GLM<configs::small, cpu_bf16, float>>(comm, o) : run<GLM<configs::small, cpu, float>>(comm, o);
+    if (o.config == "paper")
+      return bf16 ? run<GLM<configs::paper, cpu_bf16, float>>(comm, o) : run<GLM<configs::paper, cpu, float>>(comm, o);
     throw value_error("unknown --config '" + o.config + "' (tiny, small or paper)");
   });
 }
