@@ -37,10 +37,12 @@ int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
-      "{\"impl\": \"genlm\", \"backend\": \"%s\", \"amx\": %s, \"workload\": \"%s\", \"batch\": %ld, \"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, "
-      "\"genes_per_s\": %.2f, \"gflops\": %.2f, \"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f}\n",
-      Backend::name, amx::available() ? "true" : "false", wl.c_str(), long(B), long(L), med, t.front(), double(B * L) / med, flops / med / 1e9, flops,
-      long(w.model.parameters().count()), double(ru.ru_maxrss) / 1024.0);
+      "{\"impl\": \"genlm\", \"backend\": \"%s\", \"amx\": %s, \"workload\": \"%s\", \"batch\": %ld, "
+      "\"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, \"genes_per_s\": %.2f, \"gflops\": %.2f, "
+      "\"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f}\n",
+      Backend::name, amx::available() ? "true" : "false", wl.c_str(), long(B), long(L), med, t.front(),
+      double(B * L) / med, flops / med / 1e9, flops, long(w.model.parameters().count()),
+      double(ru.ru_maxrss) / 1024.0);
   return 0;
 }
 
@@ -76,9 +78,11 @@ int main(int argc, char** argv) {
   bench::set_threads(threads);
   const bool bf16 = precision == "bf16";
   if (config == "paper")
-    return bf16 ? run<configs::paper, cpu_bf16>(wl, B, L, iters, warmup) : run<configs::paper, cpu>(wl, B, L, iters, warmup);
+    return bf16 ? run<configs::paper, cpu_bf16>(wl, B, L, iters, warmup)
+                : run<configs::paper, cpu>(wl, B, L, iters, warmup);
   if (config == "small")
-    return bf16 ? run<configs::small, cpu_bf16>(wl, B, L, iters, warmup) : run<configs::small, cpu>(wl, B, L, iters, warmup);
+    return bf16 ? run<configs::small, cpu_bf16>(wl, B, L, iters, warmup)
+                : run<configs::small, cpu>(wl, B, L, iters, warmup);
   std::fprintf(stderr, "genlm_workload: --config must be paper or small\n");
   return 2;
 }

@@ -155,11 +155,8 @@ std::function<void(std::int64_t)> failure_hook(const cli_options& o, int rank) {
 template <class Model>
 int run(comm::mpi& comm, const cli_options& o) {
   if (comm.rank() == 0) {
-    if constexpr (std::is_same_v<typename Model::backend, cpu_bf16>)
-      std::printf("products: bf16 inputs, float32 accumulation (%s)\n",
-                  amx::available() ? "Intel AMX tiles" : "no AMX on this CPU: rounded float32 products");
-    else
-      std::printf("products: %s\n", std::is_same_v<typename Model::scalar, double> ? "float64" : "float32");
+    std::printf("products: %s\n",
+                products_description<typename Model::backend, typename Model::scalar>().c_str());
     std::fflush(stdout);
   }
   parallel::job_options job = make_job(o);

@@ -230,3 +230,11 @@ TEST_CASE("gLM on the cpu_bf16 policy stays close to float32", "[bf16][model]") 
   CHECK(diff <= 1e-1 * scale);           // bf16 products: ~2^-9 relative per product, through 2 layers
   CHECK(same < 0.5 * double(h32.size()));  // and not secretly the float32 path
 }
+
+TEST_CASE("products_description names the products of each CPU backend", "[bf16]") {
+  CHECK(products_description<cpu>() == "float32");
+  CHECK(products_description<cpu, double>() == "float64");
+  const std::string bf = products_description<cpu_bf16>();
+  CHECK(bf.rfind("bf16 inputs, float32 accumulation (", 0) == 0);
+  CHECK((bf.find("Intel AMX tiles") != std::string::npos) == amx::available());
+}

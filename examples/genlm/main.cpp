@@ -207,22 +207,12 @@ void print_metrics(const masked_gene_metrics& m, const masked_gene_metrics& b, s
   std::fflush(stdout);
 }
 
-/// "products: ..." log line of the CPU precision policy in use.
-template <class Backend>
-void print_products() {
-  if constexpr (std::is_same_v<Backend, cpu_bf16>)
-    std::fprintf(stderr, "products: bf16 inputs, float32 accumulation (%s)\n",
-                 amx::available() ? "Intel AMX tiles" : "no AMX on this CPU: rounded float32 products, not faster");
-  else
-    std::fprintf(stderr, "products: float32\n");
-}
-
 template <model_config C, class Backend = cpu>
 int run_train(const input_options& io, const train_cli& o) {
   using Model = GLM<C, Backend>;
   set_threads(io.threads);
   std::fprintf(stderr, "model: %s\n", C.str().c_str());
-  print_products<Backend>();
+  std::fprintf(stderr, "products: %s\n", products_description<Backend>().c_str());
   loaded_input in = load_input(io, C.plm_dim, std::min(C.max_positions, C.max_genes));
   print_input(in);
 
@@ -367,7 +357,7 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
               const std::string& attention_path) {
   using Model = GLM<C, Backend>;
   set_threads(io.threads);
-  print_products<Backend>();
+  std::fprintf(stderr, "products: %s\n", products_description<Backend>().c_str());
   Model model;
   feature_pipeline pipe;
   load_checkpoint(model_path, model, pipe);

@@ -20,6 +20,7 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -952,8 +953,8 @@ struct cpu {
 struct cpu_bf16 : cpu {
   using precision = ::genlm::precision::bf16;
   static constexpr const char* name = "cpu_bf16";
-  /// An AMX product threads itself from this many multiply-adds on (one 400 GFLOP/s core does it
-  /// in ~20 us, about the cost of starting a thread).
+  /// An AMX product threads itself from this many multiply-adds on (~20 us on one 400 GFLOP/s
+  /// core); smaller ones are not worth handing to a worker.
   static constexpr index_t amx_thread_min = index_t(1) << 22;
 
   template <class T>
@@ -1011,5 +1012,16 @@ struct cpu_bf16 : cpu {
     cpu::gemm(trans_a, trans_b, m, n, k, alpha, a.data(), trans_a ? m : k, b.data(), trans_b ? k : n, beta, C, ldc);
   }
 };
+
+/// How a CPU backend computes the products of scalar T, for logs ("products: " + this).
+template <class Backend, class T = float>
+std::string products_description() {
+  if constexpr (std::is_same_v<Backend, cpu_bf16> && std::is_same_v<T, float>)
+    return amx::available() ? "bf16 inputs, float32 accumulation (Intel AMX tiles)"
+                            : "bf16 inputs, float32 accumulation (no AMX on this CPU: rounded float32 products, "
+                              "not faster)";
+  else
+    return std::is_same_v<T, double> ? "float64" : "float32";
+}
 
 }  // namespace genlm

@@ -139,6 +139,11 @@ struct alignas(64) tile_config {
   std::uint8_t rows[16] = {};
 };
 
+/// Mask of the first n of 16 lanes (n clamped to 0..16): the valid part of a ragged edge.
+inline __mmask16 first_lanes(index_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
 /// In-register transpose of a 16 x 16 block of 32-bit words.
 GENLM_TARGET_AVX512BF16 inline void transpose16(__m512i r[16]) {
   __m512i t[16];
@@ -181,35 +186,33 @@ GENLM_TARGET_AVX512BF16 inline void pack_panels(bool role_b, bool k_contiguous, 
   for (index_t b = 0; b < nblocks; ++b) {
     const index_t t = b % 2, p = p0 + (k_contiguous ? b / 2 / ks : (b / 2) % np),
                   s = k_contiguous ? (b / 2) % ks : b / 2 / np;
-        const index_t i0 = p * 32 + t * 16, k0 = s * 32;
-        std::uint16_t* tile = out + ((p * ks + s) * 2 + t) * 512;
-        if (k_contiguous) {  // v[r] = matrix row i0+r: 32 k values = 16 pairs
-          const index_t nk = std::min<index_t>(32, k - k0);
-          const __mmask16 mlo = nk >= 16 ? __mmask16(0xffff) : __mmask16((1u << nk) - 1u);
-          const __mmask16 mhi = nk >= 32 ? __mmask16(0xffff) : nk <= 16 ? __mmask16(0) : __mmask16((1u << (nk - 16)) - 1u);
-          for (index_t r = 0; r < 16; ++r) {
-            if (i0 + r >= rows) {
-              v[r] = _mm512_setzero_si512();
-              continue;
-            }
-            const float* x = X + (i0 + r) * ld + k0;
-            const __m512 lo = _mm512_maskz_loadu_ps(mlo, x), hi = _mm512_maskz_loadu_ps(mhi, x + 16);
-            v[r] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-          }
-          if (role_b) transpose16(v);
-        } else {  // v[r] = k pair (k0+2r, k0+2r+1) of 16 matrix rows, interleaved
-          const index_t ni = std::max<index_t>(0, std::min<index_t>(16, rows - i0));
-          const __mmask16 m = ni >= 16 ? __mmask16(0xffff) : __mmask16((1u << ni) - 1u);
-          for (index_t r = 0; r < 16; ++r) {
-            const index_t ke = k0 + 2 * r;
-            const __m512 e = ke < k ? _mm512_maskz_loadu_ps(m, X + ke * ld + i0) : _mm512_setzero_ps();
-            const __m512 o = ke + 1 < k ? _mm512_maskz_loadu_ps(m, X + (ke + 1) * ld + i0) : _mm512_setzero_ps();
-            v[r] = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(o, e));
-          }
-          if (!role_b) transpose16(v);
+    const index_t i0 = p * 32 + t * 16, k0 = s * 32;
+    std::uint16_t* tile = out + ((p * ks + s) * 2 + t) * 512;
+    if (k_contiguous) {  // v[r] = matrix row i0+r: 32 k values = 16 pairs
+      const index_t nk = std::min<index_t>(32, k - k0);
+      const __mmask16 mlo = first_lanes(nk), mhi = first_lanes(nk - 16);
+      for (index_t r = 0; r < 16; ++r) {
+        if (i0 + r >= rows) {
+          v[r] = _mm512_setzero_si512();
+          continue;
         }
-        for (index_t r = 0; r < 16; ++r) _mm512_store_si512(tile + r * 32, v[r]);
+        const float* x = X + (i0 + r) * ld + k0;
+        const __m512 lo = _mm512_maskz_loadu_ps(mlo, x), hi = _mm512_maskz_loadu_ps(mhi, x + 16);
+        v[r] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
       }
+      if (role_b) transpose16(v);
+    } else {  // v[r] = k pair (k0+2r, k0+2r+1) of 16 matrix rows, interleaved
+      const __mmask16 m = first_lanes(rows - i0);
+      for (index_t r = 0; r < 16; ++r) {
+        const index_t ke = k0 + 2 * r;
+        const __m512 e = ke < k ? _mm512_maskz_loadu_ps(m, X + ke * ld + i0) : _mm512_setzero_ps();
+        const __m512 o = ke + 1 < k ? _mm512_maskz_loadu_ps(m, X + (ke + 1) * ld + i0) : _mm512_setzero_ps();
+        v[r] = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(o, e));
+      }
+      if (!role_b) transpose16(v);
+    }
+    for (index_t r = 0; r < 16; ++r) _mm512_store_si512(tile + r * 32, v[r]);
+  }
 }
 
 /// C blocks (all 32-row panels) x (32-column panels [q0, q1)) from packed operands:
@@ -235,8 +238,7 @@ GENLM_TARGET_AMX inline void kernel(index_t m, index_t n, index_t ks, const std:
     for (index_t q = q0; q < q1; ++q) {
       const std::uint16_t* bq = pb + q * ks * 1024;
       const index_t j0 = q * 32, je = std::min<index_t>(32, n - j0);
-      const __mmask16 mlo = je >= 16 ? __mmask16(0xffff) : __mmask16((1u << je) - 1u);
-      const __mmask16 mhi = je >= 32 ? __mmask16(0xffff) : je <= 16 ? __mmask16(0) : __mmask16((1u << (je - 16)) - 1u);
+      const __mmask16 mlo = first_lanes(je), mhi = first_lanes(je - 16);
       for (index_t p = p_lo; p < p_hi; ++p) {
         const std::uint16_t* ap = pa + p * ks * 1024;
         _tile_zero(0);
