@@ -5,8 +5,8 @@ Runs, one process per measurement (so each process's max RSS is that workload's 
   * genlm:   build-perf/benchmarks/genlm_workload --config C --workload W --threads N ...
   * PyTorch: this script with --torch-worker (transformers RobertaModel, relative_key_query,
              float32, eager attention, + Linear(plm+1 -> hidden) input and the two gLM heads)
-  * the machine's float32 FMA peak (genlm_fma_peak) and the OpenBLAS sgemm ceiling
-    (genlm_bench_gemm, 2048^3 product) at each thread count,
+  * the machine's float32 FMA peak (genlm_fma_peak) and the float32 GEMM ceiling: genlm::cpu's
+    own sgemm (oneDNN, else OpenBLAS; genlm_bench_gemm, 2048^3 product) at each thread count,
 and prints a table: time per step, genes/s, the PyTorch/genlm time ratio (> 1: genlm faster),
 achieved GFLOP/s (analytic FLOP count of the model's products) against both limits, and max RSS.
 
@@ -431,7 +431,7 @@ def machine_limits(build: str, threads: list[int]) -> dict:
                          capture_output=True, text=True).stdout
     for m in re.finditer(r"threads=(\d+) gflops=([\d.]+)", out):
         lim.setdefault(int(m.group(1)), {})["fma_peak"] = float(m.group(2))
-    # the GEMM ceilings: float32 (OpenBLAS via genlm::cpu) and bf16 (genlm::cpu_bf16) on 2048^3
+    # the GEMM ceilings: float32 (genlm::cpu: oneDNN or OpenBLAS) and bf16 (genlm::cpu_bf16) on 2048^3
     out = subprocess.run([os.path.join(build, "benchmarks", "genlm_bench_gemm"),
                           "--benchmark_filter=^run_gemm(_bf16)?/square_2048/", "--benchmark_min_time=1",
                           "--benchmark_format=json"], check=True, capture_output=True, text=True).stdout
@@ -636,7 +636,7 @@ def main() -> None:
     lim = machine_limits(args.build, threads)
     for t in threads:
         print(f"# threads={t}: FMA peak {lim[t]['fma_peak']:.1f} GFLOP/s, "
-              f"OpenBLAS sgemm 2048^3 {lim[t]['gemm_ceiling']:.1f} GFLOP/s, "
+              f"genlm::cpu sgemm 2048^3 {lim[t]['gemm_ceiling']:.1f} GFLOP/s, "
               f"genlm::cpu_bf16 gemm 2048^3 {lim[t]['bf16_gemm_ceiling']:.1f} GFLOP/s", flush=True)
 
     rows = []
@@ -677,7 +677,7 @@ def main() -> None:
                      "-" if r["pct_fma"] is None else f"{r['pct_fma']:.0f}%", f"{r['pct_gemm']:.0f}%",
                      f"{r['genlm_rss_mb']:.0f}", f"{r['torch_rss_mb']:.0f}"]
     print()
-    print("# % GEMM ceil: of the same precision's 2048^3 product (fp32: OpenBLAS sgemm; bf16: genlm::cpu_bf16). "
+    print("# % GEMM ceil: of the same precision's 2048^3 product (fp32: genlm::cpu, oneDNN/OpenBLAS; bf16: genlm::cpu_bf16). "
           "% FMA peak: float32 rows only.")
     print_table(hdr, [fmt(r) for r in rows], args.markdown)
     if args.json:

@@ -2,7 +2,7 @@
 # Installs the Debian packages genlm's build, tests and examples need (idempotent).
 # Usage: scripts/install-deps.sh [--bench] [--mpi]
 set -euo pipefail
-pkgs=(cmake make g++ clang libeigen3-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev)
+pkgs=(cmake make g++ clang libeigen3-dev catch2 libopenblas-dev libdnnl-dev libcli11-dev nlohmann-json3-dev)
 for a in "$@"; do
   case "$a" in
     --bench) pkgs+=(libbenchmark-dev) ;;

@@ -4,9 +4,13 @@
 // sizes at run time); layers call these ops and never branch on the backend. The CUDA backend
 // (genlm/backend/cuda.cuh, nvcc only) mirrors each op.
 //
-// GEMM path (measured, see docs/PERFORMANCE.md): with GENLM_USE_CBLAS defined (CMake option
-// GENLM_USE_OPENBLAS, default ON when OpenBLAS is found) gemm calls cblas_{s,d}gemm from
-// OpenBLAS; otherwise Eigen's own product kernels (fast under clang, ~55% of peak under g++ 12).
+// GEMM path (measured, see docs/PERFORMANCE.md): with GENLM_USE_DNNL defined (CMake option
+// GENLM_USE_ONEDNN, default ON when libdnnl-dev is found) float32 products of at least 2^18
+// multiply-adds call oneDNN's dnnl_sgemm (float32 AVX-512/AVX2 kernels; 1.05-1.2x OpenBLAS on the
+// paper's products on 1 thread, 1.1-2.8x on 2); with GENLM_USE_CBLAS defined (CMake option
+// GENLM_USE_OPENBLAS, default ON when OpenBLAS is found) the other products (and float64) call
+// cblas_{s,d}gemm from OpenBLAS; otherwise Eigen's own product kernels (fast under clang, ~55% of
+// peak under g++ 12).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -36,6 +40,12 @@
 
 #if defined(GENLM_USE_CBLAS)
 #include <cblas.h>
+#endif
+#if defined(GENLM_USE_DNNL)
+#include <oneapi/dnnl/dnnl.h>
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+extern "C" void omp_set_num_threads(int);  // libgomp, oneDNN's threading runtime (link it: CMake does)
+#endif
 #endif
 
 // Hot loops are compiled twice on x86-64 when the build does not already target AVX2: the plain
@@ -610,8 +620,12 @@ struct cpu {
         for (index_t j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
       return;
     }
+#if defined(GENLM_USE_DNNL)
+    if constexpr (std::is_same_v<T, float>)
+      if (m * n * k >= dnnl_min) return dnnl_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 #if defined(GENLM_USE_CBLAS)
-    // Every size goes to OpenBLAS: this build of Eigen (no -march) has SSE2 kernels only, and
+    // Every (other) size goes to OpenBLAS: this build of Eigen (no -march) has SSE2 kernels only, and
     // OpenBLAS was faster from 4x4x4 up to the attention's 30x30x32 products (2.5-4x; measured,
     // docs/PERFORMANCE.md). OpenBLAS runs products below openblas_thread_min on one thread.
     cblas_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -635,6 +649,47 @@ struct cpu {
     else
       cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb), beta, C,
                   int(ldc));
+  }
+#endif
+
+#if defined(GENLM_USE_DNNL)
+  /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (0.66-0.92x
+  /// for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
+  static constexpr index_t dnnl_min = index_t(1) << 18;
+#if defined(GENLM_USE_CBLAS)
+  static constexpr index_t openblas_thread_min_or_never = openblas_thread_min;
+#else
+  static constexpr index_t openblas_thread_min_or_never = std::numeric_limits<index_t>::max();
+#endif
+  /// oneDNN's float32 sgemm (row-major, same argument meaning as gemm). oneDNN itself always runs
+  /// on the calling thread (OpenMP team of 1: its own team's threads would spin next to this
+  /// backend's pool); products are split over the pool by blocks of C's longer side instead.
+  static void dnnl_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, float alpha, const float* A,
+                        index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+    auto one = [&](index_t m1, index_t n1, const float* A1, const float* B1, float* C1) {
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+      static thread_local bool single = false;
+      if (!single) omp_set_num_threads(1), single = true;
+#endif
+      const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m1, n1, k, alpha, A1, lda, B1,
+                                          ldb, beta, C1, ldc);
+      if (st != dnnl_success)
+        throw error("cpu::gemm: oneDNN dnnl_sgemm failed with status " + std::to_string(int(st)) + " for m=" +
+                    std::to_string(m1) + " n=" + std::to_string(n1) + " k=" + std::to_string(k) + " lda=" +
+                    std::to_string(lda) + " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
+    };
+    // Blocks of 64 rows or columns, at least dnnl_min multiply-adds each.
+    const bool by_cols = n >= m;
+    const index_t len = by_cols ? n : m, other = by_cols ? m : n;
+    const index_t block = 64, blocks = (len + block - 1) / block;
+    const index_t min_blocks = std::max<index_t>(1, dnnl_min / std::max<index_t>(1, block * other * k));
+    cpu_detail::parallel_for(blocks, num_threads(), min_blocks, [&](index_t lo, index_t hi) {
+      const index_t a = lo * block, b = std::min(len, hi * block);
+      if (by_cols)
+        one(m, b - a, A, B + (trans_b ? a * ldb : a), C + a);
+      else
+        one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
+    });
   }
 #endif
 
@@ -667,7 +722,10 @@ struct cpu {
                                    const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb,
                                    index_t stride_b, T beta, T* C, index_t ldc, index_t stride_c,
                                    index_t batch) {
-#if defined(GENLM_USE_CBLAS)
+#if defined(GENLM_USE_DNNL)
+    // products from dnnl_min are split over the threads by dnnl_gemm (float32) or OpenBLAS (float64)
+    constexpr index_t self_threaded = std::is_same_v<T, float> ? dnnl_min : openblas_thread_min_or_never;
+#elif defined(GENLM_USE_CBLAS)
     constexpr index_t self_threaded = openblas_thread_min;  // OpenBLAS threads each product itself
 #else
     constexpr index_t self_threaded = std::numeric_limits<index_t>::max();
@@ -1013,6 +1071,24 @@ struct cpu_bf16 : cpu {
   }
 };
 
+namespace cpu_detail {
+/// " (library...)" for products_description: which libraries genlm::cpu's products call.
+inline std::string gemm_libraries(bool single) {
+  std::string s;
+#if defined(GENLM_USE_DNNL)
+  if (single) s = "oneDNN sgemm from 2^18 multiply-adds, ";
+#else
+  (void)single;
+#endif
+#if defined(GENLM_USE_CBLAS)
+  s += "OpenBLAS";
+#else
+  s += "Eigen";
+#endif
+  return " (" + s + ")";
+}
+}  // namespace cpu_detail
+
 /// How a CPU backend computes the products of scalar T, for logs ("products: " + this).
 template <class Backend, class T = float>
 std::string products_description() {
@@ -1020,8 +1096,10 @@ std::string products_description() {
     return amx::available() ? "bf16 inputs, float32 accumulation (Intel AMX tiles)"
                             : "bf16 inputs, float32 accumulation (no AMX on this CPU: rounded float32 products, "
                               "not faster)";
+  else if constexpr (std::is_same_v<T, double>)
+    return "float64" + cpu_detail::gemm_libraries(false);
   else
-    return std::is_same_v<T, double> ? "float64" : "float32";
+    return "float32" + cpu_detail::gemm_libraries(true);
 }
 
 }  // namespace genlm

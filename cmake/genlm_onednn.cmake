@@ -1,0 +1,26 @@
+# genlm_find_onednn(<out-var>): finds oneDNN (header oneapi/dnnl/dnnl.h, library dnnl) and, when
+# its CPU runtime is OpenMP, the OpenMP runtime it uses (genlm calls omp_set_num_threads).
+# Sets <out-var> ON/OFF, GENLM_DNNL_INCLUDE_DIR, GENLM_DNNL_LIBRARY, GENLM_DNNL_LIBRARIES.
+function(genlm_find_onednn out)
+  find_path(GENLM_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+  find_library(GENLM_DNNL_LIBRARY NAMES dnnl)
+  set(found OFF)
+  set(libs "")
+  if(GENLM_DNNL_INCLUDE_DIR AND GENLM_DNNL_LIBRARY)
+    set(found ON)
+    set(libs ${GENLM_DNNL_LIBRARY})
+    file(STRINGS "${GENLM_DNNL_INCLUDE_DIR}/oneapi/dnnl/dnnl_config.h" runtime
+         REGEX "^#define DNNL_CPU_RUNTIME DNNL_RUNTIME_OMP")
+    if(runtime)
+      find_library(GENLM_GOMP_LIBRARY NAMES gomp libgomp.so.1 HINTS ${CMAKE_CXX_IMPLICIT_LINK_DIRECTORIES})
+      if(GENLM_GOMP_LIBRARY)
+        list(APPEND libs ${GENLM_GOMP_LIBRARY})
+      else()
+        message(STATUS "genlm: oneDNN uses OpenMP but libgomp was not found: oneDNN not used")
+        set(found OFF)
+      endif()
+    endif()
+  endif()
+  set(${out} ${found} PARENT_SCOPE)
+  set(GENLM_DNNL_LIBRARIES ${libs} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,194 @@
+// genlm::cpu's products (float32 and float64): against a double-precision reference for every
+// transpose, sizes below and above the size from which float32 products go to oneDNN (when the
+// build has it) and split over the backend's threads, ragged splits along both sides, padded
+// strides, alpha/beta, beta == 0 with garbage in C, NaN propagation, 1 vs 2 threads, batches.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <genlm/backend/cpu.hpp>
+#include <genlm/core/random.hpp>
+
+using namespace genlm;
+
+namespace {
+struct product_case {
+  bool ta, tb;
+  index_t m, n, k;
+  double alpha, beta;
+};
+
+// Stored operands with padded row strides (ld = cols + 5), values ~N(0,1).
+template <class T>
+struct operands {
+  index_t lda, ldb, ldc;
+  std::vector<T> A, B, C0;
+  operands(const product_case& c, std::uint64_t seed) {
+    const index_t ar = c.ta ? c.k : c.m, ac = c.ta ? c.m : c.k, br = c.tb ? c.n : c.k, bc = c.tb ? c.k : c.n;
+    lda = ac + 5, ldb = bc + 5, ldc = c.n + 5;
+    rng g(seed);
+    A.resize(std::size_t(ar * lda));
+    B.resize(std::size_t(br * ldb));
+    C0.resize(std::size_t(c.m * ldc));
+    for (auto& v : A) v = T(g.normal());
+    for (auto& v : B) v = T(g.normal());
+    for (auto& v : C0) v = T(g.normal());
+  }
+  T a(const product_case& c, index_t i, index_t kk) const { return c.ta ? A[kk * lda + i] : A[i * lda + kk]; }
+  T b(const product_case& c, index_t kk, index_t j) const { return c.tb ? B[j * ldb + kk] : B[kk * ldb + j]; }
+  std::vector<T> run(const product_case& c) const {
+    std::vector<T> C = C0;
+    cpu::gemm<T>(c.ta, c.tb, c.m, c.n, c.k, T(c.alpha), A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc);
+    return C;
+  }
+};
+
+// max over C of |C - ref| / (|alpha| sum_k |a b| + |beta C0|), ref in double (long double for T = double)
+template <class T>
+double worst_error(const product_case& c, const operands<T>& o, const std::vector<T>& C) {
+  double worst = 0;
+  for (index_t i = 0; i < c.m; ++i)
+    for (index_t j = 0; j < c.n; ++j) {
+      long double ref = 0, scale = 0;
+      for (index_t kk = 0; kk < c.k; ++kk) {
+        const long double p = static_cast<long double>(o.a(c, i, kk)) * static_cast<long double>(o.b(c, kk, j));
+        ref += p;
+        scale += std::abs(p);
+      }
+      const long double c0 = c.beta != 0 ? static_cast<long double>(o.C0[i * o.ldc + j]) : 0.0L;
+      ref = c.alpha * ref + c.beta * c0;
+      scale = std::abs(c.alpha) * scale + std::abs(c.beta * c0) + 1e-30L;
+      worst = std::max(worst, double(std::abs(static_cast<long double>(C[i * o.ldc + j]) - ref) / scale));
+    }
+  return worst;
+}
+
+// Sizes below the oneDNN/threading size, and above it split by rows (m > n) and by columns
+// (n >= m), neither side a multiple of the 64-wide split blocks.
+std::vector<product_case> cases() {
+  const index_t sizes[][3] = {{1, 1, 1}, {17, 33, 31}, {40, 70, 65}, {250, 130, 97}, {60, 710, 70}, {9, 1000, 40}};
+  std::vector<product_case> v;
+  int i = 0;
+  for (auto s : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const double alpha = i % 3 == 0 ? 1.0 : 0.75, beta = i % 2 == 0 ? 0.0 : (i % 4 == 1 ? 1.0 : -0.5);
+        v.push_back({ta, tb, s[0], s[1], s[2], alpha, beta});
+        ++i;
+      }
+  return v;
+}
+
+struct threads_guard {
+  int saved = cpu::num_threads();
+  ~threads_guard() { cpu::set_num_threads(saved); }
+};
+}  // namespace
+
+TEMPLATE_TEST_CASE("cpu products equal a high-precision reference within accumulation error", "[gemm]", float,
+                   double) {
+  threads_guard guard;
+  const double eps = std::numeric_limits<TestType>::epsilon() / 2;  // unit roundoff
+  std::uint64_t seed = 11;
+  bool some_large = false;
+  for (const auto& c : cases()) {
+    some_large = some_large || c.m * c.n * c.k >= (index_t(1) << 18);
+    for (int threads : {1, 2}) {
+      CAPTURE(c.ta, c.tb, c.m, c.n, c.k, c.alpha, c.beta, threads);
+      cpu::set_num_threads(threads);
+      const operands<TestType> o(c, seed);
+      const auto C = o.run(c);
+      // k + 2 roundings (products, sums, alpha/beta) of at most the unit roundoff each
+      CHECK(worst_error(c, o, C) <= eps * double(c.k + 2));
+      for (index_t i = 0; i < c.m; ++i)  // the stride padding of C is never written
+        for (index_t j = c.n; j < o.ldc; ++j) REQUIRE(C[i * o.ldc + j] == o.C0[i * o.ldc + j]);
+    }
+    ++seed;
+  }
+  CHECK(some_large);
+}
+
+TEST_CASE("cpu products with beta == 0 never read C, and NaN propagates", "[gemm]") {
+  threads_guard guard;
+  for (const product_case c : {product_case{false, true, 20, 30, 40, 1, 0}, product_case{false, false, 240, 300, 64, 1, 0},
+                               product_case{true, false, 70, 400, 33, 1, 0}}) {
+    for (int threads : {1, 2}) {
+      CAPTURE(c.ta, c.tb, c.m, c.n, c.k, threads);
+      cpu::set_num_threads(threads);
+      operands<float> o(c, 5);
+      std::fill(o.C0.begin(), o.C0.end(), std::numeric_limits<float>::quiet_NaN());
+      auto C = o.run(c);
+      for (index_t i = 0; i < c.m; ++i)
+        for (index_t j = 0; j < c.n; ++j) REQUIRE(std::isfinite(C[i * o.ldc + j]));
+      // a NaN in row 3 of op(A) makes row 3 of C NaN and no other
+      const index_t kk = c.k / 2;
+      (c.ta ? o.A[kk * o.lda + 3] : o.A[3 * o.lda + kk]) = std::numeric_limits<float>::quiet_NaN();
+      C = o.run(c);
+      for (index_t i = 0; i < c.m; ++i)
+        for (index_t j = 0; j < c.n; ++j) REQUIRE(std::isnan(C[i * o.ldc + j]) == (i == 3));
+    }
+  }
+}
+
+TEST_CASE("cpu float32 products agree on 1 and 2 threads, batched or not", "[gemm][threads]") {
+  threads_guard guard;
+  // paper-like shapes: the forward's x W^T, the backward's dy W and dy^T x
+  for (const product_case c : {product_case{false, true, 240, 1280, 128, 1, 0}, product_case{false, false, 240, 700, 200, 1, 1},
+                               product_case{true, false, 640, 320, 240, 1, 0}}) {
+    CAPTURE(c.ta, c.tb, c.m, c.n, c.k);
+    const operands<float> o(c, 21);
+    cpu::set_num_threads(1);
+    const auto C1 = o.run(c);
+    cpu::set_num_threads(2);
+    const auto C2 = o.run(c);
+    double diff = 0;
+    for (std::size_t i = 0; i < C1.size(); ++i) diff = std::max(diff, double(std::abs(C1[i] - C2[i])));
+    CAPTURE(diff);
+    CHECK(worst_error(c, o, C2) <= 6e-8 * double(c.k + 2));
+    CHECK(diff <= 1e-6 * std::sqrt(double(c.k)) * 4);  // the same kernels, at most a different blocking
+  }
+  // a batch of products of either size class equals the products one by one
+  for (const index_t L : {30, 120}) {
+    const index_t batch = 6, D = 64;
+    std::vector<float> Q(batch * L * D), K(batch * L * D), S(batch * L * L, 7.f), S1(batch * L * L, 7.f);
+    rng g(9);
+    for (auto& v : Q) v = float(g.normal());
+    for (auto& v : K) v = float(g.normal());
+    cpu::set_num_threads(2);
+    cpu::gemm_strided_batched(false, true, L, L, D, 1.f, Q.data(), D, L * D, K.data(), D, L * D, 0.f, S.data(), L,
+                              L * L, batch);
+    for (index_t b = 0; b < batch; ++b)
+      cpu::gemm(false, true, L, L, D, 1.f, Q.data() + b * L * D, D, K.data() + b * L * D, D, 0.f,
+                S1.data() + b * L * L, L);
+    CHECK(S == S1);
+  }
+}
+
+#if defined(GENLM_USE_DNNL)
+TEST_CASE("float32 products from dnnl_min multiply-adds are oneDNN's, split over the threads", "[gemm]") {
+  threads_guard guard;
+  const product_case c{false, true, 64, 100, 41, 1, 0};  // 262400 >= 2^18
+  REQUIRE(c.m * c.n * c.k >= cpu::dnnl_min);
+  const operands<float> o(c, 3);
+  const auto C = o.run(c);
+  std::vector<float> D = o.C0;
+  REQUIRE(dnnl_sgemm('N', 'T', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, D.data(), o.ldc) ==
+          dnnl_success);
+  CHECK(C == D);
+  // a failing call names its sizes (a leading dimension smaller than the row is refused)
+  cpu::set_num_threads(1);
+  std::vector<float> X(64 * 100);
+  try {
+    cpu::dnnl_gemm(false, false, 64, 100, 64, 1.f, X.data(), 64, X.data(), 10, 0.f, X.data(), 100);
+    FAIL("no error");
+  } catch (const error& e) {
+    const std::string msg = e.what();
+    CAPTURE(msg);
+    CHECK(msg.find("dnnl_sgemm") != std::string::npos);
+    CHECK(msg.find("ldb=10") != std::string::npos);
+  }
+}
+#endif
