@@ -96,7 +96,7 @@ struct workload {
   /// Inference forward (eval mode: no dropout).
   void forward() { model.forward(run_context{}, x, mask); }
 
-  /// forward (dropout on) + masked-gene loss + backward + clip_grad_value(1) + AdamW.
+  /// forward (dropout on) + masked-gene loss + backward + clip_grad_value(1) + AdamW (one pass).
   double train_step() {
     run_context ctx;
     ctx.training = true;
@@ -109,9 +109,8 @@ struct workload {
     d_hyp.from_host({B, L, K, D}, g_hyp);
     d_log.from_host({B, L, K}, g_log);
     model.backward(d_hyp, d_log);
-    clip_grad_value(model.parameters(), 1.0);
     if (!opt) opt = std::make_unique<adamw<T, Backend>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
-    opt->step(model.parameters());
+    opt->step(model.parameters(), opt->options().lr, 1.0);  // clip_grad_value(1.0) fused into AdamW's pass
     return m.loss;
   }
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds genlm's benchmarks (build dir: $GENLM_BENCH_BUILD, default build-perf) and runs them.
-# Usage: scripts/bench.sh [gemm|layers|model|peak|compare|all|cuda|compare-cuda] [extra args for the chosen tool]
+# Usage: scripts/bench.sh [gemm|libs|layers|model|peak|compare|all|cuda|compare-cuda] [extra args for the chosen tool]
+#   libs: genlm_sgemm_libs, OpenBLAS vs oneDNN sgemm interleaved (built when both are found)
 #   GENLM_BENCH_BATCH=8   contigs per batch (30 genes each) for the Google Benchmark suites
 #   compare: scripts/compare_pytorch.py (needs a Python with torch + transformers: $PYTHON,
 #            default /opt/fixenv/bin/python)
@@ -21,6 +22,7 @@ case "$what" in
       exit 1
     fi
     cmake --build "$build" -j "$(nproc)" --target genlm_bench_cuda genlm_workload_cuda ;;
+  libs) cmake --build "$build" -j "$(nproc)" --target genlm_sgemm_libs ;;
   *)
     cmake --build "$build" -j "$(nproc)" --target genlm_fma_peak genlm_bench_gemm genlm_bench_layers genlm_bench_model \
       genlm_workload ;;
@@ -31,6 +33,7 @@ case "$what" in
   compare-cuda) "${PYTHON:-python3}" scripts/compare_pytorch.py --device cuda --build "$build" "$@" ;;
   peak) "$b/genlm_fma_peak" "$@" ;;
   gemm) "$b/genlm_bench_gemm" --benchmark_min_time=0.2 "$@" ;;
+  libs) "$b/genlm_sgemm_libs" "$@" ;;
   layers) "$b/genlm_bench_layers" --benchmark_min_time=0.2 "$@" ;;
   model) "$b/genlm_bench_model" --benchmark_min_time=0.1 "$@" ;;
   compare) "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@" ;;
@@ -41,5 +44,5 @@ case "$what" in
     "$b/genlm_bench_model" --benchmark_min_time=0.1
     "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@"
     ;;
-  *) echo "usage: $0 [gemm|layers|model|peak|compare|all|cuda|compare-cuda] [args]" >&2; exit 2 ;;
+  *) echo "usage: $0 [gemm|libs|layers|model|peak|compare|all|cuda|compare-cuda] [args]" >&2; exit 2 ;;
 esac

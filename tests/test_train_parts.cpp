@@ -335,6 +335,11 @@ struct two_param_store {
     v.insert(v.end(), w.begin(), w.end());
     return v;
   }
+  std::vector<T> grads() {
+    std::vector<T> g(ps.grad(a), ps.grad(a) + 20);
+    g.insert(g.end(), ps.grad(b), ps.grad(b) + 30);
+    return g;
+  }
 };
 
 /// Runs the fixture's gradient sequence and returns the worst scale-relative error of the
@@ -637,4 +642,51 @@ TEMPLATE_TEST_CASE("cpu clip_by_value and count_nonfinite on large buffers, 1 an
     CHECK(x[big_at] == T(1));
   }
   cpu::set_num_threads(saved);
+}
+
+TEMPLATE_TEST_CASE("adamw with clip_value fused equals clip_grad_value then adamw, grads untouched", "[train][adamw][clip]",
+                   double, float) {
+  using T = TestType;
+  const auto f = fixture("adamw.safetensors");
+  const auto grads = f.at("input.grads").to<T>();
+  const std::size_t P = 50, S = grads.size() / P;
+  for (const bool torch_style : {false, true}) {
+    INFO("torch_style " << torch_style);
+    const auto o = fixture_options(f, torch_style, true);
+    two_param_store<T> fused, separate;
+    fused.set_values(f.at("input.p0").to<T>());
+    separate.set_values(f.at("input.p0").to<T>());
+    adamw<T, cpu> a_fused(fused.ps, o), a_separate(separate.ps, o);
+    // a clip value inside the gradients' range, so that some steps clamp and some do not
+    std::vector<T> mags;
+    for (auto g : grads) mags.push_back(std::abs(g));
+    std::nth_element(mags.begin(), mags.begin() + mags.size() / 2, mags.end());
+    const double c = double(mags[mags.size() / 2]);
+    std::size_t clamped = 0;
+    for (std::size_t s = 0; s < S; ++s) {
+      auto g = row(grads, s, P);
+      g[3] = std::numeric_limits<T>::infinity();  // clamps to c in both
+      fused.set_grads(g);
+      separate.set_grads(g);
+      a_fused.step(fused.ps, o.lr, c);
+      clip_grad_value(separate.ps, c);
+      a_separate.step(separate.ps, o.lr);
+      REQUIRE(fused.values() == separate.values());  // the same formulas: bit-identical
+      CHECK(fused.grads() == g);                     // read, not written
+      for (auto v : g) clamped += std::abs(double(v)) > c;
+    }
+    CHECK(clamped > S);  // the clamp really acted
+    // clip_value 0 = no clipping; negative or non-finite values are refused with their value
+    const auto before = fused.values();
+    fused.set_grads(row(grads, 0, P));
+    separate.set_values(before);
+    separate.set_grads(row(grads, 0, P));
+    adamw<T, cpu> b1(fused.ps, o), b2(separate.ps, o);
+    b1.step(fused.ps, o.lr, 0.0);
+    b2.step(separate.ps, o.lr);
+    CHECK(fused.values() == separate.values());
+    const auto msg = error_message<value_error>([&] { b1.step(fused.ps, o.lr, -1.0); });
+    CHECK_THAT(msg, Catch::Contains("clip_value = -1"));
+    error_message<value_error>([&] { b1.step(fused.ps, o.lr, std::numeric_limits<double>::quiet_NaN()); });
+  }
 }

@@ -392,10 +392,11 @@ GENLM_ALWAYS_INLINE void softmax_bwd_rows_body(const T* A, const T* dA, T* dS, i
 }
 template <class T>
 GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
-                                    double step_size, double eps, double wd) {
+                                    double step_size, double eps, double wd, T c) {
   for (index_t i = lo; i < hi; ++i) {
-    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_body's clamp; c = +inf: none
+    const T mi = T(b1 * m[i] + (1 - b1) * gi);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
     v[i] = vi;
     T pi = T(p[i] - step_size * mi / (std::sqrt(double(vi)) + eps));
@@ -405,11 +406,12 @@ GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, in
 }
 template <class T>
 GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
-                                          double decay, double step_size, double sbc2, double eps) {
+                                          double decay, double step_size, double sbc2, double eps, T c) {
   for (index_t i = lo; i < hi; ++i) {
+    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_body's clamp; c = +inf: none
     const T pd = T(p[i] * decay);
-    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    const T mi = T(b1 * m[i] + (1 - b1) * gi);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
     v[i] = vi;
     p[i] = T(pd - step_size * mi / (std::sqrt(double(vi)) / sbc2 + eps));
@@ -987,15 +989,16 @@ struct cpu {
     const double bc1 = 1.0 - std::pow(b1, double(h.step));
     const double bc2 = 1.0 - std::pow(b2, double(h.step));
     const index_t grain = index_t(1) << 18;
+    const T c = h.clip_value > 0 ? T(h.clip_value) : std::numeric_limits<T>::infinity();
     if (h.torch_style) {
       const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
       cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
-        cpu_detail::adamw_torch_run<T>(p, g, m, v, lo, hi, b1, b2, decay, step_size, sbc2, h.eps);
+        cpu_detail::adamw_torch_run<T>(p, g, m, v, lo, hi, b1, b2, decay, step_size, sbc2, h.eps, c);
       });
     } else {
       const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
       cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
-        cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, b1, b2, step_size, h.eps, wd);
+        cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, b1, b2, step_size, h.eps, wd, c);
       });
     }
   }

@@ -66,7 +66,6 @@ inline bool cpu_has_amx_bf16() {
   const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
   __cpuid_count(7, 1, a, b, c, d);
   const bool avx512_bf16 = (a >> 5) & 1u;
-  (void)b, (void)c;  // nvcc warns about set-but-unused outputs of the cpuid macros
   return amx_bf16 && amx_tile && avx512_bf16 && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
 }

@@ -26,6 +26,7 @@
 #endif
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <genlm/backend/cuda/kernels.cuh>
@@ -297,12 +298,14 @@ struct cuda_backend {
     const double b1 = h.beta1, b2 = h.beta2;
     const double bc1 = 1.0 - std::pow(b1, double(h.step));
     const double bc2 = 1.0 - std::pow(b2, double(h.step));
+    const T c = h.clip_value > 0 ? T(h.clip_value) : std::numeric_limits<T>::infinity();
     if (h.torch_style) {
       const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
-      launch_1d("adamw_torch", n, &cuda_kernels::adamw_torch<T>, p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps);
+      launch_1d("adamw_torch", n, &cuda_kernels::adamw_torch<T>, p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps,
+                c);
     } else {
       const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
-      launch_1d("adamw", n, &cuda_kernels::adamw<T>, p, g, m, v, n, b1, b2, step_size, h.eps, wd);
+      launch_1d("adamw", n, &cuda_kernels::adamw<T>, p, g, m, v, n, b1, b2, step_size, h.eps, wd, c);
     }
   }
 

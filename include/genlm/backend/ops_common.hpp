@@ -17,6 +17,10 @@ struct adamw_hparams {
   double weight_decay = 0.0;
   std::int64_t step = 1;  // 1-based step number after increment
   bool torch_style = false;
+  /// > 0: each gradient is first clamped to [-clip_value, clip_value] (NaN kept), the same as
+  /// torch.nn.utils.clip_grad_value_ before the step but inside the same pass (the gradient
+  /// buffer is read once and not written: it stays unclipped). 0: no clipping.
+  double clip_value = 0.0;
 };
 
 }  // namespace genlm

@@ -309,8 +309,8 @@ class data_parallel_trainer {
                                                    "); lower the learning rate"));
     }
     if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
-    if (opt_.clip_value > 0 && !clip_value_per_bucket) clip_grad_value(ps, opt_.clip_value);
-    adam_.step(ps, schedule_.at(adam_.steps()));
+    // clip_grad_value_ fused into AdamW's pass unless it was done bucket by bucket
+    adam_.step(ps, schedule_.at(adam_.steps()), opt_.clip_value > 0 && !clip_value_per_bucket ? opt_.clip_value : 0.0);
 
     finish(m);
     if (dp_.drift_check_every > 0 && step_ % dp_.drift_check_every == 0 && comm_.size() > 1) check_drift();

@@ -98,9 +98,14 @@ class adamw {
     exp_avg_sq_.resize_zero({store.flat_size()});
   }
 
-  /// One AdamW step with learning rate lr on store.values() using store.grads().
-  void step(store_type& store, double lr) {
+  /// One AdamW step with learning rate lr on store.values() using store.grads(). clip_value > 0
+  /// clamps each gradient to [-clip_value, clip_value] inside the same pass: the same update as
+  /// clip_grad_value(store, clip_value) followed by step(store, lr), one pass over the gradients
+  /// fewer; store.grads() is then left unclipped.
+  void step(store_type& store, double lr, double clip_value = 0.0) {
     check<value_error>(std::isfinite(lr) && lr >= 0, "adamw::step: lr = ", lr, " must be finite and >= 0");
+    check<value_error>(std::isfinite(clip_value) && clip_value >= 0, "adamw::step: clip_value = ", clip_value,
+                       " must be finite and >= 0 (0: no clipping)");
     check<shape_error>(store.flat_size() == exp_avg_.numel(), "adamw::step: the parameter_store has ",
                        store.flat_size(), " flat elements but the optimizer state has ", exp_avg_.numel(),
                        " (a different store?)");
@@ -112,6 +117,7 @@ class adamw {
     h.weight_decay = opt_.weight_decay;
     h.torch_style = opt_.torch_style;
     h.step = step_ + 1;
+    h.clip_value = clip_value;
     if (exp_avg_.numel())
       Backend::adamw_step(store.values().data(), store.grads().data(), exp_avg_.data(), exp_avg_sq_.data(),
                           exp_avg_.numel(), h);

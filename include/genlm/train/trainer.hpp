@@ -318,8 +318,7 @@ class trainer {
     }
     if (!finite) return m;
     if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
-    if (opt_.clip_value > 0) clip_grad_value(ps, opt_.clip_value);
-    adam_.step(ps, schedule_.at(adam_.steps()));
+    adam_.step(ps, schedule_.at(adam_.steps()), std::max(0.0, opt_.clip_value));  // clip_grad_value_ fused
     return m;
   }
 

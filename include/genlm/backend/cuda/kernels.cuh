@@ -416,10 +416,11 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
 // ------------------------------------------------------------------ AdamW (the CPU's double formulas)
 template <class T>
 __global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double step_size, double eps,
-                      double wd) {
+                      double wd, T c) {
   GENLM_GRID_STRIDE(i, n) {
-    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_grad_value_ fused; c = +inf: none
+    const T mi = T(b1 * m[i] + (1 - b1) * gi);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
     v[i] = vi;
     T pi = T(p[i] - step_size * mi / (sqrt(double(vi)) + eps));
@@ -429,11 +430,12 @@ __global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, double b1, double
 }
 template <class T>
 __global__ void adamw_torch(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double decay,
-                            double step_size, double sbc2, double eps) {
+                            double step_size, double sbc2, double eps, T c) {
   GENLM_GRID_STRIDE(i, n) {
+    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_grad_value_ fused; c = +inf: none
     const T pd = T(p[i] * decay);
-    const T mi = T(b1 * m[i] + (1 - b1) * g[i]);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(g[i]) * g[i]);
+    const T mi = T(b1 * m[i] + (1 - b1) * gi);
+    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
     v[i] = vi;
     p[i] = T(pd - step_size * mi / (sqrt(double(vi)) / sbc2 + eps));
