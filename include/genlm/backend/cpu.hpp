@@ -6,8 +6,9 @@
 //
 // GEMM path (measured, see docs/PERFORMANCE.md): with GENLM_USE_DNNL defined (CMake option
 // GENLM_USE_ONEDNN, default ON when libdnnl-dev is found) float32 products of at least 2^18
-// multiply-adds call oneDNN's dnnl_sgemm (float32 AVX-512/AVX2 kernels; 1.05-1.2x OpenBLAS on the
-// paper's products on 1 thread, 1.1-2.8x on 2); with GENLM_USE_CBLAS defined (CMake option
+// multiply-adds call oneDNN's dnnl_sgemm (float32 AVX-512/AVX2 kernels; 0.94-1.18x OpenBLAS on the
+// paper's layer products on 1 thread, 1.05-1.36x on 2, the attention's Q E^T 1.5x / 3.3x;
+// benchmarks/sgemm_libs.cpp); with GENLM_USE_CBLAS defined (CMake option
 // GENLM_USE_OPENBLAS, default ON when OpenBLAS is found) the other products (and float64) call
 // cblas_{s,d}gemm from OpenBLAS; otherwise Eigen's own product kernels (fast under clang, ~55% of
 // peak under g++ 12).
@@ -655,8 +656,8 @@ struct cpu {
 #endif
 
 #if defined(GENLM_USE_DNNL)
-  /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (0.66-0.92x
-  /// for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
+  /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (oneDNN at
+  /// 0.66-0.94x for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
   static constexpr index_t dnnl_min = index_t(1) << 18;
 #if defined(GENLM_USE_CBLAS)
   static constexpr index_t openblas_thread_min_or_never = openblas_thread_min;
