@@ -15,6 +15,8 @@
 #include <genlm/genlm.hpp>
 #include <genlm/model/glm.hpp>
 
+#include "gemm_operands.hpp"
+
 using namespace genlm;
 
 namespace {
@@ -36,22 +38,8 @@ struct product_case {
 };
 
 // Stored operands with padded row strides (ld = cols + 3), values ~N(0,1).
-struct operands {
-  index_t lda, ldb, ldc;
-  std::vector<float> A, B, C0;
-  operands(const product_case& c, std::uint64_t seed) {
-    const index_t ar = c.ta ? c.k : c.m, ac = c.ta ? c.m : c.k, br = c.tb ? c.n : c.k, bc = c.tb ? c.k : c.n;
-    lda = ac + 3, ldb = bc + 3, ldc = c.n + 3;
-    rng g(seed);
-    A.resize(std::size_t(ar * lda));
-    B.resize(std::size_t(br * ldb));
-    C0.resize(std::size_t(c.m * ldc));
-    for (auto& v : A) v = float(g.normal());
-    for (auto& v : B) v = float(g.normal());
-    for (auto& v : C0) v = float(g.normal());
-  }
-  float a(const product_case& c, index_t i, index_t kk) const { return c.ta ? A[kk * lda + i] : A[i * lda + kk]; }
-  float b(const product_case& c, index_t kk, index_t j) const { return c.tb ? B[j * ldb + kk] : B[kk * ldb + j]; }
+struct operands : test::operands<float> {
+  operands(const product_case& c, std::uint64_t seed) : test::operands<float>(c, seed, 3) {}
 };
 
 // max over C of |C - ref| / (sum_k |a b| + |beta C0|) with ref in double from the rounded inputs
@@ -62,7 +50,7 @@ double worst_error(const product_case& c, const operands& o, const std::vector<f
     for (index_t j = 0; j < c.n; ++j) {
       double ref = 0, scale = 0;
       for (index_t kk = 0; kk < c.k; ++kk) {
-        const double p = double(round(o.a(c, i, kk))) * double(round(o.b(c, kk, j)));
+        const double p = double(round(o.a(i, kk))) * double(round(o.b(kk, j)));
         ref += p;
         scale += std::abs(p);
       }

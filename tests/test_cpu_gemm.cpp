@@ -12,6 +12,8 @@
 #include <genlm/backend/cpu.hpp>
 #include <genlm/core/random.hpp>
 
+#include "gemm_operands.hpp"
+
 using namespace genlm;
 
 namespace {
@@ -21,27 +23,14 @@ struct product_case {
   double alpha, beta;
 };
 
-// Stored operands with padded row strides (ld = cols + 5), values ~N(0,1).
+// Stored operands with padded row strides (ld = cols + 5), values ~N(0,1), and the product.
 template <class T>
-struct operands {
-  index_t lda, ldb, ldc;
-  std::vector<T> A, B, C0;
-  operands(const product_case& c, std::uint64_t seed) {
-    const index_t ar = c.ta ? c.k : c.m, ac = c.ta ? c.m : c.k, br = c.tb ? c.n : c.k, bc = c.tb ? c.k : c.n;
-    lda = ac + 5, ldb = bc + 5, ldc = c.n + 5;
-    rng g(seed);
-    A.resize(std::size_t(ar * lda));
-    B.resize(std::size_t(br * ldb));
-    C0.resize(std::size_t(c.m * ldc));
-    for (auto& v : A) v = T(g.normal());
-    for (auto& v : B) v = T(g.normal());
-    for (auto& v : C0) v = T(g.normal());
-  }
-  T a(const product_case& c, index_t i, index_t kk) const { return c.ta ? A[kk * lda + i] : A[i * lda + kk]; }
-  T b(const product_case& c, index_t kk, index_t j) const { return c.tb ? B[j * ldb + kk] : B[kk * ldb + j]; }
+struct operands : test::operands<T> {
+  operands(const product_case& c, std::uint64_t seed) : test::operands<T>(c, seed, 5) {}
   std::vector<T> run(const product_case& c) const {
-    std::vector<T> C = C0;
-    cpu::gemm<T>(c.ta, c.tb, c.m, c.n, c.k, T(c.alpha), A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc);
+    std::vector<T> C = this->C0;
+    cpu::gemm<T>(c.ta, c.tb, c.m, c.n, c.k, T(c.alpha), this->A.data(), this->lda, this->B.data(), this->ldb,
+                 T(c.beta), C.data(), this->ldc);
     return C;
   }
 };
@@ -54,7 +43,7 @@ double worst_error(const product_case& c, const operands<T>& o, const std::vecto
     for (index_t j = 0; j < c.n; ++j) {
       long double ref = 0, scale = 0;
       for (index_t kk = 0; kk < c.k; ++kk) {
-        const long double p = static_cast<long double>(o.a(c, i, kk)) * static_cast<long double>(o.b(c, kk, j));
+        const long double p = static_cast<long double>(o.a(i, kk)) * static_cast<long double>(o.b(kk, j));
         ref += p;
         scale += std::abs(p);
       }
