@@ -90,7 +90,7 @@ TEST_CASE("comm::single data-parallel training is genlm::trainer bit for bit", "
   to.lr = 2e-3;
   to.warmup_steps = 2;
   to.seed = 9;
-  SECTION("clip by value (per bucket)") {}
+  SECTION("clip by value (inside AdamW's pass)") {}
   SECTION("clip by norm and value") { to.clip_norm = 0.5; }
   Model a(mo), b(mo);
   trainer<Model> ta(a, d.feat, d.train, to);

@@ -391,11 +391,17 @@ GENLM_ALWAYS_INLINE void softmax_bwd_rows_body(const T* A, const T* dA, T* dS, i
     for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
   }
 }
+/// clamp(v, -c, c) written as std::clamp's definition: NaN stays NaN, c = +inf leaves v as is; a
+/// select that vectorises. Used by clip_body and the AdamW bodies (clip_grad_value_ fused).
+template <class T>
+GENLM_ALWAYS_INLINE T clamp_keep_nan(T v, T c) {
+  return v < -c ? -c : (c < v ? c : v);
+}
 template <class T>
 GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
                                     double step_size, double eps, double wd, T c) {
   for (index_t i = lo; i < hi; ++i) {
-    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_body's clamp; c = +inf: none
+    const T gi = clamp_keep_nan(g[i], c);
     const T mi = T(b1 * m[i] + (1 - b1) * gi);
     const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
@@ -409,7 +415,7 @@ template <class T>
 GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
                                           double decay, double step_size, double sbc2, double eps, T c) {
   for (index_t i = lo; i < hi; ++i) {
-    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_body's clamp; c = +inf: none
+    const T gi = clamp_keep_nan(g[i], c);
     const T pd = T(p[i] * decay);
     const T mi = T(b1 * m[i] + (1 - b1) * gi);
     const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
@@ -482,13 +488,10 @@ GENLM_ALWAYS_INLINE void dropout_fwd_body(const T* x, T* y, std::uint8_t* keep, 
   }
 }
 
-/// x[lo, hi) = clamp(x, -c, c), written as std::clamp's definition (NaN stays NaN) so it vectorises.
+/// x[lo, hi) = clamp(x, -c, c) (clamp_keep_nan: NaN stays NaN, vectorises).
 template <class T>
 GENLM_ALWAYS_INLINE void clip_body(T* x, index_t lo, index_t hi, T c) {
-  for (index_t i = lo; i < hi; ++i) {
-    const T v = x[i];
-    x[i] = v < -c ? -c : (c < v ? c : v);
-  }
+  for (index_t i = lo; i < hi; ++i) x[i] = clamp_keep_nan(x[i], c);
 }
 
 /// Number of NaN/Inf values in x[lo, hi): exponent bits all ones (vectorises; std::isfinite did not).
@@ -659,11 +662,6 @@ struct cpu {
   /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (oneDNN at
   /// 0.66-0.94x for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
   static constexpr index_t dnnl_min = index_t(1) << 18;
-#if defined(GENLM_USE_CBLAS)
-  static constexpr index_t openblas_thread_min_or_never = openblas_thread_min;
-#else
-  static constexpr index_t openblas_thread_min_or_never = std::numeric_limits<index_t>::max();
-#endif
   /// oneDNN's float32 sgemm (row-major, same argument meaning as gemm). oneDNN itself always runs
   /// on the calling thread (OpenMP team of 1: its own team's threads would spin next to this
   /// backend's pool); products are split over the pool by blocks of C's longer side instead.
@@ -725,13 +723,13 @@ struct cpu {
                                    const T* A, index_t lda, index_t stride_a, const T* B, index_t ldb,
                                    index_t stride_b, T beta, T* C, index_t ldc, index_t stride_c,
                                    index_t batch) {
-#if defined(GENLM_USE_DNNL)
-    // products from dnnl_min are split over the threads by dnnl_gemm (float32) or OpenBLAS (float64)
-    constexpr index_t self_threaded = std::is_same_v<T, float> ? dnnl_min : openblas_thread_min_or_never;
-#elif defined(GENLM_USE_CBLAS)
-    constexpr index_t self_threaded = openblas_thread_min;  // OpenBLAS threads each product itself
+#if defined(GENLM_USE_CBLAS)
+    index_t self_threaded = openblas_thread_min;  // OpenBLAS threads each product itself
 #else
-    constexpr index_t self_threaded = std::numeric_limits<index_t>::max();
+    index_t self_threaded = std::numeric_limits<index_t>::max();
+#endif
+#if defined(GENLM_USE_DNNL)
+    if constexpr (std::is_same_v<T, float>) self_threaded = dnnl_min;  // dnnl_gemm splits these itself
 #endif
     batched<cpu>(self_threaded, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
                  stride_c, batch);

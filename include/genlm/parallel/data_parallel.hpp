@@ -281,10 +281,9 @@ class data_parallel_trainer {
       return finish(m);
     }
 
-    // bucketed all-reduce of the flat gradients; non-finite check and clip-by-value per bucket
-    // (clipping waits for the unscaling when loss scaling is on)
+    // bucketed all-reduce of the flat gradients with the non-finite check per bucket (clipping by
+    // value happens inside AdamW's pass, after the unscaling and clip_grad_norm, as in the trainer)
     auto& g = ps.grads();
-    const bool clip_value_per_bucket = !scaler_.enabled() && opt_.clip_norm <= 0 && opt_.clip_value > 0;
     index_t nonfinite = 0;
     const std::size_t bucket_elems = dp_.bucket_bytes ? std::max<std::size_t>(1, dp_.bucket_bytes / sizeof(T)) : 0;
     // device backends: the gradients are written on the backend's stream, the communicator reads
@@ -292,10 +291,7 @@ class data_parallel_trainer {
     Backend::synchronize();
     timed([&] {
       comm_.allreduce_sum_buckets(g.data(), std::size_t(g.numel()), Backend::host_memory, bucket_elems,
-                                  [&](T* p, std::size_t n) {
-                                    nonfinite += Backend::count_nonfinite(p, index_t(n));
-                                    if (clip_value_per_bucket) Backend::clip_by_value(p, index_t(n), T(opt_.clip_value));
-                                  },
+                                  [&](T* p, std::size_t n) { nonfinite += Backend::count_nonfinite(p, index_t(n)); },
                                   "allreduce of gradients" + tag);
     });
     if (scaler_.enabled()) {
@@ -309,8 +305,7 @@ class data_parallel_trainer {
                                                    "); lower the learning rate"));
     }
     if (opt_.clip_norm > 0) clip_grad_norm(ps, opt_.clip_norm);
-    // clip_grad_value_ fused into AdamW's pass unless it was done bucket by bucket
-    adam_.step(ps, schedule_.at(adam_.steps()), opt_.clip_value > 0 && !clip_value_per_bucket ? opt_.clip_value : 0.0);
+    adam_.step(ps, schedule_.at(adam_.steps()), std::max(0.0, opt_.clip_value));  // clip_grad_value_ fused
 
     finish(m);
     if (dp_.drift_check_every > 0 && step_ % dp_.drift_check_every == 0 && comm_.size() > 1) check_drift();

@@ -80,13 +80,14 @@ __global__ void scale_matrix(T* C, index_t m, index_t n, index_t ldc, T beta) {
     c = beta == T(0) ? T(0) : beta * c;
   }
 }
-/// std::clamp(x, -c, c): NaN stays NaN, as on the CPU.
+/// std::clamp(v, -c, c): NaN stays NaN, c = +inf leaves v as is (the CPU's clamp_keep_nan).
+template <class T>
+__device__ __forceinline__ T clamp_keep_nan(T v, T c) {
+  return v < -c ? -c : (c < v ? c : v);
+}
 template <class T>
 __global__ void clip_by_value(T* x, index_t n, T c) {
-  GENLM_GRID_STRIDE(i, n) {
-    const T v = x[i];
-    x[i] = v < -c ? -c : (c < v ? c : v);
-  }
+  GENLM_GRID_STRIDE(i, n) x[i] = clamp_keep_nan(x[i], c);
 }
 template <class T>
 __global__ void add_bias(T* y, const T* b, index_t rows, index_t cols) {
@@ -418,7 +419,7 @@ template <class T>
 __global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double step_size, double eps,
                       double wd, T c) {
   GENLM_GRID_STRIDE(i, n) {
-    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_grad_value_ fused; c = +inf: none
+    const T gi = clamp_keep_nan(g[i], c);  // clip_grad_value_ fused
     const T mi = T(b1 * m[i] + (1 - b1) * gi);
     const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
     m[i] = mi;
@@ -432,7 +433,7 @@ template <class T>
 __global__ void adamw_torch(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double decay,
                             double step_size, double sbc2, double eps, T c) {
   GENLM_GRID_STRIDE(i, n) {
-    const T gi = g[i] < -c ? -c : (c < g[i] ? c : g[i]);  // clip_grad_value_ fused; c = +inf: none
+    const T gi = clamp_keep_nan(g[i], c);  // clip_grad_value_ fused
     const T pd = T(p[i] * decay);
     const T mi = T(b1 * m[i] + (1 - b1) * gi);
     const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
