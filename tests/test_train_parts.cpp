@@ -429,7 +429,9 @@ TEST_CASE("adamw matches transformers 4.22 AdamW and torch.optim.AdamW trajector
     const double e_th = run_trajectory<float>(f, fixture_options(f, true, true), th, lr);
     const double e_hf = run_trajectory<float>(f, fixture_options(f, false, true), hf, lr);
     const double e_hf0 = run_trajectory<float>(f, fixture_options(f, false, false), hf0, lr);
-    CHECK(e_th32 <= 2e-6);
+    // float32 arithmetic as torch's float32 run (2.3e-8 measured; the double-arithmetic update of
+    // before 2026-12-01's fifth session was 3.7e-7 away from it).
+    CHECK(e_th32 <= 1e-7);
     CHECK(e_th <= 2e-6);
     CHECK(e_hf <= 2e-6);
     CHECK(e_hf0 <= 2e-6);

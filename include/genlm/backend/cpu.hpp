@@ -32,6 +32,7 @@
 
 #include <Eigen/Core>
 
+#include <genlm/backend/adamw_update.hpp>
 #include <genlm/backend/cpu_amx.hpp>
 #include <genlm/backend/ops_common.hpp>
 #include <genlm/backend/precision.hpp>
@@ -391,38 +392,20 @@ GENLM_ALWAYS_INLINE void softmax_bwd_rows_body(const T* A, const T* dA, T* dS, i
     for (index_t r = 0; r < L; ++r) ds[r] = scale * a[r] * (da[r] - dotv);
   }
 }
-/// clamp(v, -c, c) written as std::clamp's definition: NaN stays NaN, c = +inf leaves v as is; a
-/// select that vectorises. Used by clip_body and the AdamW bodies (clip_grad_value_ fused).
+using optim_detail::clamp_keep_nan;
+/// AdamW over [lo, hi): genlm/backend/adamw_update.hpp's element update (shared with the CUDA
+/// kernels), in T's own arithmetic.
 template <class T>
-GENLM_ALWAYS_INLINE T clamp_keep_nan(T v, T c) {
-  return v < -c ? -c : (c < v ? c : v);
+GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi,
+                                    const optim_detail::coeffs<T>& k) {
+  const optim_detail::coeffs<T> kk = k;  // a local copy: the compiler keeps it in registers
+  for (index_t i = lo; i < hi; ++i) optim_detail::update(p[i], g[i], m[i], v[i], kk);
 }
 template <class T>
-GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
-                                    double step_size, double eps, double wd, T c) {
-  for (index_t i = lo; i < hi; ++i) {
-    const T gi = clamp_keep_nan(g[i], c);
-    const T mi = T(b1 * m[i] + (1 - b1) * gi);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
-    m[i] = mi;
-    v[i] = vi;
-    T pi = T(p[i] - step_size * mi / (std::sqrt(double(vi)) + eps));
-    if (wd != 0) pi = T(pi - wd * pi);
-    p[i] = pi;
-  }
-}
-template <class T>
-GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi, double b1, double b2,
-                                          double decay, double step_size, double sbc2, double eps, T c) {
-  for (index_t i = lo; i < hi; ++i) {
-    const T gi = clamp_keep_nan(g[i], c);
-    const T pd = T(p[i] * decay);
-    const T mi = T(b1 * m[i] + (1 - b1) * gi);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = T(pd - step_size * mi / (std::sqrt(double(vi)) / sbc2 + eps));
-  }
+GENLM_ALWAYS_INLINE void adamw_torch_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi,
+                                          const optim_detail::coeffs<T>& k) {
+  const optim_detail::coeffs<T> kk = k;
+  for (index_t i = lo; i < hi; ++i) optim_detail::update_torch(p[i], g[i], m[i], v[i], kk);
 }
 
 /// The unsigned integer type with T's bits (float -> uint32, double -> uint64).
@@ -984,22 +967,14 @@ struct cpu {
   /// One fused AdamW pass over n parameters (flat buffer); see adamw_hparams.
   template <class T>
   static void adamw_step(T* p, const T* g, T* m, T* v, index_t n, const adamw_hparams& h) {
-    const double b1 = h.beta1, b2 = h.beta2;
-    const double bc1 = 1.0 - std::pow(b1, double(h.step));
-    const double bc2 = 1.0 - std::pow(b2, double(h.step));
+    const auto k = optim_detail::make_coeffs<T>(h);
     const index_t grain = index_t(1) << 18;
-    const T c = h.clip_value > 0 ? T(h.clip_value) : std::numeric_limits<T>::infinity();
-    if (h.torch_style) {
-      const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
-      cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
-        cpu_detail::adamw_torch_run<T>(p, g, m, v, lo, hi, b1, b2, decay, step_size, sbc2, h.eps, c);
-      });
-    } else {
-      const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
-      cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
-        cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, b1, b2, step_size, h.eps, wd, c);
-      });
-    }
+    cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t lo, index_t hi) {
+      if (k.torch_style)
+        cpu_detail::adamw_torch_run<T>(p, g, m, v, lo, hi, k);
+      else
+        cpu_detail::adamw_run<T>(p, g, m, v, lo, hi, k);
+    });
   }
 };
 

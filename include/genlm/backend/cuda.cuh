@@ -29,6 +29,7 @@
 #include <limits>
 #include <type_traits>
 
+#include <genlm/backend/adamw_update.hpp>
 #include <genlm/backend/cuda/kernels.cuh>
 #include <genlm/backend/cuda/runtime.cuh>
 #include <genlm/backend/ops_common.hpp>
@@ -291,22 +292,16 @@ struct cuda_backend {
   }
 
   // ---------------------------------------------------------------- optimiser
-  /// One fused AdamW pass over the flat buffers (the CPU backend's double-precision formulas).
+  /// One fused AdamW pass over the flat buffers (genlm/backend/adamw_update.hpp's update, as
+  /// the CPU backend).
   template <class T>
   static void adamw_step(T* p, const T* g, T* m, T* v, index_t n, const adamw_hparams& h) {
     if (n <= 0) return;
-    const double b1 = h.beta1, b2 = h.beta2;
-    const double bc1 = 1.0 - std::pow(b1, double(h.step));
-    const double bc2 = 1.0 - std::pow(b2, double(h.step));
-    const T c = h.clip_value > 0 ? T(h.clip_value) : std::numeric_limits<T>::infinity();
-    if (h.torch_style) {
-      const double decay = 1.0 - h.lr * h.weight_decay, step_size = h.lr / bc1, sbc2 = std::sqrt(bc2);
-      launch_1d("adamw_torch", n, &cuda_kernels::adamw_torch<T>, p, g, m, v, n, b1, b2, decay, step_size, sbc2, h.eps,
-                c);
-    } else {
-      const double step_size = h.lr * std::sqrt(bc2) / bc1, wd = h.lr * h.weight_decay;
-      launch_1d("adamw", n, &cuda_kernels::adamw<T>, p, g, m, v, n, b1, b2, step_size, h.eps, wd, c);
-    }
+    const auto k = optim_detail::make_coeffs<T>(h);
+    if (k.torch_style)
+      launch_1d("adamw_torch", n, &cuda_kernels::adamw_torch<T>, p, g, m, v, n, k);
+    else
+      launch_1d("adamw", n, &cuda_kernels::adamw<T>, p, g, m, v, n, k);
   }
 
  private:

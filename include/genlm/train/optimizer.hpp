@@ -3,7 +3,9 @@
 //
 // adamw<T, Backend> keeps exp_avg / exp_avg_sq as two flat tensors the size of the store's flat
 // buffer (alignment gaps included: their values and gradients are zero and stay zero), so one step
-// is one fused Backend::adamw_step pass. Two update rules (see adamw_hparams in backend/cpu.hpp):
+// is one fused Backend::adamw_step pass, computed in T's own arithmetic as torch computes a float32
+// tensor's update in float32 (the element update is backend/adamw_update.hpp, shared by the CPU
+// loop and the CUDA kernel). Two update rules (see adamw_hparams in backend/ops_common.hpp):
 //   torch_style = false (default): transformers 4.22 AdamW, the optimiser of the gLM reference
 //       (SPEC.md): m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //       p -= lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps);  then p -= lr*wd * p.

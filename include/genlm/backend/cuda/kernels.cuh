@@ -17,6 +17,7 @@
 
 #include <cub/block/block_reduce.cuh>
 
+#include <genlm/backend/adamw_update.hpp>
 #include <genlm/core/random.hpp>
 #include <genlm/core/tensor.hpp>
 
@@ -80,11 +81,7 @@ __global__ void scale_matrix(T* C, index_t m, index_t n, index_t ldc, T beta) {
     c = beta == T(0) ? T(0) : beta * c;
   }
 }
-/// std::clamp(v, -c, c): NaN stays NaN, c = +inf leaves v as is (the CPU's clamp_keep_nan).
-template <class T>
-__device__ __forceinline__ T clamp_keep_nan(T v, T c) {
-  return v < -c ? -c : (c < v ? c : v);
-}
+using optim_detail::clamp_keep_nan;  // genlm/backend/adamw_update.hpp, shared with the CPU
 template <class T>
 __global__ void clip_by_value(T* x, index_t n, T c) {
   GENLM_GRID_STRIDE(i, n) x[i] = clamp_keep_nan(x[i], c);
@@ -415,32 +412,14 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
 }
 
 // ------------------------------------------------------------------ AdamW (the CPU's double formulas)
+/// AdamW: genlm/backend/adamw_update.hpp's element updates, the same functions as the CPU loops.
 template <class T>
-__global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double step_size, double eps,
-                      double wd, T c) {
-  GENLM_GRID_STRIDE(i, n) {
-    const T gi = clamp_keep_nan(g[i], c);  // clip_grad_value_ fused
-    const T mi = T(b1 * m[i] + (1 - b1) * gi);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
-    m[i] = mi;
-    v[i] = vi;
-    T pi = T(p[i] - step_size * mi / (sqrt(double(vi)) + eps));
-    if (wd != 0) pi = T(pi - wd * pi);
-    p[i] = pi;
-  }
+__global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, optim_detail::coeffs<T> k) {
+  GENLM_GRID_STRIDE(i, n) optim_detail::update(p[i], g[i], m[i], v[i], k);
 }
 template <class T>
-__global__ void adamw_torch(T* p, const T* g, T* m, T* v, index_t n, double b1, double b2, double decay,
-                            double step_size, double sbc2, double eps, T c) {
-  GENLM_GRID_STRIDE(i, n) {
-    const T gi = clamp_keep_nan(g[i], c);  // clip_grad_value_ fused
-    const T pd = T(p[i] * decay);
-    const T mi = T(b1 * m[i] + (1 - b1) * gi);
-    const T vi = T(b2 * v[i] + (1 - b2) * double(gi) * gi);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = T(pd - step_size * mi / (sqrt(double(vi)) / sbc2 + eps));
-  }
+__global__ void adamw_torch(T* p, const T* g, T* m, T* v, index_t n, optim_detail::coeffs<T> k) {
+  GENLM_GRID_STRIDE(i, n) optim_detail::update_torch(p[i], g[i], m[i], v[i], k);
 }
 
 #undef GENLM_GRID_STRIDE
