@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds genlm's benchmarks (build dir: $GENLM_BENCH_BUILD, default build-perf) and runs them.
-# Usage: scripts/bench.sh [gemm|libs|layers|model|peak|compare|all|cuda|compare-cuda] [extra args for the chosen tool]
+# Usage: scripts/bench.sh [gemm|libs|profile|layers|model|peak|compare|all|cuda|compare-cuda] [extra args for the chosen tool]
 #   libs: genlm_sgemm_libs, OpenBLAS vs oneDNN sgemm interleaved (built when both are found)
+#   profile: genlm_train_phases [steps] [threads] under LD_PRELOAD=libgenlm_gemm_profile.so: the
+#            time and rate of every product shape in place, printed at exit
 #   GENLM_BENCH_BATCH=8   contigs per batch (30 genes each) for the Google Benchmark suites
 #   compare: scripts/compare_pytorch.py (needs a Python with torch + transformers: $PYTHON,
 #            default /opt/fixenv/bin/python)
@@ -23,6 +25,7 @@ case "$what" in
     fi
     cmake --build "$build" -j "$(nproc)" --target genlm_bench_cuda genlm_workload_cuda ;;
   libs) cmake --build "$build" -j "$(nproc)" --target genlm_sgemm_libs ;;
+  profile) cmake --build "$build" -j "$(nproc)" --target genlm_gemm_profile genlm_train_phases ;;
   *)
     cmake --build "$build" -j "$(nproc)" --target genlm_fma_peak genlm_bench_gemm genlm_bench_layers genlm_bench_model \
       genlm_workload ;;
@@ -34,6 +37,9 @@ case "$what" in
   peak) "$b/genlm_fma_peak" "$@" ;;
   gemm) "$b/genlm_bench_gemm" --benchmark_min_time=0.2 "$@" ;;
   libs) "$b/genlm_sgemm_libs" "$@" ;;
+  profile)
+    threads=${2:-1}
+    OPENBLAS_NUM_THREADS=$threads LD_PRELOAD="$PWD/$b/libgenlm_gemm_profile.so" "$b/genlm_train_phases" "$@" ;;
   layers) "$b/genlm_bench_layers" --benchmark_min_time=0.2 "$@" ;;
   model) "$b/genlm_bench_model" --benchmark_min_time=0.1 "$@" ;;
   compare) "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@" ;;
@@ -44,5 +50,5 @@ case "$what" in
     "$b/genlm_bench_model" --benchmark_min_time=0.1
     "${PYTHON:-/opt/fixenv/bin/python}" scripts/compare_pytorch.py --build "$build" "$@"
     ;;
-  *) echo "usage: $0 [gemm|libs|layers|model|peak|compare|all|cuda|compare-cuda] [args]" >&2; exit 2 ;;
+  *) echo "usage: $0 [gemm|libs|profile|layers|model|peak|compare|all|cuda|compare-cuda] [args]" >&2; exit 2 ;;
 esac
