@@ -70,6 +70,16 @@ F next(const char* name) {
 }
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 char tr(CBLAS_TRANSPOSE t) { return t == CblasNoTrans ? 'N' : 'T'; }
+/// Calls the library's own function and books its time under `k` (void or not).
+template <class F, class... A>
+auto timed(const key_t& k, F real, A... a) {
+  struct booking {
+    const key_t& k;
+    double t0 = now();
+    ~booking() { prof().add(k, now() - t0); }
+  } b{k};
+  return real(a...);
+}
 
 }  // namespace
 
@@ -78,25 +88,19 @@ extern "C" {
 void cblas_sgemm(CBLAS_ORDER o, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
                  const float* A, blasint lda, const float* B, blasint ldb, float beta, float* C, blasint ldc) {
   static auto real = next<decltype(&cblas_sgemm)>("cblas_sgemm");
-  const double t = now();
-  real(o, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  prof().add({"openblas", tr(ta), tr(tb), m, n, k, beta}, now() - t);
+  timed({"openblas", tr(ta), tr(tb), m, n, k, beta}, real, o, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void cblas_dgemm(CBLAS_ORDER o, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha,
                  const double* A, blasint lda, const double* B, blasint ldb, double beta, double* C, blasint ldc) {
   static auto real = next<decltype(&cblas_dgemm)>("cblas_dgemm");
-  const double t = now();
-  real(o, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  prof().add({"openblas", tr(ta), tr(tb), m, n, k, beta}, now() - t);
+  timed({"openblas", tr(ta), tr(tb), m, n, k, beta}, real, o, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #if defined(GENLM_USE_DNNL)
 dnnl_status_t dnnl_sgemm(char ta, char tb, dnnl_dim_t m, dnnl_dim_t n, dnnl_dim_t k, float alpha, const float* A,
                          dnnl_dim_t lda, const float* B, dnnl_dim_t ldb, float beta, float* C, dnnl_dim_t ldc) {
   static auto real = next<decltype(&dnnl_sgemm)>("dnnl_sgemm");
-  const double t = now();
-  const auto st = real(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  prof().add({"onednn", ta, tb, long(m), long(n), long(k), beta}, now() - t);
-  return st;
+  return timed({"onednn", ta, tb, long(m), long(n), long(k), beta}, real, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta,
+               C, ldc);
 }
 #endif
 }
