@@ -26,7 +26,7 @@ struct coeffs {
   T b1, one_minus_b1, b2, one_minus_b2;
   T step_size;  // transformers: lr sqrt(1-b2^t) / (1-b1^t); torch: lr / (1-b1^t)
   T eps;
-  T wd;    // transformers: lr * weight_decay, applied after the update (0: none)
+  T wd;     // transformers: lr * weight_decay, applied after the update (0: none)
   T decay;  // torch: 1 - lr * weight_decay, applied before the update
   T sbc2;   // torch: sqrt(1-b2^t)
   T clip;   // clip_value, +inf when clipping is off
