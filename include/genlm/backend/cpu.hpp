@@ -398,7 +398,8 @@ using optim_detail::clamp_keep_nan;
 template <class T>
 GENLM_ALWAYS_INLINE void adamw_body(T* p, const T* g, T* m, T* v, index_t lo, index_t hi,
                                     const optim_detail::coeffs<T>& k) {
-  const optim_detail::coeffs<T> kk = k;  // a local copy: the compiler keeps it in registers
+  // A local copy: stores through p, m, v cannot alias it, so the constants stay in registers.
+  const optim_detail::coeffs<T> kk = k;
   for (index_t i = lo; i < hi; ++i) optim_detail::update(p[i], g[i], m[i], v[i], kk);
 }
 template <class T>

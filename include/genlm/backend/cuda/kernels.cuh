@@ -411,7 +411,7 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
       d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
 }
 
-// ------------------------------------------------------------------ AdamW (the CPU's double formulas)
+// ------------------------------------------------------------------ AdamW
 /// AdamW: genlm/backend/adamw_update.hpp's element updates, the same functions as the CPU loops.
 template <class T>
 __global__ void adamw(T* p, const T* g, T* m, T* v, index_t n, optim_detail::coeffs<T> k) {
