@@ -416,6 +416,63 @@ TEMPLATE_TEST_CASE("masked softmax forward and softmax backward", "[ops][softmax
   }
 }
 
+TEMPLATE_TEST_CASE("fused ops: bias_gelu_forward, bias_dropout_add, relpos_softmax_forward, softmax_relpos_backward",
+                   "[ops][fused]", float, double) {
+  using T = TestType;
+  const double tol = op_tol<T>();
+  for (const auto& s : matrix_shapes) {
+    const index_t rows = s.rows, cols = s.cols, n = rows * cols;
+    CAPTURE(rows, cols);
+    const auto sz = std::size_t(n);
+    const auto yv = randn<T>(sz, 90, 2.0);
+    dual<T> y(yv), g(nans<T>(sz)), b(randn<T>(std::size_t(cols), 91));
+    on_both([&](auto t) {
+      using B = typename decltype(t)::type;
+      B::bias_gelu_forward(P<B>(y), P<B>(b), P<B>(g), rows, cols);
+    });
+    GPU_CHECK_CLOSE("bias_gelu_forward pre-activation", y.got(), y.ref(), tol);
+    GPU_CHECK_CLOSE("bias_gelu_forward", g.got(), g.ref(), tol);
+    const std::uint64_t key = genlm::splitmix64(0xFEEDull ^ std::uint64_t(n)), step = 12;
+    for (const double p : {0.0, 0.1}) {
+      CAPTURE(p);
+      dual<T> yd(yv), res(randn<T>(sz, 92)), yn(yv);
+      dual<std::uint8_t> keep(filled<std::uint8_t>(sz, 0xAB));
+      on_both([&](auto t) {
+        using B = typename decltype(t)::type;
+        B::bias_dropout_add(P<B>(yd), P<B>(b), P<B>(res), p > 0 ? P<B>(keep) : static_cast<std::uint8_t*>(nullptr),
+                            rows, cols, p, key, step);
+        B::bias_dropout_add(P<B>(yn), static_cast<const T*>(nullptr), P<B>(res), static_cast<std::uint8_t*>(nullptr),
+                            rows, cols, p, key, step);
+      });
+      GPU_CHECK_BITWISE("bias_dropout_add keep mask", keep.got(), keep.ref());
+      GPU_CHECK_CLOSE("bias_dropout_add", yd.got(), yd.ref(), tol);
+      GPU_CHECK_CLOSE("bias_dropout_add, no bias, no dropout", yn.got(), yn.ref(), tol);
+    }
+  }
+  for (const index_t L : {index_t(1), index_t(7), index_t(30), index_t(64)}) {
+    const index_t Bn = 2, H = 3, BH = Bn * H, W = 2 * L - 1;
+    CAPTURE(L);
+    const auto ns = std::size_t(BH * L * L), ne = std::size_t(BH * L * W);
+    std::vector<T> mv(std::size_t(Bn * L), T(1));
+    for (index_t l = L / 2 + 1; l < L; ++l) mv[std::size_t(L + l)] = T(0);  // contig 1: padding at the end
+    const T scale = T(1.0 / std::sqrt(8.0));
+    dual<T> S(randn<T>(ns, 93, 3.0)), QE(randn<T>(ne, 94)), KE(randn<T>(ne, 95)), mask(mv), A(nans<T>(ns));
+    on_both([&](auto t) {
+      using B = typename decltype(t)::type;
+      B::relpos_softmax_forward(P<B>(S), P<B>(QE), P<B>(KE), P<B>(mask), P<B>(A), Bn, H, L, scale);
+    });
+    GPU_CHECK_CLOSE("relpos_softmax_forward", A.got(), A.ref(), tol);
+    dual<T> probs(A.ref()), dA(randn<T>(ns, 96)), dQE(nans<T>(ne)), dKE(nans<T>(ne));
+    on_both([&](auto t) {
+      using B = typename decltype(t)::type;
+      B::softmax_relpos_backward(P<B>(probs), P<B>(dA), P<B>(dA), P<B>(dQE), P<B>(dKE), BH, L, scale);
+    });
+    GPU_CHECK_CLOSE("softmax_relpos_backward dS", dA.got(), dA.ref(), tol);
+    GPU_CHECK_CLOSE("softmax_relpos_backward dQE", dQE.got(), dQE.ref(), tol);
+    GPU_CHECK_CLOSE("softmax_relpos_backward dKE", dKE.got(), dKE.ref(), tol);
+  }
+}
+
 TEMPLATE_TEST_CASE("masked_gene_loss_grad", "[ops][loss]", float, double) {
   using T = TestType;
   const double tol = op_tol<T>();

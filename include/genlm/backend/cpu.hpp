@@ -353,30 +353,58 @@ GENLM_ALWAYS_INLINE T lane_reduce(index_t n, T init, Op op, F f) {
   return op(op(op(lane[0], lane[4]), op(lane[2], lane[6])), op(op(lane[1], lane[5]), op(lane[3], lane[7])));
 }
 
+/// a[0, L) = softmax(a * scale + (1 - mk) * lowest) in place (mk == nullptr: no mask): the part of
+/// a masked softmax row that the plain and the relative-position-fused forms share.
+template <class T>
+GENLM_ALWAYS_INLINE void softmax_row_tail(T* a, const T* mk, index_t L, T scale) {
+  const T lowest = std::numeric_limits<T>::lowest();
+  if (mk) {
+    for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale + (T(1) - mk[r]) * lowest;
+  } else {
+    for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale;
+  }
+  const T mx = lane_reduce(L, lowest, [](T x, T y) { return x < y ? y : x; }, [a](index_t r) { return a[r]; });
+  if constexpr (std::is_same_v<T, float>) {
+    for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
+  } else {
+    for (index_t r = 0; r < L; ++r) a[r] = std::exp(a[r] - mx);
+  }
+  const T sum = lane_reduce(L, T(0), std::plus<T>(), [a](index_t r) { return a[r]; });
+  const T inv = T(1) / sum;
+  for (index_t r = 0; r < L; ++r) a[r] *= inv;
+}
+
 /// Rows [row0, row1) of a masked softmax over the last axis (rows of length L; row = (b, h, i)).
 template <class T>
 GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, index_t row0, index_t row1, index_t H,
                                            index_t L, T scale) {
-  const T lowest = std::numeric_limits<T>::lowest();
   for (index_t row = row0; row < row1; ++row) {
-    const index_t b = row / (H * L);
     const T* s = S + row * L;
     T* a = A + row * L;
-    if (mask) {
-      const T* mk = mask + b * L;
-      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale + (T(1) - mk[r]) * lowest;
+    if (a != s) std::copy(s, s + L, a);
+    softmax_row_tail<T>(a, mask ? mask + (row / (H * L)) * L : nullptr, L, scale);
+  }
+}
+
+/// Rows [row0, row1) of relpos_add followed by the masked softmax, in one pass over each row:
+/// a[r] = softmax_r((S[l, r] + (QE[l, j] (+ KE[r, j]))) * scale + mask), j = l - r + L - 1, with the
+/// same roundings as the two separate ops (so the same bits). A may alias S.
+template <class T>
+GENLM_ALWAYS_INLINE void relpos_softmax_rows_body(const T* S, const T* QE, const T* KE, const T* mask, T* A,
+                                                  index_t row0, index_t row1, index_t H, index_t L, T scale) {
+  const index_t W = 2 * L - 1;
+  for (index_t row = row0; row < row1; ++row) {
+    const index_t bh = row / L, l = row % L;
+    const T* s = S + row * L;
+    const T* qe = QE + row * W + (l + L - 1);  // qe[-r] = QE[l, l - r + L - 1]
+    T* a = A + row * L;
+    if (KE) {
+      const T* ke = KE + bh * L * W + (l + L - 1);  // ke[r * (W - 1)] = KE[r, l - r + L - 1]
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] + (qe[-r] + ke[r * (W - 1)]);
     } else {
-      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale;
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] + qe[-r];
     }
-    const T mx = lane_reduce(L, lowest, [](T x, T y) { return x < y ? y : x; }, [a](index_t r) { return a[r]; });
-    if constexpr (std::is_same_v<T, float>) {
-      for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
-    } else {
-      for (index_t r = 0; r < L; ++r) a[r] = std::exp(a[r] - mx);
-    }
-    const T sum = lane_reduce(L, T(0), std::plus<T>(), [a](index_t r) { return a[r]; });
-    const T inv = T(1) / sum;
-    for (index_t r = 0; r < L; ++r) a[r] *= inv;
+    softmax_row_tail<T>(a, mask ? mask + (row / (H * L)) * L : nullptr, L, scale);
   }
 }
 
@@ -502,6 +530,70 @@ GENLM_ALWAYS_INLINE void dropout_bwd_body(const T* dy, const std::uint8_t* keep,
     for (index_t i = 0; i < n; ++i) dx[i] = keep_or_zero(dy[i] * scale, keep[i]);
 }
 
+/// Rows [r0, r1) of y(rows, cols) += b(cols) and g = gelu(y): add_bias then gelu_forward in one
+/// pass over each row (the row stays in L1 between the two), the same bits as the two ops.
+template <class T>
+GENLM_ALWAYS_INLINE void bias_gelu_body(T* y, const T* b, T* g, index_t r0, index_t r1, index_t cols) {
+  for (index_t r = r0; r < r1; ++r) {
+    T* yr = y + r * cols;
+    for (index_t c = 0; c < cols; ++c) yr[c] += b[c];
+    gelu_fwd_body<T>(yr, g + r * cols, cols);
+  }
+}
+
+/// Philox blocks [b0, b1) (elements 4 b0 .. min(n, 4 b1)) of y(n = rows x cols) =
+/// dropout(y + b) + res: add_bias, dropout_forward and add in one pass, chunk by chunk of 64
+/// elements, with the same roundings and the same mask (keep[i] = stream_uniform(key, step, i) >= p)
+/// as the three ops. keep == nullptr: no dropout (y = (y + b) + res). b == nullptr: no bias.
+template <class T>
+GENLM_ALWAYS_INLINE void bias_dropout_add_body(T* y, const T* b, const T* res, std::uint8_t* keep, index_t n,
+                                               index_t cols, index_t b0, index_t b1, float p, T scale,
+                                               std::uint64_t key, std::uint64_t step) {
+  constexpr index_t chunk = 64;  // 16 Philox blocks: one vectorised group of dropout_fwd_body
+  const index_t e0 = std::min(n, 4 * b0), e1 = std::min(n, 4 * b1);
+  index_t col = e0 % cols;
+  for (index_t c0 = e0; c0 < e1; c0 += chunk) {
+    const index_t c1 = std::min(e1, c0 + chunk);
+    if (b) {
+      for (index_t i = c0; i < c1;) {  // runs of the bias row between wrap-arounds
+        const index_t run = std::min(c1 - i, cols - col);
+        T* yi = y + i;
+        const T* bc = b + col;
+        for (index_t k = 0; k < run; ++k) yi[k] += bc[k];
+        i += run;
+        col += run;
+        if (col == cols) col = 0;
+      }
+    }
+    if (keep) dropout_fwd_body<T>(y, y, keep, n, c0 / 4, (c1 + 3) / 4, p, scale, key, step);
+    for (index_t i = c0; i < c1; ++i) y[i] = y[i] + res[i];
+  }
+}
+
+/// Score blocks [b0, b1) (block = one (contig, head) L x L matrix) of the softmax backward followed by
+/// relpos_grad's gather: dS = scale * A * (dA - rowsum(dA * A)) (dS may alias dA), then
+/// dQE[l, j] = dS[l, l - j + L - 1], dKE[r, j] = dS[r + j - L + 1, r] (0 where no such entry; dKE
+/// skipped when nullptr). The same values as the two ops.
+template <class T>
+GENLM_ALWAYS_INLINE void softmax_relpos_bwd_body(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t b0,
+                                                 index_t b1, index_t L, T scale) {
+  const index_t W = 2 * L - 1;
+  softmax_bwd_rows_body<T>(A, dA, dS, b0 * L, b1 * L, L, scale);
+  for (index_t b = b0; b < b1; ++b) {
+    const T* ds = dS + b * L * L;
+    T* dqe = dQE + b * L * W;
+    T* dke = dKE ? dKE + b * L * W : nullptr;
+    std::fill(dqe, dqe + L * W, T(0));
+    if (dke) std::fill(dke, dke + L * W, T(0));
+    for (index_t l = 0; l < L; ++l)
+      for (index_t r = 0; r < L; ++r) {
+        const index_t j = l - r + L - 1;
+        dqe[l * W + j] = ds[l * L + r];
+        if (dke) dke[r * W + j] = ds[l * L + r];
+      }
+  }
+}
+
 // ---- the two compiled versions of each hot loop
 #define GENLM_DISPATCHED(name, body)                                          \
   template <class T, class... A>                                              \
@@ -524,6 +616,10 @@ GENLM_DISPATCHED(ln_bwd_dx, ln_bwd_dx_body)
 GENLM_DISPATCHED(ln_bwd_params, ln_bwd_params_body)
 GENLM_DISPATCHED(softmax_rows, softmax_rows_body)
 GENLM_DISPATCHED(softmax_bwd_rows, softmax_bwd_rows_body)
+GENLM_DISPATCHED(relpos_softmax_rows, relpos_softmax_rows_body)
+GENLM_DISPATCHED(softmax_relpos_bwd, softmax_relpos_bwd_body)
+GENLM_DISPATCHED(bias_gelu, bias_gelu_body)
+GENLM_DISPATCHED(bias_dropout_add, bias_dropout_add_body)
 GENLM_DISPATCHED(adamw_run, adamw_body)
 GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
 GENLM_DISPATCHED(dropout_fwd, dropout_fwd_body)
@@ -552,6 +648,9 @@ struct cpu {
   }
   static void set_num_threads(int n) { num_threads_ref() = n < 1 ? 1 : n; }
   static int num_threads() { return num_threads_ref(); }
+  /// Fewest rows of `cols` elements worth a thread of their own in an elementwise row loop
+  /// (~2^16 elements: below that a thread's wake-up costs more than it saves).
+  static index_t row_chunk(index_t cols) { return std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, cols)); }
 
   // ---------------------------------------------------------------- memory
   template <class T>
@@ -595,7 +694,9 @@ struct cpu {
   /// y = a + b (elementwise), y may alias a or b.
   template <class T>
   static void add(index_t n, const T* a, const T* b, T* y) {
-    for (index_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+    cpu_detail::parallel_for(n, num_threads(), index_t(1) << 16, [&](index_t lo, index_t hi) {
+      for (index_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
+    });
   }
 
   // ---------------------------------------------------------------- GEMM (row-major)
@@ -742,19 +843,45 @@ struct cpu {
   /// y(rows, cols) += b(cols) broadcast over rows.
   template <class T>
   static void add_bias(T* y, const T* b, index_t rows, index_t cols) {
-    for (index_t r = 0; r < rows; ++r) {
-      T* yr = y + r * cols;
-      for (index_t c = 0; c < cols; ++c) yr[c] += b[c];
-    }
+    cpu_detail::parallel_for(rows, num_threads(), row_chunk(cols), [&](index_t r0, index_t r1) {
+      for (index_t r = r0; r < r1; ++r) {
+        T* yr = y + r * cols;
+        for (index_t c = 0; c < cols; ++c) yr[c] += b[c];
+      }
+    });
   }
-  /// db(cols) = beta * db + sum over rows of dy(rows, cols).
+  /// db(cols) = beta * db + sum over rows of dy(rows, cols); each column summed in row order (the
+  /// threads split the columns, so the result does not depend on the thread count).
   template <class T>
   static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
-    for (index_t c = 0; c < cols; ++c) db[c] = beta == T(0) ? T(0) : beta * db[c];
-    for (index_t r = 0; r < rows; ++r) {
-      const T* d = dy + r * cols;
-      for (index_t c = 0; c < cols; ++c) db[c] += d[c];
-    }
+    const index_t min_cols = std::max<index_t>(16, (index_t(1) << 16) / std::max<index_t>(1, rows));
+    cpu_detail::parallel_for(cols, num_threads(), min_cols, [&](index_t c0, index_t c1) {
+      for (index_t c = c0; c < c1; ++c) db[c] = beta == T(0) ? T(0) : beta * db[c];
+      for (index_t r = 0; r < rows; ++r) {
+        const T* d = dy + r * cols;
+        for (index_t c = c0; c < c1; ++c) db[c] += d[c];
+      }
+    });
+  }
+  /// y(rows, cols) += b(cols), then g = gelu(y): add_bias and gelu_forward in one pass (the
+  /// forward of a linear layer's bias and its GELU; y keeps the pre-activation for the backward).
+  template <class T>
+  static void bias_gelu_forward(T* y, const T* b, T* g, index_t rows, index_t cols) {
+    cpu_detail::parallel_for(rows, num_threads(), row_chunk(cols), [&](index_t r0, index_t r1) {
+      cpu_detail::bias_gelu<T>(y, b, g, r0, r1, cols);
+    });
+  }
+  /// y(rows, cols) = dropout(y + b) + res in one pass: add_bias, dropout_forward (same mask:
+  /// keep[i] = stream_uniform(key, step, i) >= p, i the flat index) and add. keep == nullptr: no
+  /// dropout (y = y + b + res); b == nullptr: no bias. res may not alias y.
+  template <class T>
+  static void bias_dropout_add(T* y, const T* b, const T* res, std::uint8_t* keep, index_t rows, index_t cols,
+                               double p, std::uint64_t key, std::uint64_t step) {
+    const index_t n = rows * cols;
+    const T s = keep ? T(1.0 / (1.0 - p)) : T(1);
+    cpu_detail::parallel_for((n + 3) / 4, num_threads(), index_t(1) << 14, [&](index_t b0, index_t b1) {
+      cpu_detail::bias_dropout_add<T>(y, b, res, keep, n, cols, b0, b1, float(p), s, key, step);
+    });
   }
   /// Sum of squares (accumulated in double).
   template <class T>
@@ -806,11 +933,13 @@ struct cpu {
     // dx: rows split over the other threads.
     const int nt = rows * cols >= (index_t(1) << 17) ? num_threads() : 1;
     if (nt > 1) {
-      std::thread params([&] { cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols); });
-      cpu_detail::parallel_for(rows, nt - 1, 1, [&](index_t r0, index_t r1) {
-        cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, r0, r1, cols);
+      // task 0 (the calling thread) sums the parameters' gradients, tasks 1..nt-1 split dx's rows
+      const index_t parts = nt - 1, chunk = (rows + parts - 1) / parts;
+      cpu_detail::thread_pool::instance().run(nt, [&](index_t i) {
+        if (i == 0) return cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols);
+        const index_t r0 = std::min(rows, (i - 1) * chunk), r1 = std::min(rows, r0 + chunk);
+        if (r0 < r1) cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, r0, r1, cols);
       });
-      params.join();
     } else {
       cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols);
       cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, index_t(0), rows, cols);
@@ -854,16 +983,20 @@ struct cpu {
   /// dst(a, c, b, d) (+)= src(a, b, c, d): (B, L, heads, hd) <-> (B, heads, L, hd).
   template <class T>
   static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
-    for (index_t a = 0; a < A; ++a)
-      for (index_t b = 0; b < B; ++b)
+    // (a, b) pairs split over the threads; each writes its own rows of dst
+    cpu_detail::parallel_for(A * B, num_threads(), row_chunk(C * D), [&](index_t ab0, index_t ab1) {
+      for (index_t ab = ab0; ab < ab1; ++ab) {
+        const index_t a = ab / B, b = ab % B;
         for (index_t c = 0; c < C; ++c) {
-          const T* s = src + ((a * B + b) * C + c) * D;
+          const T* s = src + (ab * C + c) * D;
           T* d = dst + ((a * C + c) * B + b) * D;
           if (accumulate)
             for (index_t e = 0; e < D; ++e) d[e] += s[e];
           else
             std::copy(s, s + D, d);
         }
+      }
+    });
   }
 
   // ---------------------------------------------------------------- relative position terms
@@ -915,6 +1048,28 @@ struct cpu {
   static void masked_softmax_forward(const T* S, const T* mask, T* A, index_t B, index_t H, index_t L, T scale) {
     cpu_detail::parallel_for(B * H * L, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / L),
                              [&](index_t r0, index_t r1) { cpu_detail::softmax_rows<T>(S, mask, A, r0, r1, H, L, scale); });
+  }
+  /// relpos_add followed by masked_softmax_forward in one pass over each score row, the same bits:
+  /// A[b,h,l,r] = softmax_r((S[b,h,l,r] + QE[l, j] (+ KE[r, j])) * scale + (1 - m[b,r]) * lowest),
+  /// j = l - r + L - 1 (QE, KE: (B*H*L, 2L-1) per score block as in relpos_add). A may alias S.
+  template <class T>
+  static void relpos_softmax_forward(const T* S, const T* QE, const T* KE, const T* mask, T* A, index_t B, index_t H,
+                                     index_t L, T scale) {
+    cpu_detail::parallel_for(B * H * L, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / (3 * L)),
+                             [&](index_t r0, index_t r1) {
+                               cpu_detail::relpos_softmax_rows<T>(S, QE, KE, mask, A, r0, r1, H, L, scale);
+                             });
+  }
+  /// softmax_backward followed by relpos_grad, block by block (a block = one L x L score matrix
+  /// of the `batch` = B*H): dS = scale * A * (dA - rowsum(dA * A)) (dS may alias dA), then dQE and
+  /// dKE (nullptr: skipped) gathered from dS as relpos_grad does. The same values as the two ops.
+  template <class T>
+  static void softmax_relpos_backward(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t batch, index_t L,
+                                      T scale) {
+    cpu_detail::parallel_for(batch, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / (4 * L * L)),
+                             [&](index_t b0, index_t b1) {
+                               cpu_detail::softmax_relpos_bwd<T>(A, dA, dS, dQE, dKE, b0, b1, L, scale);
+                             });
   }
   /// dS = scale * A * (dA - rowsum(dA * A)) over rows of length L; dS may alias dA.
   template <class T>

@@ -181,6 +181,19 @@ struct cuda_backend {
   static void add_bias(T* y, const T* b, index_t rows, index_t cols) {
     launch_1d("add_bias", rows * cols, &cuda_kernels::add_bias<T>, y, b, rows, cols);
   }
+  /// y(rows, cols) += b, then g = gelu(y) (as cpu::bias_gelu_forward).
+  template <class T>
+  static void bias_gelu_forward(T* y, const T* b, T* g, index_t rows, index_t cols) {
+    launch_1d("bias_gelu_forward", rows * cols, &cuda_kernels::bias_gelu_forward<T>, y, b, g, rows, cols);
+  }
+  /// y = dropout(y + b) + res (as cpu::bias_dropout_add; keep == nullptr: no dropout).
+  template <class T>
+  static void bias_dropout_add(T* y, const T* b, const T* res, std::uint8_t* keep, index_t rows, index_t cols,
+                               double p, std::uint64_t key, std::uint64_t step) {
+    const index_t n = rows * cols;
+    launch_1d("bias_dropout_add", (n + 3) / 4, &cuda_kernels::bias_dropout_add<T>, y, b, res, keep, n, cols, float(p),
+              keep ? T(1.0 / (1.0 - p)) : T(1), key, step);
+  }
   template <class T>
   static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
     if (cols > 0)
@@ -279,6 +292,22 @@ struct cuda_backend {
   template <class T>
   static void softmax_backward(const T* A, const T* dA, T* dS, index_t rows, index_t L, T scale) {
     launch_rows("softmax_backward", rows, &cuda_kernels::softmax_backward<T>, A, dA, dS, rows, L, scale);
+  }
+  /// relpos_add + masked_softmax_forward in one kernel (as cpu::relpos_softmax_forward).
+  template <class T>
+  static void relpos_softmax_forward(const T* S, const T* QE, const T* KE, const T* mask, T* A, index_t B, index_t H,
+                                     index_t L, T scale) {
+    const index_t rows = B * H * L;
+    launch_rows("relpos_softmax_forward", rows, &cuda_kernels::relpos_softmax_forward<T>, S, QE, KE, mask, A, rows, H,
+                L, scale);
+  }
+  /// softmax_backward then relpos_grad (as cpu::softmax_relpos_backward): two kernels here, since
+  /// the dKE gather reads columns of dS that other warps write.
+  template <class T>
+  static void softmax_relpos_backward(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t batch, index_t L,
+                                      T scale) {
+    softmax_backward(A, dA, dS, batch * L, L, scale);
+    relpos_grad(dS, dQE, dKE, batch, L);
   }
 
   // ---------------------------------------------------------------- masked-gene loss

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <span>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,13 @@ class shape_t {
     return n;
   }
   std::vector<index_t> dims() const { return {d_.begin(), d_.begin() + rank_}; }
+  /// This shape with its last dimension replaced by `d` (rank >= 1; no allocation).
+  shape_t with_last(index_t d) const {
+    check<shape_error>(rank_ >= 1, "shape (): has no last dimension to replace");
+    shape_t s = *this;
+    s.d_[rank_ - 1] = d;
+    return s;
+  }
   bool operator==(const shape_t& o) const {
     return rank_ == o.rank_ && std::equal(d_.begin(), d_.begin() + rank_, o.d_.begin());
   }
@@ -67,9 +75,14 @@ class shape_t {
   int rank_ = 0;
 };
 
-/// Throws shape_error naming `what` when `seen` differs from `expected`.
-inline void expect_shape(const shape_t& seen, const shape_t& expected, const std::string& what) {
-  check<shape_error>(seen == expected, what, ": shape ", seen.str(), ", expected ", expected.str());
+/// Writes "(d0, d1, ...)", as str(); lets messages take a shape without building a string first.
+inline std::ostream& operator<<(std::ostream& os, const shape_t& s) { return os << s.str(); }
+
+/// Throws shape_error naming `what` (the concatenation of the parts) when `seen` differs from
+/// `expected`. The message is only built on a mismatch, so a passing check allocates nothing.
+template <class... What>
+inline void expect_shape(const shape_t& seen, const shape_t& expected, const What&... what) {
+  if (!(seen == expected)) check<shape_error>(false, what..., ": shape ", seen, ", expected ", expected);
 }
 
 /// Owning tensor in Backend memory. Copyable (deep copy) and movable.
@@ -142,6 +155,12 @@ class tensor {
     std::vector<T> h(static_cast<std::size_t>(numel()));
     if (numel()) Backend::copy_to_host(h.data(), data_, numel());
     return h;
+  }
+  /// Copies to `h`, resized to numel() (no allocation when its capacity suffices: reuse it across
+  /// steps).
+  void to_host(std::vector<T>& h) const {
+    h.resize(static_cast<std::size_t>(numel()));
+    if (numel()) Backend::copy_to_host(h.data(), data_, numel());
   }
   /// Resizes to s and copies host data in (any backend).
   void from_host(shape_t s, std::span<const T> h) {

@@ -31,6 +31,21 @@ class dropout {
     Backend::dropout_forward(x.data(), y.data(), keep_.data(), x.numel(), p_, splitmix64(ctx.seed ^ splitmix64(site_)),
                              ctx.step);
   }
+  /// y = dropout(y + bias) + residual in one pass (bias (cols) or nullptr; residual of y's shape,
+  /// not y itself): a linear layer's bias, this dropout and the residual sum of a transformer
+  /// sublayer; the same values and mask as add_bias, forward() and add. backward() then
+  /// propagates through the dropout as after forward().
+  void forward_bias_residual(const run_context& ctx, tensor<T, Backend>& y, const T* bias,
+                             const tensor<T, Backend>& residual) {
+    expect_shape(residual.shape(), y.shape(), "dropout forward_bias_residual: residual");
+    check<shape_error>(y.rank() >= 1 && &residual != &y, "dropout forward_bias_residual: the residual must be a "
+                       "tensor other than y, of y's shape (rank >= 1)");
+    active_ = ctx.training && p_ > 0.0;
+    const index_t cols = y.dim(y.rank() - 1), rows = cols > 0 ? y.numel() / cols : 0;
+    if (active_) keep_.resize(y.shape());
+    Backend::bias_dropout_add(y.data(), bias, residual.data(), active_ ? keep_.data() : nullptr, rows, cols, p_,
+                              splitmix64(ctx.seed ^ splitmix64(site_)), ctx.step);
+  }
   /// dx (+)= dy * keep / (1 - p); dx may be dy with accumulate == false.
   void backward(const tensor<T, Backend>& dy, tensor<T, Backend>& dx, bool accumulate) const {
     expect_shape(dx.shape(), dy.shape(), "dropout backward: dx");

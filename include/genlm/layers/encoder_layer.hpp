@@ -48,16 +48,21 @@ class encoder_layer {
   /// x (B, L, hidden), mask (B, L) or nullptr -> returns the layer output (B, L, hidden), owned by
   /// the layer until the next forward.
   const tensor_t& forward(const run_context& ctx, const tensor_t& x, const tensor_t* mask) {
+    // Biases are fused into the op after each product: bias + dropout + residual in one pass
+    // (dropout::forward_bias_residual), bias + activation in one pass where the activation offers it.
     attn_.forward(ctx, x, mask, ctx_);       // (B, L, hidden)
-    attn_out_.forward(ctx_, h1_);            // (B, L, hidden)
-    drop1_.forward(ctx, h1_, h1_);
-    Backend::add(x.numel(), h1_.data(), x.data(), h1_.data());  // residual
+    attn_out_.forward_product(ctx_, h1_);    // (B, L, hidden), no bias yet
+    drop1_.forward_bias_residual(ctx, h1_, attn_out_.bias_data(), x);  // h1 = drop(h1 + bo) + x
     ln1_.forward(h1_, a_);                   // a (B, L, hidden)
-    inter_.forward(a_, i_);                  // (B, L, intermediate)
-    Activation::forward(i_, g_);
-    out_dense_.forward(g_, h2_);             // (B, L, hidden)
-    drop2_.forward(ctx, h2_, h2_);
-    Backend::add(a_.numel(), h2_.data(), a_.data(), h2_.data());  // residual
+    inter_.forward_product(a_, i_);          // (B, L, intermediate), no bias yet
+    if constexpr (requires { Activation::forward_bias(i_, inter_.bias_data(), g_); }) {
+      Activation::forward_bias(i_, inter_.bias_data(), g_);  // i += bi; g = act(i)
+    } else {
+      if (const T* bi = inter_.bias_data()) Backend::add_bias(i_.data(), bi, i_.numel() / i_.dim(2), i_.dim(2));
+      Activation::forward(i_, g_);
+    }
+    out_dense_.forward_product(g_, h2_);     // (B, L, hidden), no bias yet
+    drop2_.forward_bias_residual(ctx, h2_, out_dense_.bias_data(), a_);  // h2 = drop(h2 + bo2) + a
     ln2_.forward(h2_, y_);
     return y_;
   }

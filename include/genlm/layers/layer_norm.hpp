@@ -34,8 +34,8 @@ class layer_norm {
   /// Gradients of gamma/beta assigned; dx += ... (x must be the input of the last forward).
   void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx) {
     const index_t n = rows_of(x);
-    expect_shape(dy.shape(), x.shape(), "layer_norm '" + name_ + "' backward: dy");
-    expect_shape(dx.shape(), x.shape(), "layer_norm '" + name_ + "' backward: dx");
+    expect_shape(dy.shape(), x.shape(), "layer_norm '", name_, "' backward: dy");
+    expect_shape(dx.shape(), x.shape(), "layer_norm '", name_, "' backward: dx");
     check<shape_error>(mean_.numel() == n, "layer_norm '", name_, "': backward without matching forward");
     Backend::layer_norm_backward(dy.data(), x.data(), ps_->value(g_), mean_.data(), rstd_.data(), dx.data(),
                                  ps_->grad(g_), ps_->grad(b_), n, dim_);
@@ -44,7 +44,7 @@ class layer_norm {
  private:
   index_t rows_of(const tensor<T, Backend>& x) const {
     check<shape_error>(x.rank() >= 1 && x.dim(x.rank() - 1) == dim_, "layer_norm '", name_, "': input shape ",
-                       x.shape().str(), ", expected last dimension ", dim_);
+                       x.shape(), ", expected last dimension ", dim_);
     return x.numel() / dim_;
   }
   parameter_store<T, Backend>* ps_ = nullptr;

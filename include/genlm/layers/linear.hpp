@@ -26,20 +26,27 @@ class linear {
 
   /// x (N, in) -> y (N, out); x may have any leading shape whose last dim is `in`.
   void forward(const tensor<T, Backend>& x, tensor<T, Backend>& y) const {
+    forward_product(x, y);
+    if (has_bias_) Backend::add_bias(y.data(), bias_data(), rows_of(x), out_);
+  }
+  /// y = x W^T without the bias, for callers that fuse the bias into the next op (an activation, or
+  /// dropout + residual: see encoder_layer); they add bias_data() themselves.
+  void forward_product(const tensor<T, Backend>& x, tensor<T, Backend>& y) const {
     const index_t n = rows_of(x);
     y.resize(out_shape(x));
     Backend::gemm(false, true, n, out_, in_, T(1), x.data(), in_, ps_->value(w_), in_, T(0), y.data(), out_);
-    if (has_bias_) Backend::add_bias(y.data(), ps_->value(b_), n, out_);
   }
+  /// The bias (out), or nullptr for a layer without one.
+  const T* bias_data() const { return has_bias_ ? ps_->value(b_) : nullptr; }
 
   /// Parameter gradients assigned (dW = dy^T x, db = sum dy); dx += dy W when dx != nullptr.
   void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>* dx) {
     const index_t n = rows_of(x);
-    expect_shape(dy.shape(), out_shape(x), "linear '" + name_ + "' backward: dy");
+    expect_shape(dy.shape(), out_shape(x), "linear '", name_, "' backward: dy");
     Backend::gemm(true, false, out_, in_, n, T(1), dy.data(), out_, x.data(), in_, T(0), ps_->grad(w_), in_);
     if (has_bias_) Backend::sum_rows(dy.data(), n, out_, ps_->grad(b_), T(0));
     if (dx) {
-      expect_shape(dx->shape(), x.shape(), "linear '" + name_ + "' backward: dx");
+      expect_shape(dx->shape(), x.shape(), "linear '", name_, "' backward: dx");
       Backend::gemm(false, false, n, in_, out_, T(1), dy.data(), out_, ps_->value(w_), in_, T(1), dx->data(), in_);
     }
   }
@@ -50,14 +57,10 @@ class linear {
  private:
   index_t rows_of(const tensor<T, Backend>& x) const {
     check<shape_error>(x.rank() >= 1 && x.dim(x.rank() - 1) == in_, "linear '", name_, "': input shape ",
-                       x.shape().str(), ", expected last dimension ", in_);
+                       x.shape(), ", expected last dimension ", in_);
     return x.numel() / in_;
   }
-  shape_t out_shape(const tensor<T, Backend>& x) const {
-    auto d = x.shape().dims();
-    d.back() = out_;
-    return shape_t::from_range(d.begin(), d.end());
-  }
+  shape_t out_shape(const tensor<T, Backend>& x) const { return x.shape().with_last(out_); }
 
   parameter_store<T, Backend>* ps_ = nullptr;
   std::string name_;

@@ -63,13 +63,13 @@ class relative_attention {
   /// -> context (B, L, hidden).
   void forward(const run_context& ctx, const tensor_t& x, const tensor_t* mask, tensor_t& out) {
     check<shape_error>(x.rank() == 3 && x.dim(2) == hidden_, "relative_attention '", name_, "': input shape ",
-                       x.shape().str(), ", expected (batch, length, ", hidden_, ")");
+                       x.shape(), ", expected (batch, length, ", hidden_, ")");
     B_ = x.dim(0);
     L_ = x.dim(1);
     check<shape_error>(L_ >= 1 && L_ <= max_pos_, "relative_attention '", name_, "': sequence length ", L_,
                        " is outside 1..", max_pos_, " (the distance table has 2*", max_pos_,
                        "-1 rows, covering distances up to ", max_pos_ - 1, "); split the contig into windows");
-    if (mask) expect_shape(mask->shape(), {B_, L_}, "relative_attention '" + name_ + "': attention mask");
+    if (mask) expect_shape(mask->shape(), {B_, L_}, "relative_attention '", name_, "': attention mask");
     mask_ = mask;
     const index_t H = heads_, D = head_dim_, L = L_, W = 2 * L_ - 1, BH = B_ * heads_;
 
@@ -95,10 +95,10 @@ class relative_attention {
       ke_.resize({BH * L, W});
       Backend::gemm(false, true, BH * L, W, D, T(1), kh_.data(), D, esub, D, T(0), ke_.data(), W);
     }
-    Backend::relpos_add(probs_.data(), qe_.data(), Variant::key_term ? ke_.data() : static_cast<T*>(nullptr), BH, L);
-    // A = softmax(S / sqrt(D) + mask)  (B, H, L, L), in place
-    Backend::masked_softmax_forward(probs_.data(), mask ? mask->data() : static_cast<const T*>(nullptr),
-                                    probs_.data(), B_, H, L, T(1.0 / std::sqrt(double(D))));
+    // A = softmax((S + relative terms) / sqrt(D) + mask)  (B, H, L, L), in place, one pass
+    Backend::relpos_softmax_forward(probs_.data(), qe_.data(), Variant::key_term ? ke_.data() : static_cast<T*>(nullptr),
+                                    mask ? mask->data() : static_cast<const T*>(nullptr), probs_.data(), B_, H, L,
+                                    T(1.0 / std::sqrt(double(D))));
     // context = dropout(A) V  (BH, L, D) -> (B, L, hidden)
     const tensor_t* a = &probs_;
     if (ctx.training && drop_.p() > 0) {
@@ -120,8 +120,8 @@ class relative_attention {
   /// Parameter gradients assigned; dx += dL/dx. x must be the input of the last forward.
   void backward(const tensor_t& x, const tensor_t& dout, tensor_t& dx) {
     const index_t H = heads_, D = head_dim_, L = L_, W = 2 * L_ - 1, BH = B_ * heads_;
-    expect_shape(dout.shape(), {B_, L, hidden_}, "relative_attention '" + name_ + "' backward: d(context)");
-    expect_shape(dx.shape(), x.shape(), "relative_attention '" + name_ + "' backward: dx");
+    expect_shape(dout.shape(), {B_, L, hidden_}, "relative_attention '", name_, "' backward: d(context)");
+    expect_shape(dx.shape(), x.shape(), "relative_attention '", name_, "' backward: dx");
     const bool dropped = drop_.active();
     const tensor_t& a = dropped ? probs_drop_ : probs_;
 
@@ -135,8 +135,13 @@ class relative_attention {
     Backend::gemm_strided_batched(true, false, L, D, L, T(1), a.data(), L, L * L, g_ctx_.data(), D, L * D, T(0),
                                   g_v_.data(), D, L * D, BH);
     if (dropped) drop_.backward(g_s_, g_s_, false);
-    // dS (pre-scale scores) = A * (dA - rowsum(dA * A)) / sqrt(D), in place
-    Backend::softmax_backward(probs_.data(), g_s_.data(), g_s_.data(), BH * L, L, T(1.0 / std::sqrt(double(D))));
+    // dS (pre-scale scores) = A * (dA - rowsum(dA * A)) / sqrt(D), in place; and the relative terms'
+    // gradients dQE / dKE (BH*L, 2L-1) gathered from dS, in the same pass over each score block
+    g_qe_.resize({BH * L, W});
+    if constexpr (Variant::key_term) g_ke_.resize({BH * L, W});
+    Backend::softmax_relpos_backward(probs_.data(), g_s_.data(), g_s_.data(), g_qe_.data(),
+                                     Variant::key_term ? g_ke_.data() : static_cast<T*>(nullptr), BH, L,
+                                     T(1.0 / std::sqrt(double(D))));
     // dQ = dS K, dK = dS^T Q  (BH, L, D)
     g_q_.resize({B_, H, L, D});
     Backend::gemm_strided_batched(false, false, L, D, L, T(1), g_s_.data(), L, L * L, kh_.data(), D, L * D, T(0),
@@ -144,10 +149,7 @@ class relative_attention {
     g_k_.resize({B_, H, L, D});
     Backend::gemm_strided_batched(true, false, L, D, L, T(1), g_s_.data(), L, L * L, qh_.data(), D, L * D, T(0),
                                   g_k_.data(), D, L * D, BH);
-    // relative terms: dQE / dKE gathered from dS, then dQ += dQE E_sub, dE_sub = dQE^T Q (+ dKE^T K)
-    g_qe_.resize({BH * L, W});
-    if constexpr (Variant::key_term) g_ke_.resize({BH * L, W});
-    Backend::relpos_grad(g_s_.data(), g_qe_.data(), Variant::key_term ? g_ke_.data() : static_cast<T*>(nullptr), BH, L);
+    // relative terms: dQ += dQE E_sub, dE_sub = dQE^T Q (+ dK += dKE E_sub, dE_sub += dKE^T K)
     const T* esub = ps_->value(e_) + (max_pos_ - L) * D;
     T* g_e = ps_->grad(e_);
     Backend::fill(g_e, (2 * max_pos_ - 1) * D, T(0));

@@ -72,10 +72,10 @@ class GLM {
 
   /// x (B, L, plm_dim + 1) inputs (masked genes = -1), mask (B, L) 1 = gene, 0 = padding.
   outputs forward(const run_context& ctx, const tensor_t& x, const tensor_t& mask) {
-    check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape().str(),
+    check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape(),
                        ", expected (batch, genes, ", C.input_dim(), ") = plm_dim ", C.plm_dim, " + strand");
     const index_t B = x.dim(0), L = x.dim(1);
-    check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", x.shape().str());
+    check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", x.shape());
     check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
                        C.max_positions, "; split long contigs into windows (data::windows)");
     expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");

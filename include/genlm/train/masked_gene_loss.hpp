@@ -66,6 +66,14 @@ inline index_t nearest_label_correct(const std::vector<double>& pred, const std:
   return correct;
 }
 
+/// Host scratch of masked_gene_loss; a caller that keeps one across steps (the trainer does) makes
+/// the loss allocate nothing once the vectors have grown to the largest batch.
+struct masked_gene_loss_workspace {
+  std::vector<double> y, pred, terms;
+  std::vector<std::int64_t> rows;
+  std::vector<std::int32_t> choice;
+};
+
 /// Computes the loss and metrics on host copies of the model outputs and writes the gradients
 /// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes).
 /// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
@@ -73,7 +81,8 @@ template <class T>
 masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
                                      index_t K, index_t D, const std::vector<gene_pos>& masked,
                                      const std::vector<double>& labels, std::vector<T>* d_hyp,
-                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt = {}) {
+                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt,
+                                     masked_gene_loss_workspace& ws) {
   const index_t n = index_t(masked.size());
   check<shape_error>(index_t(hyp.size()) == B * L * K * D, "masked_gene_loss: hypotheses hold ", hyp.size(),
                      " values, expected ", B * L * K * D);
@@ -87,9 +96,13 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   m.masked = n;
   if (n == 0) return m;
 
-  std::vector<double> y(labels), pred(std::size_t(n * D));
+  std::vector<double>& y = ws.y;
+  std::vector<double>& pred = ws.pred;
+  y.assign(labels.begin(), labels.end());
+  pred.resize(std::size_t(n * D));
   for (auto& v : y) v = std::clamp(v, -opt.label_clip, opt.label_clip);
-  std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+  std::vector<std::int64_t>& rows = ws.rows;
+  rows.resize(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) {
     const gene_pos& g = masked[std::size_t(i)];
     check<shape_error>(g.b >= 0 && g.b < B && g.l >= 0 && g.l < L, "masked_gene_loss: masked gene (", g.b, ", ", g.l,
@@ -99,8 +112,10 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
   // the most likely hypothesis k^: the backend op (host memory here)
   const double mse_scale = 1.0 / double(n * D), ce_scale = opt.ce_weight / double(n);
-  std::vector<double> terms(std::size_t(2 * n));
-  std::vector<std::int32_t> choice(std::size_t(2 * n));
+  std::vector<double>& terms = ws.terms;
+  std::vector<std::int32_t>& choice = ws.choice;
+  terms.resize(std::size_t(2 * n));
+  choice.resize(std::size_t(2 * n));
   cpu::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, rows.data(), y.data(), n, mse_scale, ce_scale,
                              d_hyp ? d_hyp->data() : static_cast<T*>(nullptr),
                              d_logits ? d_logits->data() : static_cast<T*>(nullptr), terms.data(), choice.data());
@@ -121,6 +136,16 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   m.loss = m.mse + opt.ce_weight * m.ce;
   m.correct = nearest_label_correct(pred, y, n, D);
   return m;
+}
+
+/// As above with scratch of its own (allocates per call).
+template <class T>
+masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
+                                     index_t K, index_t D, const std::vector<gene_pos>& masked,
+                                     const std::vector<double>& labels, std::vector<T>* d_hyp,
+                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt = {}) {
+  masked_gene_loss_workspace ws;
+  return masked_gene_loss(hyp, logits, B, L, K, D, masked, labels, d_hyp, d_logits, opt, ws);
 }
 
 }  // namespace genlm

@@ -291,8 +291,10 @@ class trainer {
     ctx.step = std::uint64_t(k);
     auto out = model_.forward(ctx, x_, mask_);
     const index_t K = C.hypotheses, D = C.label_dim();
-    masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
-                                                masked, labels, &g_hyp_, &g_log_, opt_.loss);
+    out.hypotheses.to_host(h_hyp_);  // host copies and loss scratch reused across steps
+    out.logits.to_host(h_log_);
+    masked_gene_metrics m =
+        masked_gene_loss<T>(h_hyp_, h_log_, b.B, b.L, K, D, masked, labels, &g_hyp_, &g_log_, opt_.loss, loss_ws_);
     auto& ps = model_.parameters();
     // Loss scaling (scale() is 1 without it): a scale beyond the scalar type's range overflows at
     // once (and converting it would be UB), else scale the loss gradients, backward, unscale/check.
@@ -363,6 +365,8 @@ class trainer {
   std::int64_t step_ = 0;
   tensor_t x_, mask_, d_hyp_, d_log_;
   std::vector<T> g_hyp_, g_log_;
+  std::vector<T> h_hyp_, h_log_;         // host copies of the hypotheses and logits (reused)
+  masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
 };
 
 }  // namespace genlm

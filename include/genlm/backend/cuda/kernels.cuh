@@ -225,12 +225,23 @@ __global__ void layer_norm_backward_params(const T* dy, const T* x, const T* mea
 
 // ------------------------------------------------------------------ GELU (exact erf form)
 template <class T>
+__device__ __forceinline__ T gelu_value(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+  else
+    return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
+}
+template <class T>
 __global__ void gelu_forward(const T* x, T* y, index_t n) {
-  GENLM_GRID_STRIDE(i, n) {
-    if constexpr (std::is_same_v<T, float>)
-      y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
-    else
-      y[i] = 0.5 * x[i] * (1.0 + erf(x[i] * 0.70710678118654752440));
+  GENLM_GRID_STRIDE(i, n) y[i] = gelu_value(x[i]);
+}
+/// y[r, c] += b[c]; g = gelu(y): add_bias and gelu_forward in one pass.
+template <class T>
+__global__ void bias_gelu_forward(T* y, const T* b, T* g, index_t rows, index_t cols) {
+  GENLM_GRID_STRIDE(i, rows * cols) {
+    const T v = y[i] + b[i % cols];
+    y[i] = v;
+    g[i] = gelu_value(v);
   }
 }
 template <class T>
@@ -266,6 +277,30 @@ __global__ void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n,
       const bool k = uniform01(r.v[i & 3]) >= p;
       keep[i] = k;
       y[i] = k ? x[i] * s : T(0);
+    }
+  }
+}
+/// y = dropout(y + b) + res (add_bias, dropout_forward and add in one pass, the same mask); one
+/// thread per Philox block of 4 elements. keep == nullptr: no dropout; b == nullptr: no bias.
+template <class T>
+__global__ void bias_dropout_add(T* y, const T* b, const T* res, std::uint8_t* keep, index_t n, index_t cols, float p,
+                                 T s, std::uint64_t key, std::uint64_t step) {
+  GENLM_GRID_STRIDE(blk, (n + 3) / 4) {
+    const std::uint64_t i0 = std::uint64_t(blk) * 4;
+    philox_result r{};
+    if (keep)
+      r = philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
+                     static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+                     static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+    const index_t e = index_t(i0) + 4 < n ? index_t(i0) + 4 : n;
+    for (index_t i = index_t(i0); i < e; ++i) {
+      T v = b ? y[i] + b[i % cols] : y[i];
+      if (keep) {
+        const bool k = uniform01(r.v[i & 3]) >= p;
+        keep[i] = k;
+        v = k ? v * s : T(0);
+      }
+      y[i] = v + res[i];
     }
   }
 }
@@ -337,6 +372,44 @@ __global__ void masked_softmax_forward(const T* S, const T* mask, T* A, index_t 
   T mx = lowest;
   for (index_t r = lane; r < L; r += 32) {
     T v = s[r] * scale;
+    if (mask) v += (T(1) - mask[b * L + r]) * lowest;
+    a[r] = v;
+    mx = v > mx ? v : mx;
+  }
+  mx = warp_max(mx);
+  T sum = 0;
+  for (index_t r = lane; r < L; r += 32) {
+    T e;
+    if constexpr (std::is_same_v<T, float>)
+      e = expf(a[r] - mx);
+    else
+      e = exp(a[r] - mx);
+    a[r] = e;
+    sum += e;
+  }
+  const T inv = T(1) / warp_sum(sum);
+  for (index_t r = lane; r < L; r += 32) a[r] *= inv;
+}
+/// relpos_add and masked_softmax_forward in one pass (warp per row):
+/// A[row, r] = softmax_r((S[row, r] + (QE[row, j] (+ KE[bh, r, j]))) * scale + mask), j = l - r + L - 1.
+template <class T>
+__global__ void relpos_softmax_forward(const T* S, const T* QE, const T* KE, const T* mask, T* A, index_t rows,
+                                       index_t H, index_t L, T scale) {
+  const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const index_t b = row / (H * L), bh = row / L, l = row % L, W = 2 * L - 1;
+  const T lowest = dev_lowest<T>();
+  const T* s = S + row * L;
+  const T* qe = QE + row * W;
+  const T* ke = KE ? KE + bh * L * W : nullptr;
+  T* a = A + row * L;
+  T mx = lowest;
+  for (index_t r = lane; r < L; r += 32) {
+    const index_t j = l - r + L - 1;
+    T rel = qe[j];
+    if (ke) rel += ke[r * W + j];
+    T v = (s[r] + rel) * scale;
     if (mask) v += (T(1) - mask[b * L + r]) * lowest;
     a[r] = v;
     mx = v > mx ? v : mx;
