@@ -353,16 +353,11 @@ GENLM_ALWAYS_INLINE T lane_reduce(index_t n, T init, Op op, F f) {
   return op(op(op(lane[0], lane[4]), op(lane[2], lane[6])), op(op(lane[1], lane[5]), op(lane[3], lane[7])));
 }
 
-/// a[0, L) = softmax(a * scale + (1 - mk) * lowest) in place (mk == nullptr: no mask): the part of
-/// a masked softmax row that the plain and the relative-position-fused forms share.
+/// a[0, L) = softmax(a) in place: the part of a masked softmax row that the plain and the
+/// relative-position-fused forms share (they scale and mask the scores first).
 template <class T>
-GENLM_ALWAYS_INLINE void softmax_row_tail(T* a, const T* mk, index_t L, T scale) {
+GENLM_ALWAYS_INLINE void softmax_row_normalize(T* a, index_t L) {
   const T lowest = std::numeric_limits<T>::lowest();
-  if (mk) {
-    for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale + (T(1) - mk[r]) * lowest;
-  } else {
-    for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale;
-  }
   const T mx = lane_reduce(L, lowest, [](T x, T y) { return x < y ? y : x; }, [a](index_t r) { return a[r]; });
   if constexpr (std::is_same_v<T, float>) {
     for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
@@ -378,11 +373,17 @@ GENLM_ALWAYS_INLINE void softmax_row_tail(T* a, const T* mk, index_t L, T scale)
 template <class T>
 GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, index_t row0, index_t row1, index_t H,
                                            index_t L, T scale) {
+  const T lowest = std::numeric_limits<T>::lowest();
   for (index_t row = row0; row < row1; ++row) {
     const T* s = S + row * L;
     T* a = A + row * L;
-    if (a != s) std::copy(s, s + L, a);
-    softmax_row_tail<T>(a, mask ? mask + (row / (H * L)) * L : nullptr, L, scale);
+    if (mask) {
+      const T* mk = mask + (row / (H * L)) * L;
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale + (T(1) - mk[r]) * lowest;
+    } else {
+      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale;
+    }
+    softmax_row_normalize<T>(a, L);
   }
 }
 
@@ -393,18 +394,27 @@ template <class T>
 GENLM_ALWAYS_INLINE void relpos_softmax_rows_body(const T* S, const T* QE, const T* KE, const T* mask, T* A,
                                                   index_t row0, index_t row1, index_t H, index_t L, T scale) {
   const index_t W = 2 * L - 1;
+  const T lowest = std::numeric_limits<T>::lowest();
   for (index_t row = row0; row < row1; ++row) {
     const index_t bh = row / L, l = row % L;
     const T* s = S + row * L;
     const T* qe = QE + row * W + (l + L - 1);  // qe[-r] = QE[l, l - r + L - 1]
     T* a = A + row * L;
-    if (KE) {
-      const T* ke = KE + bh * L * W + (l + L - 1);  // ke[r * (W - 1)] = KE[r, l - r + L - 1]
+    const T* ke = KE ? KE + bh * L * W + (l + L - 1) : nullptr;  // ke[r * (W - 1)] = KE[r, l - r + L - 1]
+    const T* mk = mask ? mask + (row / (H * L)) * L : nullptr;
+    // t = S + (QE (+ KE)) is rounded on its own, as relpos_add stores it, before the softmax's
+    // t * scale + mask (the same expression as in softmax_rows_body, so the same contraction)
+    if (ke) {
       for (index_t r = 0; r < L; ++r) a[r] = s[r] + (qe[-r] + ke[r * (W - 1)]);
     } else {
       for (index_t r = 0; r < L; ++r) a[r] = s[r] + qe[-r];
     }
-    softmax_row_tail<T>(a, mask ? mask + (row / (H * L)) * L : nullptr, L, scale);
+    if (mk) {
+      for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale + (T(1) - mk[r]) * lowest;
+    } else {
+      for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale;
+    }
+    softmax_row_normalize<T>(a, L);
   }
 }
 
@@ -530,14 +540,12 @@ GENLM_ALWAYS_INLINE void dropout_bwd_body(const T* dy, const std::uint8_t* keep,
     for (index_t i = 0; i < n; ++i) dx[i] = keep_or_zero(dy[i] * scale, keep[i]);
 }
 
-/// Rows [r0, r1) of y(rows, cols) += b(cols) and g = gelu(y): add_bias then gelu_forward in one
-/// pass over each row (the row stays in L1 between the two), the same bits as the two ops.
+/// Rows [r0, r1) of y(rows, cols) += b(cols).
 template <class T>
-GENLM_ALWAYS_INLINE void bias_gelu_body(T* y, const T* b, T* g, index_t r0, index_t r1, index_t cols) {
+GENLM_ALWAYS_INLINE void add_bias_rows_body(T* y, const T* b, index_t r0, index_t r1, index_t cols) {
   for (index_t r = r0; r < r1; ++r) {
     T* yr = y + r * cols;
     for (index_t c = 0; c < cols; ++c) yr[c] += b[c];
-    gelu_fwd_body<T>(yr, g + r * cols, cols);
   }
 }
 
@@ -618,7 +626,7 @@ GENLM_DISPATCHED(softmax_rows, softmax_rows_body)
 GENLM_DISPATCHED(softmax_bwd_rows, softmax_bwd_rows_body)
 GENLM_DISPATCHED(relpos_softmax_rows, relpos_softmax_rows_body)
 GENLM_DISPATCHED(softmax_relpos_bwd, softmax_relpos_bwd_body)
-GENLM_DISPATCHED(bias_gelu, bias_gelu_body)
+GENLM_DISPATCHED(add_bias_rows, add_bias_rows_body)
 GENLM_DISPATCHED(bias_dropout_add, bias_dropout_add_body)
 GENLM_DISPATCHED(adamw_run, adamw_body)
 GENLM_DISPATCHED(adamw_torch_run, adamw_torch_body)
@@ -844,10 +852,7 @@ struct cpu {
   template <class T>
   static void add_bias(T* y, const T* b, index_t rows, index_t cols) {
     cpu_detail::parallel_for(rows, num_threads(), row_chunk(cols), [&](index_t r0, index_t r1) {
-      for (index_t r = r0; r < r1; ++r) {
-        T* yr = y + r * cols;
-        for (index_t c = 0; c < cols; ++c) yr[c] += b[c];
-      }
+      cpu_detail::add_bias_rows<T>(y, b, r0, r1, cols);
     });
   }
   /// db(cols) = beta * db + sum over rows of dy(rows, cols); each column summed in row order (the
@@ -867,8 +872,15 @@ struct cpu {
   /// forward of a linear layer's bias and its GELU; y keeps the pre-activation for the backward).
   template <class T>
   static void bias_gelu_forward(T* y, const T* b, T* g, index_t rows, index_t cols) {
+    // blocks of rows of ~64 KiB: the bias pass leaves them in L2 for the GELU pass (the two loops
+    // stay separate functions: nested in one row loop, the GELU loop lost its hoisted constants)
+    const index_t block = std::max<index_t>(1, (index_t(1) << 14) / std::max<index_t>(1, cols));
     cpu_detail::parallel_for(rows, num_threads(), row_chunk(cols), [&](index_t r0, index_t r1) {
-      cpu_detail::bias_gelu<T>(y, b, g, r0, r1, cols);
+      for (index_t r = r0; r < r1; r += block) {
+        const index_t e = std::min(r1, r + block);
+        cpu_detail::add_bias_rows<T>(y, b, r, e, cols);
+        cpu_detail::gelu_fwd<T>(y + r * cols, g + r * cols, (e - r) * cols);
+      }
     });
   }
   /// y(rows, cols) = dropout(y + b) + res in one pass: add_bias, dropout_forward (same mask:
