@@ -578,15 +578,11 @@ GENLM_ALWAYS_INLINE void bias_dropout_add_body(T* y, const T* b, const T* res, s
   }
 }
 
-/// Score blocks [b0, b1) (block = one (contig, head) L x L matrix) of the softmax backward followed by
-/// relpos_grad's gather: dS = scale * A * (dA - rowsum(dA * A)) (dS may alias dA), then
-/// dQE[l, j] = dS[l, l - j + L - 1], dKE[r, j] = dS[r + j - L + 1, r] (0 where no such entry; dKE
-/// skipped when nullptr). The same values as the two ops.
+/// Score blocks [b0, b1) of relpos_grad: dQE[l, j] = dS[l, l - j + L - 1], dKE[r, j] =
+/// dS[r + j - L + 1, r] where those entries exist, 0 elsewhere (dKE skipped when nullptr).
 template <class T>
-GENLM_ALWAYS_INLINE void softmax_relpos_bwd_body(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t b0,
-                                                 index_t b1, index_t L, T scale) {
+GENLM_ALWAYS_INLINE void relpos_grad_body(const T* dS, T* dQE, T* dKE, index_t b0, index_t b1, index_t L) {
   const index_t W = 2 * L - 1;
-  softmax_bwd_rows_body<T>(A, dA, dS, b0 * L, b1 * L, L, scale);
   for (index_t b = b0; b < b1; ++b) {
     const T* ds = dS + b * L * L;
     T* dqe = dQE + b * L * W;
@@ -600,6 +596,17 @@ GENLM_ALWAYS_INLINE void softmax_relpos_bwd_body(const T* A, const T* dA, T* dS,
         if (dke) dke[r * W + j] = ds[l * L + r];
       }
   }
+}
+
+/// Score blocks [b0, b1) (block = one (contig, head) L x L matrix) of the softmax backward followed by
+/// relpos_grad's gather: dS = scale * A * (dA - rowsum(dA * A)) (dS may alias dA), then
+/// dQE[l, j] = dS[l, l - j + L - 1], dKE[r, j] = dS[r + j - L + 1, r] (0 where no such entry; dKE
+/// skipped when nullptr). The same values as the two ops.
+template <class T>
+GENLM_ALWAYS_INLINE void softmax_relpos_bwd_body(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t b0,
+                                                 index_t b1, index_t L, T scale) {
+  softmax_bwd_rows_body<T>(A, dA, dS, b0 * L, b1 * L, L, scale);
+  relpos_grad_body<T>(dS, dQE, dKE, b0, b1, L);
 }
 
 // ---- the two compiled versions of each hot loop
@@ -1036,20 +1043,8 @@ struct cpu {
   /// where those indices exist, 0 elsewhere (dKE skipped when nullptr).
   template <class T>
   static void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t L) {
-    const index_t W = 2 * L - 1;
-    for (index_t b = 0; b < batch; ++b) {
-      const T* ds = dS + b * L * L;
-      T* dqe = dQE + b * L * W;
-      T* dke = dKE ? dKE + b * L * W : nullptr;
-      std::fill(dqe, dqe + L * W, T(0));
-      if (dke) std::fill(dke, dke + L * W, T(0));
-      for (index_t l = 0; l < L; ++l)
-        for (index_t r = 0; r < L; ++r) {
-          const index_t j = l - r + L - 1;
-          dqe[l * W + j] = ds[l * L + r];
-          if (dke) dke[r * W + j] = ds[l * L + r];
-        }
-    }
+    cpu_detail::parallel_for(batch, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / (4 * L * L)),
+                             [&](index_t b0, index_t b1) { cpu_detail::relpos_grad_body<T>(dS, dQE, dKE, b0, b1, L); });
   }
 
   // ---------------------------------------------------------------- attention softmax

@@ -359,6 +359,24 @@ __global__ void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t 
 }
 
 // ------------------------------------------------------------------ attention softmax (warp per row)
+/// The end of a warp's softmax row: a[r] = exp(a[r] - max) / sum, mx = this lane's running max of
+/// the (already scaled and masked) scores.
+template <class T>
+__device__ __forceinline__ void softmax_row_finish(T* a, index_t L, int lane, T mx) {
+  mx = warp_max(mx);
+  T sum = 0;
+  for (index_t r = lane; r < L; r += 32) {
+    T e;
+    if constexpr (std::is_same_v<T, float>)
+      e = expf(a[r] - mx);
+    else
+      e = exp(a[r] - mx);
+    a[r] = e;
+    sum += e;
+  }
+  const T inv = T(1) / warp_sum(sum);
+  for (index_t r = lane; r < L; r += 32) a[r] *= inv;
+}
 /// A[row, :] = softmax(scale * S[row, :] + (1 - m[b, :]) * lowest); A may alias S.
 template <class T>
 __global__ void masked_softmax_forward(const T* S, const T* mask, T* A, index_t rows, index_t H, index_t L, T scale) {
@@ -376,19 +394,7 @@ __global__ void masked_softmax_forward(const T* S, const T* mask, T* A, index_t 
     a[r] = v;
     mx = v > mx ? v : mx;
   }
-  mx = warp_max(mx);
-  T sum = 0;
-  for (index_t r = lane; r < L; r += 32) {
-    T e;
-    if constexpr (std::is_same_v<T, float>)
-      e = expf(a[r] - mx);
-    else
-      e = exp(a[r] - mx);
-    a[r] = e;
-    sum += e;
-  }
-  const T inv = T(1) / warp_sum(sum);
-  for (index_t r = lane; r < L; r += 32) a[r] *= inv;
+  softmax_row_finish(a, L, lane, mx);
 }
 /// relpos_add and masked_softmax_forward in one pass (warp per row):
 /// A[row, r] = softmax_r((S[row, r] + (QE[row, j] (+ KE[bh, r, j]))) * scale + mask), j = l - r + L - 1.
@@ -414,19 +420,7 @@ __global__ void relpos_softmax_forward(const T* S, const T* QE, const T* KE, con
     a[r] = v;
     mx = v > mx ? v : mx;
   }
-  mx = warp_max(mx);
-  T sum = 0;
-  for (index_t r = lane; r < L; r += 32) {
-    T e;
-    if constexpr (std::is_same_v<T, float>)
-      e = expf(a[r] - mx);
-    else
-      e = exp(a[r] - mx);
-    a[r] = e;
-    sum += e;
-  }
-  const T inv = T(1) / warp_sum(sum);
-  for (index_t r = lane; r < L; r += 32) a[r] *= inv;
+  softmax_row_finish(a, L, lane, mx);
 }
 /// dS = scale * A * (dA - rowsum(dA * A)); dS may alias dA.
 template <class T>
