@@ -32,6 +32,8 @@
 #include <genlm/train/masked_gene_loss.hpp>
 #include <genlm/train/masking.hpp>
 #include <genlm/train/optimizer.hpp>
+#include <genlm/train/simulated_task.hpp>
+#include <genlm/train/trainer.hpp>
 
 // ---------------------------------------------------------------- counting operator new / delete
 namespace alloc_count {
@@ -444,4 +446,28 @@ TEST_CASE("cpu training step allocates nothing after warm-up", "[allocations][tr
   const int threads = GENERATE(1, 2);
   SECTION("tiny config") { check_train<configs::tiny>(8, 30, threads); }
   SECTION("one wide layer, threaded loops") { check_train<wide>(18, 30, threads); }
+}
+
+TEST_CASE("trainer step allocates nothing after warm-up", "[allocations][training]") {
+  // genlm::trainer::step itself: host batch assembly (window indices, inputs, masking, labels),
+  // forward, loss, backward, AdamW. Its host vectors are reserved for the largest batch at
+  // construction, so the random number of masked genes per step cannot make one grow later.
+  const int threads = GENERATE(1, 2);
+  thread_count_scope tc(threads);
+  using Model = GLM<configs::tiny, cpu>;
+  simulated_task d(simulated_task::structured(configs::tiny.plm_dim, 60), configs::tiny.pca_components);
+  Model model{model_options{}};
+  train_options to;
+  to.batch_size = 8;
+  to.seed = 5;
+  trainer<Model> tr(model, d.feat, d.train, to);
+  for (int i = 0; i < warmup_steps; ++i) tr.step();
+  double loss = 0;
+  const measured m = count_allocations("trainer::step, tiny config, " + std::to_string(threads) + " thread(s)",
+                                       [&] { loss += tr.step().loss; });
+  INFO("trainer::step: " << m.allocations << " allocation(s) (" << m.bytes << " bytes) in " << counted_steps
+                         << " steps after warm-up (call stacks on stderr)");
+  REQUIRE(std::isfinite(loss));
+  REQUIRE(loss > 0);
+  CHECK(m.allocations == 0);
 }

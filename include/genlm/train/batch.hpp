@@ -30,13 +30,15 @@ struct host_batch {
   std::vector<const gene_window*> windows;
 };
 
-/// Builds the inputs of windows[idx[0..]] (at most max_len genes each).
+/// Builds the inputs of windows[idx[0..]] (at most max_len genes each) into b, reusing its vectors
+/// (no allocation once they have grown to the largest batch; the trainer keeps one).
 template <class T>
-host_batch<T> make_batch(const std::vector<gene_window>& windows, const std::vector<std::size_t>& idx,
-                         const gene_features& feat, index_t max_len) {
-  host_batch<T> b;
+void make_batch(const std::vector<gene_window>& windows, const std::vector<std::size_t>& idx,
+                const gene_features& feat, index_t max_len, host_batch<T>& b) {
   b.B = index_t(idx.size());
+  b.L = 0;
   b.F = feat.plm_dim + 1;
+  b.windows.clear();
   check<shape_error>(b.B > 0, "make_batch: no windows");
   for (std::size_t i : idx) {
     check<shape_error>(i < windows.size(), "make_batch: window index ", i, " out of range (", windows.size(), ")");
@@ -62,14 +64,23 @@ host_batch<T> make_batch(const std::vector<gene_window>& windows, const std::vec
       b.mask[std::size_t(bi * b.L + l)] = T(1);
     }
   }
+}
+/// As above, into a new batch.
+template <class T>
+host_batch<T> make_batch(const std::vector<gene_window>& windows, const std::vector<std::size_t>& idx,
+                         const gene_features& feat, index_t max_len) {
+  host_batch<T> b;
+  make_batch(windows, idx, feat, max_len, b);
   return b;
 }
 
 /// Labels (n, pca_dim + 1) of the given genes of a batch: PCA projection + strand feature.
+/// Into y (resized; no allocation when its capacity suffices).
 template <class T>
-std::vector<double> batch_labels(const host_batch<T>& b, const std::vector<gene_pos>& genes, const gene_features& feat) {
+void batch_labels(const host_batch<T>& b, const std::vector<gene_pos>& genes, const gene_features& feat,
+                  std::vector<double>& y) {
   const index_t D = feat.pca_dim + 1;
-  std::vector<double> y(genes.size() * std::size_t(D));
+  y.resize(genes.size() * std::size_t(D));
   for (std::size_t i = 0; i < genes.size(); ++i) {
     const auto& w = *b.windows[std::size_t(genes[i].b)];
     const gene_ref& g = w.genes[std::size_t(genes[i].l)];
@@ -77,6 +88,12 @@ std::vector<double> batch_labels(const host_batch<T>& b, const std::vector<gene_
     std::copy(src, src + feat.pca_dim, &y[i * std::size_t(D)]);
     y[i * std::size_t(D) + std::size_t(feat.pca_dim)] = 0.5 * g.strand;
   }
+}
+/// Labels (n, pca_dim + 1) of the given genes of a batch, as a new vector.
+template <class T>
+std::vector<double> batch_labels(const host_batch<T>& b, const std::vector<gene_pos>& genes, const gene_features& feat) {
+  std::vector<double> y;
+  batch_labels(b, genes, feat, y);
   return y;
 }
 

@@ -16,14 +16,16 @@ struct masking_options {
 /// Chooses masked genes among real ones (mask (B, L) host values 1/0) with a seeded generator
 /// (deterministic: one draw per real gene in row-major order) and overwrites their inputs
 /// x (B, L, F) host values with mask_value. Returns the masked positions in row-major order.
+/// This form writes the positions into `out` (cleared first; no allocation once its capacity
+/// suffices).
 template <class T>
-std::vector<gene_pos> mask_genes(std::vector<T>& x, const std::vector<T>& mask, index_t B, index_t L, index_t F,
-                                 rng& g, const masking_options& opt = {}) {
+void mask_genes(std::vector<T>& x, const std::vector<T>& mask, index_t B, index_t L, index_t F, rng& g,
+                const masking_options& opt, std::vector<gene_pos>& out) {
   check<shape_error>(index_t(x.size()) == B * L * F && index_t(mask.size()) == B * L, "mask_genes: sizes ",
                      x.size(), "/", mask.size(), " do not match (", B, ", ", L, ", ", F, ")");
   check<value_error>(opt.probability >= 0 && opt.probability <= 1, "mask_genes: probability must be in [0, 1], got ",
                      opt.probability);
-  std::vector<gene_pos> out;
+  out.clear();
   for (index_t b = 0; b < B; ++b)
     for (index_t l = 0; l < L; ++l) {
       if (mask[std::size_t(b * L + l)] == T(0)) continue;
@@ -32,6 +34,12 @@ std::vector<gene_pos> mask_genes(std::vector<T>& x, const std::vector<T>& mask, 
         std::fill(x.begin() + (b * L + l) * F, x.begin() + (b * L + l + 1) * F, T(opt.mask_value));
       }
     }
+}
+template <class T>
+std::vector<gene_pos> mask_genes(std::vector<T>& x, const std::vector<T>& mask, index_t B, index_t L, index_t F,
+                                 rng& g, const masking_options& opt = {}) {
+  std::vector<gene_pos> out;
+  mask_genes(x, mask, B, L, F, g, opt, out);
   return out;
 }
 

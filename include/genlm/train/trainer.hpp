@@ -244,6 +244,7 @@ class trainer {
     check<shape_error>(!train_.empty(), "trainer: no training windows");
     check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
     schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
+    reserve_host_scratch();
   }
 
   std::int64_t step_count() const { return step_; }
@@ -258,14 +259,20 @@ class trainer {
 
   /// Window indices of training step k: epoch k / bpe shuffled with a seeded permutation.
   std::vector<std::size_t> batch_indices(std::int64_t k) const {
+    std::vector<std::size_t> perm, idx;
+    batch_indices(k, perm, idx);
+    return idx;
+  }
+  /// As above into idx, with perm as the permutation's scratch (both reused across steps).
+  void batch_indices(std::int64_t k, std::vector<std::size_t>& perm, std::vector<std::size_t>& idx) const {
     const std::size_t bpe = batches_per_epoch();
     const std::uint64_t epoch = std::uint64_t(k) / bpe, j = std::uint64_t(k) % bpe;
-    std::vector<std::size_t> perm(train_.size());
+    perm.resize(train_.size());
     std::iota(perm.begin(), perm.end(), std::size_t(0));
     rng g(opt_.seed, 0xE90C0000ull + epoch);
     for (std::size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[std::size_t(g.below(i))]);
     const std::size_t lo = j * std::size_t(opt_.batch_size), hi = std::min(perm.size(), lo + std::size_t(opt_.batch_size));
-    return {perm.begin() + std::ptrdiff_t(lo), perm.begin() + std::ptrdiff_t(hi)};
+    idx.assign(perm.begin() + std::ptrdiff_t(lo), perm.begin() + std::ptrdiff_t(hi));
   }
 
   /// One optimisation step on the next batch; returns its (training) metrics.
@@ -277,12 +284,17 @@ class trainer {
   /// and the scaler backs off. Without loss scaling non-finite gradients throw value_error.
   masked_gene_metrics step() {
     const std::int64_t k = step_;
-    host_batch<T> b = make_batch<T>(train_, batch_indices(k), feat_, C.max_positions);
+    // host-side batch assembly into members reused across steps (no allocation once grown)
+    batch_indices(k, perm_, idx_);
+    host_batch<T>& b = batch_;
+    make_batch<T>(train_, idx_, feat_, C.max_positions, b);
     rng mg(opt_.seed ^ 0x3A5C0000ull, std::uint64_t(k));
-    const std::vector<gene_pos> masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking);
+    std::vector<gene_pos>& masked = masked_;
+    mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking, masked);
     ++step_;
     if (masked.empty()) return {};
-    const std::vector<double> labels = batch_labels(b, masked, feat_);
+    std::vector<double>& labels = labels_;
+    batch_labels(b, masked, feat_, labels);
     x_.from_host({b.B, b.L, b.F}, b.x);
     mask_.from_host({b.B, b.L}, b.mask);
     run_context ctx;
@@ -367,6 +379,35 @@ class trainer {
   std::vector<T> g_hyp_, g_log_;
   std::vector<T> h_hyp_, h_log_;         // host copies of the hypotheses and logits (reused)
   masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
+  /// Sizes step()'s host vectors for the largest possible batch (batch_size windows of the longest
+  /// training window, every gene masked), so that no step allocates on the host however many
+  /// genes its masking draws; the model's own workspaces grow to the longest batch once.
+  void reserve_host_scratch() {
+    index_t longest = 0;
+    for (const auto& w : train_) longest = std::max(longest, index_t(w.genes.size()));
+    const auto genes = std::size_t(opt_.batch_size) * std::size_t(std::min<index_t>(longest, C.max_positions));
+    const auto K = std::size_t(C.hypotheses), D = std::size_t(C.label_dim());
+    perm_.reserve(train_.size());
+    idx_.reserve(std::size_t(opt_.batch_size));
+    batch_.x.reserve(genes * std::size_t(C.input_dim()));
+    batch_.mask.reserve(genes);
+    batch_.windows.reserve(std::size_t(opt_.batch_size));
+    masked_.reserve(genes);
+    labels_.reserve(genes * D);
+    for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
+    for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
+    loss_ws_.y.reserve(genes * D);
+    loss_ws_.pred.reserve(genes * D);
+    loss_ws_.terms.reserve(2 * genes);
+    loss_ws_.choice.reserve(2 * genes);
+    loss_ws_.rows.reserve(genes);
+  }
+
+  // step()'s host batch: window indices (and the epoch permutation), inputs, masked genes, labels
+  std::vector<std::size_t> perm_, idx_;
+  host_batch<T> batch_;
+  std::vector<gene_pos> masked_;
+  std::vector<double> labels_;
 };
 
 }  // namespace genlm
