@@ -5,7 +5,8 @@
 //   softmax_relpos_backward  = softmax_backward; relpos_grad
 // for float and double, ragged sizes (rows x cols not a multiple of the Philox block of 4), with and
 // without mask / key term / bias, on 1 and 2 threads (sizes large enough to split). The encoder
-// layer built on them is covered by the gradient checks and the Hugging Face parity tests.
+// layer built on them is covered by the gradient checks and the Hugging Face parity tests, and
+// below against the same layer with an activation that has no fused form (the unfused path).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
+#include <genlm/layers/encoder_layer.hpp>
 
 using namespace genlm;
 
@@ -183,4 +185,57 @@ TEMPLATE_TEST_CASE("cpu threaded add_bias, sum_rows, add and permute_0213 equal 
   // permute (a, b, c, d) -> (a, c, b, d), accumulated onto ones
   const index_t a = 3, bb = 17, c = 4, d = 99;
   CHECK(one[3][std::size_t(((a * C + c) * B + bb) * D + d)] == T(1) + x[std::size_t(((a * B + bb) * C + c) * D + d)]);
+}
+
+namespace {
+/// GELU without forward_bias: encoder_layer then adds the bias with add_bias and calls forward().
+struct gelu_without_fusion {
+  template <class T, class Backend>
+  static void forward(const tensor<T, Backend>& x, tensor<T, Backend>& y) {
+    gelu::forward(x, y);
+  }
+  template <class T, class Backend>
+  static void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx) {
+    gelu::backward(x, dy, dx);
+  }
+};
+}  // namespace
+
+TEST_CASE("encoder layer: the fused path and an activation without a fused form give the same bits", "[fused]") {
+  encoder_dims d;
+  d.hidden = 64;
+  d.heads = 4;
+  d.intermediate = 96;
+  d.max_positions = 32;
+  const index_t B = 3, L = 20;
+  parameter_store<float, cpu> ps_a, ps_b;
+  encoder_layer<float, cpu> fused(ps_a, "layer", d, 7);
+  encoder_layer<float, cpu, relative_key_query, gelu_without_fusion> plain(ps_b, "layer", d, 7);
+  ps_a.finalize();
+  ps_b.finalize();
+  ps_a.initialize(5);
+  ps_b.initialize(5);
+  using ten = tensor<float, cpu>;
+  const ten x = ten::from_host_data({B, L, d.hidden}, randn<float>(std::size_t(B * L * d.hidden), 21));
+  const ten dy = ten::from_host_data({B, L, d.hidden}, randn<float>(std::size_t(B * L * d.hidden), 22));
+  std::vector<float> mv(std::size_t(B * L), 1.0f);
+  for (index_t l = 15; l < L; ++l) mv[std::size_t(2 * L + l)] = 0.0f;
+  const ten mask = ten::from_host_data({B, L}, mv);
+  for (const bool training : {false, true}) {
+    CAPTURE(training);
+    run_context ctx;
+    ctx.training = training;
+    ctx.seed = 13;
+    ctx.step = 4;
+    const auto ya = fused.forward(ctx, x, &mask).to_host();
+    const auto yb = plain.forward(ctx, x, &mask).to_host();
+    CHECK(same_bits(ya, yb));
+    ten dxa, dxb;
+    dxa.resize_zero(x.shape());
+    dxb.resize_zero(x.shape());
+    fused.backward(x, dy, dxa);
+    plain.backward(x, dy, dxb);
+    CHECK(same_bits(dxa.to_host(), dxb.to_host()));
+    CHECK(same_bits(ps_a.grads().to_host(), ps_b.grads().to_host()));
+  }
 }

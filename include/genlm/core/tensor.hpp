@@ -9,8 +9,8 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
-#include <span>
 #include <ostream>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
