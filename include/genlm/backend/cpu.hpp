@@ -353,11 +353,16 @@ GENLM_ALWAYS_INLINE T lane_reduce(index_t n, T init, Op op, F f) {
   return op(op(op(lane[0], lane[4]), op(lane[2], lane[6])), op(op(lane[1], lane[5]), op(lane[3], lane[7])));
 }
 
-/// a[0, L) = softmax(a) in place: the part of a masked softmax row that the plain and the
-/// relative-position-fused forms share (they scale and mask the scores first).
+/// a[0, L) = softmax(src * scale + (1 - mk) * lowest) (mk == nullptr: no mask; a may be src): the
+/// part of a masked softmax row that the plain and the relative-position-fused forms share.
 template <class T>
-GENLM_ALWAYS_INLINE void softmax_row_normalize(T* a, index_t L) {
+GENLM_ALWAYS_INLINE void softmax_row(const T* src, T* a, const T* mk, index_t L, T scale) {
   const T lowest = std::numeric_limits<T>::lowest();
+  if (mk) {
+    for (index_t r = 0; r < L; ++r) a[r] = src[r] * scale + (T(1) - mk[r]) * lowest;
+  } else {
+    for (index_t r = 0; r < L; ++r) a[r] = src[r] * scale;
+  }
   const T mx = lane_reduce(L, lowest, [](T x, T y) { return x < y ? y : x; }, [a](index_t r) { return a[r]; });
   if constexpr (std::is_same_v<T, float>) {
     for (index_t r = 0; r < L; ++r) a[r] = fast_expf(a[r] - mx);
@@ -373,18 +378,8 @@ GENLM_ALWAYS_INLINE void softmax_row_normalize(T* a, index_t L) {
 template <class T>
 GENLM_ALWAYS_INLINE void softmax_rows_body(const T* S, const T* mask, T* A, index_t row0, index_t row1, index_t H,
                                            index_t L, T scale) {
-  const T lowest = std::numeric_limits<T>::lowest();
-  for (index_t row = row0; row < row1; ++row) {
-    const T* s = S + row * L;
-    T* a = A + row * L;
-    if (mask) {
-      const T* mk = mask + (row / (H * L)) * L;
-      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale + (T(1) - mk[r]) * lowest;
-    } else {
-      for (index_t r = 0; r < L; ++r) a[r] = s[r] * scale;
-    }
-    softmax_row_normalize<T>(a, L);
-  }
+  for (index_t row = row0; row < row1; ++row)
+    softmax_row<T>(S + row * L, A + row * L, mask ? mask + (row / (H * L)) * L : nullptr, L, scale);
 }
 
 /// Rows [row0, row1) of relpos_add followed by the masked softmax, in one pass over each row:
@@ -394,7 +389,6 @@ template <class T>
 GENLM_ALWAYS_INLINE void relpos_softmax_rows_body(const T* S, const T* QE, const T* KE, const T* mask, T* A,
                                                   index_t row0, index_t row1, index_t H, index_t L, T scale) {
   const index_t W = 2 * L - 1;
-  const T lowest = std::numeric_limits<T>::lowest();
   for (index_t row = row0; row < row1; ++row) {
     const index_t bh = row / L, l = row % L;
     const T* s = S + row * L;
@@ -402,19 +396,14 @@ GENLM_ALWAYS_INLINE void relpos_softmax_rows_body(const T* S, const T* QE, const
     T* a = A + row * L;
     const T* ke = KE ? KE + bh * L * W + (l + L - 1) : nullptr;  // ke[r * (W - 1)] = KE[r, l - r + L - 1]
     const T* mk = mask ? mask + (row / (H * L)) * L : nullptr;
-    // t = S + (QE (+ KE)) is rounded on its own, as relpos_add stores it, before the softmax's
-    // t * scale + mask (the same expression as in softmax_rows_body, so the same contraction)
+    // t = S + (QE (+ KE)) is stored (rounded) first, as relpos_add does, then the plain softmax
+    // row runs on it: the same expressions, so the same bits
     if (ke) {
       for (index_t r = 0; r < L; ++r) a[r] = s[r] + (qe[-r] + ke[r * (W - 1)]);
     } else {
       for (index_t r = 0; r < L; ++r) a[r] = s[r] + qe[-r];
     }
-    if (mk) {
-      for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale + (T(1) - mk[r]) * lowest;
-    } else {
-      for (index_t r = 0; r < L; ++r) a[r] = a[r] * scale;
-    }
-    softmax_row_normalize<T>(a, L);
+    softmax_row<T>(a, a, mk, L, scale);
   }
 }
 
@@ -666,6 +655,8 @@ struct cpu {
   /// Fewest rows of `cols` elements worth a thread of their own in an elementwise row loop
   /// (~2^16 elements: below that a thread's wake-up costs more than it saves).
   static index_t row_chunk(index_t cols) { return std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, cols)); }
+  /// Fewest L x L score blocks worth a thread of their own in the relative-position gathers.
+  static index_t score_block_chunk(index_t L) { return std::max<index_t>(1, (index_t(1) << 15) / (4 * L * L)); }
 
   // ---------------------------------------------------------------- memory
   template <class T>
@@ -1043,7 +1034,7 @@ struct cpu {
   /// where those indices exist, 0 elsewhere (dKE skipped when nullptr).
   template <class T>
   static void relpos_grad(const T* dS, T* dQE, T* dKE, index_t batch, index_t L) {
-    cpu_detail::parallel_for(batch, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / (4 * L * L)),
+    cpu_detail::parallel_for(batch, num_threads(), score_block_chunk(L),
                              [&](index_t b0, index_t b1) { cpu_detail::relpos_grad_body<T>(dS, dQE, dKE, b0, b1, L); });
   }
 
@@ -1073,10 +1064,9 @@ struct cpu {
   template <class T>
   static void softmax_relpos_backward(const T* A, const T* dA, T* dS, T* dQE, T* dKE, index_t batch, index_t L,
                                       T scale) {
-    cpu_detail::parallel_for(batch, num_threads(), std::max<index_t>(1, (index_t(1) << 15) / (4 * L * L)),
-                             [&](index_t b0, index_t b1) {
-                               cpu_detail::softmax_relpos_bwd<T>(A, dA, dS, dQE, dKE, b0, b1, L, scale);
-                             });
+    cpu_detail::parallel_for(batch, num_threads(), score_block_chunk(L), [&](index_t b0, index_t b1) {
+      cpu_detail::softmax_relpos_bwd<T>(A, dA, dS, dQE, dKE, b0, b1, L, scale);
+    });
   }
   /// dS = scale * A * (dA - rowsum(dA * A)) over rows of length L; dS may alias dA.
   template <class T>

@@ -78,13 +78,16 @@ GENLM_HD inline std::uint64_t splitmix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+/// The Philox block of the stream (key, step) that holds values i & ~3 .. (i & ~3) + 3 (lane i & 3).
+GENLM_HD inline philox_result stream_block(std::uint64_t key, std::uint64_t step, std::uint64_t i) {
+  return philox4x32(static_cast<std::uint32_t>(i >> 2), static_cast<std::uint32_t>(i >> 34),
+                    static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+                    static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+}
+
 /// Uniform [0,1) value number `i` of the stream (key, step): element i of a dropout mask.
 GENLM_HD inline float stream_uniform(std::uint64_t key, std::uint64_t step, std::uint64_t i) {
-  const philox_result r =
-      philox4x32(static_cast<std::uint32_t>(i >> 2), static_cast<std::uint32_t>(i >> 34),
-                 static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
-                 static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
-  return uniform01(r.v[i & 3u]);
+  return uniform01(stream_block(key, step, i).v[i & 3u]);
 }
 
 /// A small seeded host generator for initialisation, masking and sampling (deterministic across

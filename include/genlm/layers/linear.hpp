@@ -26,8 +26,8 @@ class linear {
 
   /// x (N, in) -> y (N, out); x may have any leading shape whose last dim is `in`.
   void forward(const tensor<T, Backend>& x, tensor<T, Backend>& y) const {
-    forward_product(x, y);
-    if (has_bias_) Backend::add_bias(y.data(), bias_data(), rows_of(x), out_);
+    forward_product(x, y);  // checks x; y (rows, out_)
+    if (has_bias_) Backend::add_bias(y.data(), bias_data(), y.numel() / out_, out_);
   }
   /// y = x W^T without the bias, for callers that fuse the bias into the next op (an activation, or
   /// dropout + residual: see encoder_layer); they add bias_data() themselves.

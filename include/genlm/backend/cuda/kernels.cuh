@@ -268,10 +268,7 @@ __global__ void dropout_forward(const T* x, T* y, std::uint8_t* keep, index_t n,
                                 std::uint64_t step) {
   GENLM_GRID_STRIDE(blk, (n + 3) / 4) {
     const std::uint64_t i0 = std::uint64_t(blk) * 4;
-    const philox_result r =
-        philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
-                   static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
-                   static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+    const philox_result r = stream_block(key, step, i0);
     const index_t e = index_t(i0) + 4 < n ? index_t(i0) + 4 : n;
     for (index_t i = index_t(i0); i < e; ++i) {
       const bool k = uniform01(r.v[i & 3]) >= p;
@@ -287,11 +284,7 @@ __global__ void bias_dropout_add(T* y, const T* b, const T* res, std::uint8_t* k
                                  T s, std::uint64_t key, std::uint64_t step) {
   GENLM_GRID_STRIDE(blk, (n + 3) / 4) {
     const std::uint64_t i0 = std::uint64_t(blk) * 4;
-    philox_result r{};
-    if (keep)
-      r = philox4x32(static_cast<std::uint32_t>(i0 >> 2), static_cast<std::uint32_t>(i0 >> 34),
-                     static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
-                     static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32));
+    const philox_result r = keep ? stream_block(key, step, i0) : philox_result{};
     const index_t e = index_t(i0) + 4 < n ? index_t(i0) + 4 : n;
     for (index_t i = index_t(i0); i < e; ++i) {
       T v = b ? y[i] + b[i % cols] : y[i];
