@@ -393,9 +393,21 @@ def torch_worker(args) -> None:
     times.sort()
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    prof = {}
+    if args.torch_profile:  # after the timed runs (max RSS already read): PyTorch's own time in products
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(args.iters):
+                once()
+            sync()
+        gemm_ops = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+        ev = {e.key: e.self_cpu_time_total for e in p.key_averages()}
+        prof = dict(products_s=sum(ev.get(k, 0.0) for k in gemm_ops) / 1e6 / args.iters,
+                    products_by_op={k: ev[k] / 1e6 / args.iters for k in gemm_ops if k in ev})
     out = dict(impl="pytorch", workload=args.workload, batch=B, len=L, median_s=med, min_s=times[0],
                genes_per_s=B * L / med, params=sum(p.numel() for p in model.parameters()), max_rss_mb=rss,
-               torch=torch.__version__, torch_impl=impl_name, precision=args.precision)
+               torch=torch.__version__, torch_impl=impl_name, precision=args.precision, **prof)
     if not cuda and hasattr(torch.backends, "cpu") and hasattr(torch.backends.cpu, "get_cpu_capability"):
         out.update(cpu_capability=torch.backends.cpu.get_cpu_capability())
     if cuda:
@@ -597,6 +609,9 @@ def main() -> None:
     ap.add_argument("--torch-impl", default="auto", choices=["auto", "transformers", "builtin"],
                     help="PyTorch encoder: transformers' RobertaModel (needs transformers < 5 for relative_key_query), "
                          "the script's transcription of it (builtin), or auto (transformers when it can)")
+    ap.add_argument("--torch-profile", action="store_true",
+                    help="with --torch-worker: also run --iters steps under torch.profiler and report PyTorch's "
+                         "own seconds per step in product ops (aten::addmm/mm/bmm/baddbmm self time) as products_s")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cpu: genlm::cpu vs PyTorch on the CPU; cuda: genlm's CUDA backend vs PyTorch on the GPU")
     ap.add_argument("--precision", default="fp32",

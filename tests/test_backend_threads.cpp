@@ -1,10 +1,12 @@
 // The CPU backend's thread pool (cpu_detail::thread_pool / parallel_for): every index runs once,
 // exceptions thrown on a worker or on the caller reach the caller (and the pool stays usable),
-// nested loops and loops started from several user threads at once run inline with the same result.
+// nested loops and loops started from several user threads at once run inline with the same result;
+// the same with the pool's threads spinning or blocking between loops.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -97,4 +99,33 @@ TEST_CASE("nested and concurrent parallel_for calls give the same results", "[th
     CHECK(x[i] == 100.0 * double(i));
     CHECK(y[i] == 100.0 * double(i));
   }
+}
+
+TEST_CASE("the pool gives the same results whether its threads spin, block, or both", "[threads]") {
+  // spin 0: every wait blocks at once (futex); 300 us: back-to-back loops are picked up by
+  // spinning workers; a pause longer than the spin between loops makes the workers block and the
+  // next loop wake them. Each loop must still run every index once, and throw to the caller.
+  const int before = cpu_detail::pool_spin_us();
+  for (int spin : {0, 300, 20}) {
+    CAPTURE(spin);
+    cpu_detail::set_pool_spin_us(spin);
+    CHECK(cpu_detail::pool_spin_us() == spin);
+    for (int rep = 0; rep < 60; ++rep) {
+      CAPTURE(rep);
+      if (rep % 20 == 19) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // > every spin here
+      std::vector<std::atomic<int>> hits(37);
+      cpu_detail::parallel_for(37, 3, 1, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i) hits[std::size_t(i)].fetch_add(1);
+      });
+      for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+    CHECK_THROWS_WITH(cpu_detail::parallel_for(3, 3, 1,
+                                               [&](index_t lo, index_t) {
+                                                 if (lo == 2) throw std::runtime_error("late task failed");
+                                               }),
+                      "late task failed");
+  }
+  cpu_detail::set_pool_spin_us(-5);  // negative: no spin
+  CHECK(cpu_detail::pool_spin_us() == 0);
+  cpu_detail::set_pool_spin_us(before);
 }

@@ -15,6 +15,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cmath>
 #include <cstdint>
@@ -79,11 +80,53 @@ inline bool has_avx2_fma() {
 #endif
 }
 
+/// How long (microseconds) the pool's threads spin before they block: an idle worker waiting for
+/// the next loop, and a caller waiting for its workers to finish. Read once from the environment
+/// variable GENLM_POOL_SPIN_US (0 = block at once, like a plain condition variable; default 300),
+/// changed with set_pool_spin_us. A blocked thread is woken by a futex call, which in a virtual
+/// machine means an interrupt to a halted vCPU (tens of microseconds), and a model step runs
+/// hundreds of short loops back to back (small config, 2 threads: forward 5.6-7.2 ms with the
+/// spin vs 6.1-11.1 ms without; docs/PERFORMANCE.md).
+inline std::atomic<int>& pool_spin_us_ref() {
+  static std::atomic<int> v{[] {
+    const char* e = std::getenv("GENLM_POOL_SPIN_US");
+    if (!e || !*e) return 300;
+    char* end = nullptr;
+    const long x = std::strtol(e, &end, 10);
+    return (end && *end == '\0' && x >= 0) ? int(std::min(x, 1000000L)) : 300;
+  }()};
+  return v;
+}
+inline int pool_spin_us() { return pool_spin_us_ref().load(std::memory_order_relaxed); }
+inline void set_pool_spin_us(int us) { pool_spin_us_ref().store(std::max(0, us), std::memory_order_relaxed); }
+
+/// Waits until done() or `us` microseconds have passed, without blocking; returns done(). Between
+/// checks it yields the CPU (sched_yield): when another process's thread waits for this core (more
+/// threads than cores, e.g. two test processes on 2 cores) that thread runs instead of the spin.
+template <class Done>
+bool spin_until(int us, Done&& done) {
+  if (done()) return true;
+  if (us <= 0) return false;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  for (;;) {
+    for (int i = 0; i < 16; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if (done()) return true;
+    }
+    std::this_thread::yield();
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+  }
+}
+
 /// The CPU backend's worker threads, started on first use and kept for the process (starting a
 /// thread per loop cost ~20-50 us, and a new thread's first AMX instruction traps once to get its
 /// tile state). run(n, f) calls f(0..n-1) once each, f(0) on the calling thread, the rest on
 /// workers; it returns when all are done. Calls from inside a task, and calls while another thread
 /// holds the pool, run inline (same results: every task is computed, only not in parallel).
+/// Waiting threads spin for pool_spin_us() before they block on a condition variable.
 class thread_pool {
  public:
   static thread_pool& instance() {
@@ -126,7 +169,7 @@ class thread_pool {
       error_ = nullptr;
       ++generation_;
     }
-    wake_.notify_all();
+    wake_.notify_all();  // no system call when every worker is still spinning
     std::exception_ptr mine;
     in_task() = true;
     try {
@@ -135,6 +178,7 @@ class thread_pool {
       mine = std::current_exception();
     }
     in_task() = false;
+    spin_until(pool_spin_us(), [&] { return done_.load(std::memory_order_acquire) == n - 1; });
     std::unique_lock<std::mutex> lk(m_);
     finished_.wait(lk, [&] { return done_ == n - 1; });  // no worker still uses `task` after this
     task_ = nullptr;
@@ -150,12 +194,16 @@ class thread_pool {
     return v;
   }
   // Tasks are claimed under the lock (a handful per loop), so a worker that wakes late can never
-  // take an index of a newer loop for an older one's function.
+  // take an index of a newer loop for an older one's function. The spin before the wait only
+  // reads the atomics; everything is then re-checked under the lock.
   void work() {
     in_task() = true;
     std::uint64_t seen = 0;
-    std::unique_lock<std::mutex> lk(m_);
     for (;;) {
+      spin_until(pool_spin_us(), [&] {
+        return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+      });
+      std::unique_lock<std::mutex> lk(m_);
       wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
@@ -176,14 +224,15 @@ class thread_pool {
   }
 
   std::mutex busy_;  // held by the thread whose loop the pool runs
-  std::mutex m_;     // guards everything below
+  std::mutex m_;     // guards everything below (the atomics are also read without it, to spin)
   std::condition_variable wake_, finished_;
   std::vector<std::thread> workers_;
   const std::function<void(index_t)>* task_ = nullptr;
-  index_t n_ = 0, next_ = 0, done_ = 0;
+  index_t n_ = 0, next_ = 0;
+  std::atomic<index_t> done_{0};
   std::exception_ptr error_;
-  std::uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 /// Calls f(lo, hi) on [0, n) split into `threads` contiguous chunks (the calling thread takes the
