@@ -85,8 +85,8 @@ inline bool has_avx2_fma() {
 /// variable GENLM_POOL_SPIN_US (0 = block at once, like a plain condition variable; default 300),
 /// changed with set_pool_spin_us. A blocked thread is woken by a futex call, which in a virtual
 /// machine means an interrupt to a halted vCPU (tens of microseconds), and a model step runs
-/// hundreds of short loops back to back (small config, 2 threads: forward 5.6-7.2 ms with the
-/// spin vs 6.1-11.1 ms without; docs/PERFORMANCE.md).
+/// hundreds of short loops back to back (small config, 2 threads: forward median 5.9-6.8 ms with
+/// the spin vs 6.9-7.2 ms without; docs/PERFORMANCE.md).
 inline std::atomic<int>& pool_spin_us_ref() {
   static std::atomic<int> v{[] {
     const char* e = std::getenv("GENLM_POOL_SPIN_US");
