@@ -439,8 +439,10 @@ class data_parallel_trainer {
       ctx.seed = comm_.rank() == 0 ? opt_.seed : opt_.seed ^ splitmix64(0xA11C0000ull + std::uint64_t(comm_.rank()));
     auto out = model_.forward(ctx, x_, mask_);
     const index_t K = C.hypotheses, D = C.label_dim();
-    const masked_gene_metrics m = masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, K, D,
-                                                      mb.masked, mb.labels, &g_hyp_, &g_log_, opt_.loss);
+    out.hypotheses.to_host(h_hyp_);  // host copies and loss scratch reused across steps
+    out.logits.to_host(h_log_);
+    const masked_gene_metrics m = masked_gene_loss<T>(h_hyp_, h_log_, b.B, b.L, K, D, mb.masked, mb.labels, &g_hyp_,
+                                                      &g_log_, opt_.loss, loss_ws_);
     if (!backward) return m;
     if (scale != 1.0) {
       for (auto& v : g_hyp_) v = T(double(v) * scale);
@@ -518,7 +520,8 @@ class data_parallel_trainer {
   std::int64_t step_ = 0;
   dp_step_stats stats_;
   tensor_t x_, mask_, d_hyp_, d_log_, acc_;
-  std::vector<T> g_hyp_, g_log_;
+  std::vector<T> h_hyp_, h_log_, g_hyp_, g_log_;
+  masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
 };
 
 }  // namespace genlm::parallel
