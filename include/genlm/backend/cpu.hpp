@@ -537,8 +537,7 @@ GENLM_ALWAYS_INLINE void dropout_fwd_body(const T* x, T* y, std::uint8_t* keep, 
     for (int e = 0; e < 4 * G; ++e) yb[e] = keep_or_zero(xb[e] * scale, kb[e]);
   }
   for (; blk < b1; ++blk) {  // the remainder, one block at a time
-    const auto b = static_cast<std::uint64_t>(blk);
-    const philox_result r = philox4x32(static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), s0, s1, k0, k1);
+    const philox_result r = stream_block(key, step, static_cast<std::uint64_t>(blk) * 4);
     const index_t e = std::min<index_t>(n, blk * 4 + 4);
     for (index_t i = blk * 4; i < e; ++i) {
       const std::uint8_t k = uniform01(r.v[i & 3]) >= p ? 1 : 0;

@@ -72,6 +72,14 @@ struct masked_gene_loss_workspace {
   std::vector<double> y, pred, terms;
   std::vector<std::int64_t> rows;
   std::vector<std::int32_t> choice;
+  /// Capacity for up to n masked genes of label dimension D (the sizes masked_gene_loss uses).
+  void reserve(std::size_t n, std::size_t D) {
+    y.reserve(n * D);
+    pred.reserve(n * D);
+    terms.reserve(2 * n);
+    choice.reserve(2 * n);
+    rows.reserve(n);
+  }
 };
 
 /// Computes the loss and metrics on host copies of the model outputs and writes the gradients

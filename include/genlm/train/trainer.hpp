@@ -396,11 +396,7 @@ class trainer {
     labels_.reserve(genes * D);
     for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
     for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
-    loss_ws_.y.reserve(genes * D);
-    loss_ws_.pred.reserve(genes * D);
-    loss_ws_.terms.reserve(2 * genes);
-    loss_ws_.choice.reserve(2 * genes);
-    loss_ws_.rows.reserve(genes);
+    loss_ws_.reserve(genes, D);
   }
 
   // step()'s host batch: window indices (and the epoch permutation), inputs, masked genes, labels
