@@ -47,6 +47,12 @@ class epoch_sampler {
 
   /// Window indices of step k (the global batch).
   std::vector<std::size_t> batch(std::int64_t k) {
+    std::vector<std::size_t> out;
+    batch(k, out);
+    return out;
+  }
+  /// As above, into out (assigned; no allocation once its capacity holds a batch).
+  void batch(std::int64_t k, std::vector<std::size_t>& out) {
     check<value_error>(k >= 0, "epoch_sampler: step ", k, " must be >= 0");
     const std::size_t bpe = batches_per_epoch();
     const std::uint64_t epoch = std::uint64_t(k) / bpe, j = std::uint64_t(k) % bpe;
@@ -59,7 +65,7 @@ class epoch_sampler {
       cached_ = true;
     }
     const std::size_t lo = std::size_t(j) * batch_, hi = std::min(perm_.size(), lo + batch_);
-    return {perm_.begin() + std::ptrdiff_t(lo), perm_.begin() + std::ptrdiff_t(hi)};
+    out.assign(perm_.begin() + std::ptrdiff_t(lo), perm_.begin() + std::ptrdiff_t(hi));
   }
 
  private:
@@ -85,6 +91,9 @@ class window_source {
   virtual std::uint64_t fingerprint() const = 0;
   /// A line for logs and for the cross-rank settings check (must be identical on every rank).
   virtual std::string describe() const = 0;
+  /// The windows themselves when the source holds them all in memory (window i = (*in_memory())[i]),
+  /// so that a trainer can build batches without copying them; nullptr for sources that read.
+  virtual const std::vector<gene_window>* in_memory() const { return nullptr; }
 };
 
 /// All windows in memory (every rank holds the same vector).
@@ -114,6 +123,7 @@ class memory_windows final : public window_source {
   std::uint64_t fingerprint() const override { return fp_; }
   std::string describe() const override { return genlm::detail::concat(w_.size(), " windows in memory"); }
   const std::vector<gene_window>& windows() const { return w_; }
+  const std::vector<gene_window>* in_memory() const override { return &w_; }
 
  private:
   std::vector<gene_window> w_;

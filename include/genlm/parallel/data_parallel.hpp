@@ -34,6 +34,7 @@
 // dropout (but differ from genlm::trainer's, and each window is a separate forward pass).
 #pragma once
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -114,6 +115,7 @@ class data_parallel_trainer {
     agree(comm_, settings(), "configuration");
     sampler_ = epoch_sampler(src_->size(), o.batch_size, o.seed);
     schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
+    reserve_host_scratch();
     if (dp_.broadcast_initial_parameters && comm_.size() > 1) {
       auto& v = model_.parameters().values();
       broadcast_tensor(v, "initial parameter broadcast");
@@ -202,8 +204,10 @@ class data_parallel_trainer {
       return r;
     };
     const std::int64_t k = step_;
-    const std::string tag = genlm::detail::concat(" (step ", k, ")");
-    const std::vector<std::size_t> idx = sampler_.batch(k);
+    // Host-side batch assembly into members reused across steps: with an in-memory window source
+    // (and comm::single) a step allocates nothing once they have grown (reserve_host_scratch).
+    sampler_.batch(k, idx_);
+    const std::vector<std::size_t>& idx = idx_;
     const auto [lo, hi] = shard_range(idx.size(), comm_.rank(), comm_.size());
     stats_ = {};
     stats_.step = k;
@@ -216,24 +220,33 @@ class data_parallel_trainer {
     for (std::size_t i = 0; i < lo; ++i) skip += src_->genes(idx[i]);
     mg.set_state(mg.key(), mg.counter() + skip);
 
-    std::vector<gene_window> local;
-    if (hi > lo) local = src_->fetch(std::vector<std::size_t>(idx.begin() + std::ptrdiff_t(lo), idx.begin() + std::ptrdiff_t(hi)));
+    // this rank's windows: (*wins)[local_[i]]; the source's own vector when it holds the windows
+    // in memory (no copy), else the fetched share
+    local_.assign(idx.begin() + std::ptrdiff_t(lo), idx.begin() + std::ptrdiff_t(hi));
+    const std::vector<gene_window>* wins = src_->in_memory();
+    if (!wins && !local_.empty()) {
+      fetched_ = src_->fetch(local_);
+      std::iota(local_.begin(), local_.end(), std::size_t(0));
+      wins = &fetched_;
+    }
 
     // masks and labels of every local window (one batch, or one micro-batch per window)
-    std::vector<micro_batch> mbs;
-    if (!local.empty()) {
+    n_mbs_ = 0;
+    if (!local_.empty()) {
       if (dp_.rank_invariant_dropout) {
-        for (std::size_t i = 0; i < local.size(); ++i) mbs.push_back(prepare(local, {i}, mg, lo + i));
+        for (std::size_t i = 0; i < local_.size(); ++i) {
+          one_.assign(1, local_[i]);
+          prepare(next_micro_batch(), *wins, one_, mg, lo + i);
+        }
       } else {
-        std::vector<std::size_t> all(local.size());
-        std::iota(all.begin(), all.end(), std::size_t(0));
-        mbs.push_back(prepare(local, all, mg, 0));
+        prepare(next_micro_batch(), *wins, local_, mg, 0);
       }
     }
+    const std::span<micro_batch> mbs(mbs_.data(), n_mbs_);
     double n_local = 0;
     for (const auto& mb : mbs) n_local += double(mb.masked.size());
     double n_global = n_local;
-    timed([&] { comm_.allreduce_sum_host(&n_global, 1, "masked gene count" + tag); });
+    timed([&] { comm_.allreduce_sum_host(&n_global, 1, tag("masked gene count", k)); });
     stats_.local_masked = std::size_t(n_local);
     stats_.global_masked = std::size_t(n_global);
     ++step_;
@@ -268,7 +281,7 @@ class data_parallel_trainer {
     // metrics of the global batch
     const bool single_pass = comm_.size() == 1 && mbs.size() == 1;
     if (!single_pass) {
-      timed([&] { comm_.allreduce_sum_host(sums, 6, "training metrics" + tag); });
+      timed([&] { comm_.allreduce_sum_host(sums, 6, tag("training metrics", k)); });
       m.masked = index_t(n_global);
       m.loss = sums[0] / n_global, m.mse = sums[1] / n_global, m.ce = sums[2] / n_global;
       m.cosine = sums[3] / n_global, m.mse_most_likely = sums[4] / n_global;
@@ -292,7 +305,7 @@ class data_parallel_trainer {
     timed([&] {
       comm_.allreduce_sum_buckets(g.data(), std::size_t(g.numel()), Backend::host_memory, bucket_elems,
                                   [&](T* p, std::size_t n) { nonfinite += Backend::count_nonfinite(p, index_t(n)); },
-                                  "allreduce of gradients" + tag);
+                                  tag("allreduce of gradients", k));
     });
     if (scaler_.enabled()) {
       // every rank holds the same summed gradients: the same finite/overflow decision everywhere
@@ -413,14 +426,55 @@ class data_parallel_trainer {
     std::size_t position = 0;  // global position of the first window in the batch
   };
 
-  micro_batch prepare(const std::vector<gene_window>& local, const std::vector<std::size_t>& which, rng& mg,
-                      std::size_t position) {
-    micro_batch mb;
-    mb.b = make_batch<T>(local, which, feat_, C.max_positions);
-    mb.masked = mask_genes(mb.b.x, mb.b.mask, mb.b.B, mb.b.L, mb.b.F, mg, opt_.masking);
-    if (!mb.masked.empty()) mb.labels = batch_labels(mb.b, mb.masked, feat_);
+  /// Fills mb (its vectors reused) with the inputs, masks and labels of windows[which[0..]].
+  void prepare(micro_batch& mb, const std::vector<gene_window>& windows, const std::vector<std::size_t>& which,
+               rng& mg, std::size_t position) {
+    make_batch<T>(windows, which, feat_, C.max_positions, mb.b);
+    mask_genes(mb.b.x, mb.b.mask, mb.b.B, mb.b.L, mb.b.F, mg, opt_.masking, mb.masked);
+    mb.labels.clear();
+    if (!mb.masked.empty()) batch_labels(mb.b, mb.masked, feat_, mb.labels);
     mb.position = position;
-    return mb;
+  }
+  /// The next unused micro-batch of this step (kept, with its vectors, for the next steps).
+  micro_batch& next_micro_batch() {
+    if (n_mbs_ == mbs_.size()) mbs_.emplace_back();
+    return mbs_[n_mbs_++];
+  }
+  /// "<what> (step k)" for the communicator's error messages, written into a reused string.
+  std::string_view tag(const char* what, std::int64_t k) {
+    char digits[24];
+    const auto r = std::to_chars(digits, digits + sizeof digits, k);
+    tag_.assign(what);
+    tag_.append(" (step ").append(digits, r.ptr).push_back(')');
+    return tag_;
+  }
+  /// Sizes step()'s host vectors for the largest possible share (ceil(batch / ranks) windows of
+  /// the longest window, every gene masked), as genlm::trainer does, so that the random number
+  /// of masked genes per step cannot make one grow later.
+  void reserve_host_scratch() {
+    std::size_t longest = 0;
+    for (std::size_t i = 0; i < src_->size(); ++i) longest = std::max(longest, src_->genes(i));
+    longest = std::min(longest, std::size_t(C.max_positions));
+    const auto P = std::size_t(comm_.size()), batch = std::size_t(opt_.batch_size);
+    const std::size_t share = (batch + P - 1) / P;
+    const std::size_t per_mb = dp_.rank_invariant_dropout ? 1 : share;  // windows per micro-batch
+    const std::size_t genes = per_mb * longest;
+    const auto K = std::size_t(C.hypotheses), D = std::size_t(C.label_dim());
+    idx_.reserve(batch);
+    local_.reserve(share);
+    one_.reserve(1);
+    mbs_.resize(dp_.rank_invariant_dropout ? share : 1);
+    for (auto& mb : mbs_) {
+      mb.b.x.reserve(genes * std::size_t(C.input_dim()));
+      mb.b.mask.reserve(genes);
+      mb.b.windows.reserve(per_mb);
+      mb.masked.reserve(genes);
+      mb.labels.reserve(genes * D);
+    }
+    for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
+    for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
+    loss_ws_.reserve(genes, D);
+    tag_.reserve(64);
   }
 
   /// Forward + loss + backward of one (micro-)batch; the loss gradients are multiplied by
@@ -522,6 +576,13 @@ class data_parallel_trainer {
   tensor_t x_, mask_, d_hyp_, d_log_, acc_;
   std::vector<T> h_hyp_, h_log_, g_hyp_, g_log_;
   masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
+  // step()'s host batch: the global batch's window indices, this rank's share (indices into the
+  // source's windows, or into fetched_), its micro-batches (the first n_mbs_ used), the tag buffer
+  std::vector<std::size_t> idx_, local_, one_;
+  std::vector<gene_window> fetched_;
+  std::vector<micro_batch> mbs_;
+  std::size_t n_mbs_ = 0;
+  std::string tag_;
 };
 
 }  // namespace genlm::parallel
