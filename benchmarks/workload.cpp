@@ -3,6 +3,7 @@
 //   genlm_workload --config paper|small --workload forward|train [--batch 8] [--len 30]
 //                  [--threads 2] [--iters 5] [--warmup 1] [--precision fp32|bf16]
 // --precision bf16 runs genlm::cpu_bf16 (bf16 products on AMX tiles where the CPU has them).
+// "init_s": seconds to build the model (its random initial weights, on --threads threads) and inputs.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -16,8 +17,12 @@ using namespace genlm;
 namespace {
 
 template <model_config C, class Backend>
-int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
-  bench::workload<C, float, Backend> w(B, L);
+int run(const std::string& wl, index_t B, index_t L, int iters, int warmup, int threads) {
+  model_options mo;
+  mo.init_threads = threads;  // the random initial weights drawn on as many threads as the run uses
+  const auto c0 = std::chrono::steady_clock::now();
+  bench::workload<C, float, Backend> w(B, L, mo);
+  const double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
   auto once = [&] {
     if (wl == "forward")
       w.forward();
@@ -39,10 +44,10 @@ int run(const std::string& wl, index_t B, index_t L, int iters, int warmup) {
   std::printf(
       "{\"impl\": \"genlm\", \"backend\": \"%s\", \"amx\": %s, \"workload\": \"%s\", \"batch\": %ld, "
       "\"len\": %ld, \"median_s\": %.6f, \"min_s\": %.6f, \"genes_per_s\": %.2f, \"gflops\": %.2f, "
-      "\"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f}\n",
+      "\"flop\": %.6e, \"params\": %ld, \"max_rss_mb\": %.1f, \"init_s\": %.3f}\n",
       Backend::name, amx::available() ? "true" : "false", wl.c_str(), long(B), long(L), med, t.front(),
       double(B * L) / med, flops / med / 1e9, flops, long(w.model.parameters().count()),
-      double(ru.ru_maxrss) / 1024.0);
+      double(ru.ru_maxrss) / 1024.0, init_s);
   return 0;
 }
 
@@ -78,11 +83,11 @@ int main(int argc, char** argv) {
   bench::set_threads(threads);
   const bool bf16 = precision == "bf16";
   if (config == "paper")
-    return bf16 ? run<configs::paper, cpu_bf16>(wl, B, L, iters, warmup)
-                : run<configs::paper, cpu>(wl, B, L, iters, warmup);
+    return bf16 ? run<configs::paper, cpu_bf16>(wl, B, L, iters, warmup, threads)
+                : run<configs::paper, cpu>(wl, B, L, iters, warmup, threads);
   if (config == "small")
-    return bf16 ? run<configs::small, cpu_bf16>(wl, B, L, iters, warmup)
-                : run<configs::small, cpu>(wl, B, L, iters, warmup);
+    return bf16 ? run<configs::small, cpu_bf16>(wl, B, L, iters, warmup, threads)
+                : run<configs::small, cpu>(wl, B, L, iters, warmup, threads);
   std::fprintf(stderr, "genlm_workload: --config must be paper or small\n");
   return 2;
 }

@@ -316,6 +316,7 @@ def torch_worker(args) -> None:
     c = CONFIGS[args.config]
     D = c["pca"] + 1
     K = c["hyp"]
+    t_init = time.perf_counter()
     with torch.device(dev):  # parameters are created (and initialised) on the device directly
         enc, impl_name = make_encoder(torch, nn, F, c, args.torch_impl)
 
@@ -333,6 +334,7 @@ def torch_worker(args) -> None:
 
     with torch.device(dev):
         model = GLM().float()
+    init_s = time.perf_counter() - t_init  # building the model: its random initial weights
     B, L = args.batch, args.len
     g = torch.Generator().manual_seed(1)
     x = torch.randn(B, L, c["plm"] + 1, generator=g)
@@ -407,7 +409,7 @@ def torch_worker(args) -> None:
                     products_by_op={k: ev[k] / 1e6 / args.iters for k in gemm_ops if k in ev})
     out = dict(impl="pytorch", workload=args.workload, batch=B, len=L, median_s=med, min_s=times[0],
                genes_per_s=B * L / med, params=sum(p.numel() for p in model.parameters()), max_rss_mb=rss,
-               torch=torch.__version__, torch_impl=impl_name, precision=args.precision, **prof)
+               torch=torch.__version__, torch_impl=impl_name, precision=args.precision, init_s=init_s, **prof)
     if not cuda and hasattr(torch.backends, "cpu") and hasattr(torch.backends.cpu, "get_cpu_capability"):
         out.update(cpu_capability=torch.backends.cpu.get_cpu_capability())
     if cuda:
@@ -580,6 +582,10 @@ def main_cuda(args) -> None:
           "PyTorch: torch.cuda.max_memory_allocated), CUDA context excluded.")
     if rows:
         print_table(hdr, [fmt(r) for r in rows], args.markdown)
+    inits = [f"{r['config']} {r['workload']} {r['threads']} thr: genlm {r['genlm_init_s']:.2f} / torch {r['torch_init_s']:.2f}"
+             for r in rows if r.get("genlm_init_s") is not None and r.get("torch_init_s") is not None]
+    if inits:  # from the fastest round of each side
+        print("# model construction (random initial weights), seconds: " + "; ".join(inits))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=rows[0]["device"] if rows else "", torch=desc, cublas_peak_tflops=peaks, rows=rows,
@@ -680,7 +686,8 @@ def main() -> None:
                              pct_gemm=100 * best_g["gflops"] / ceiling,
                              genlm_rss_mb=best_g["max_rss_mb"], torch_rss_mb=best_p["max_rss_mb"],
                              genlm_params=best_g["params"], torch_params=best_p["params"],
-                             genlm_amx=best_g.get("amx"), torch_cpu_capability=best_p.get("cpu_capability"))
+                             genlm_amx=best_g.get("amx"), torch_cpu_capability=best_p.get("cpu_capability"),
+                             genlm_init_s=best_g.get("init_s"), torch_init_s=best_p.get("init_s"))
                     rows.append(r)
                     print(json.dumps(r), flush=True)
 
@@ -695,6 +702,10 @@ def main() -> None:
     print("# % GEMM ceil: of the same precision's 2048^3 product (fp32: genlm::cpu, oneDNN/OpenBLAS; bf16: genlm::cpu_bf16). "
           "% FMA peak: float32 rows only.")
     print_table(hdr, [fmt(r) for r in rows], args.markdown)
+    inits = [f"{r['config']} {r['workload']} {r['threads']} thr: genlm {r['genlm_init_s']:.2f} / torch {r['torch_init_s']:.2f}"
+             for r in rows if r.get("genlm_init_s") is not None and r.get("torch_init_s") is not None]
+    if inits:  # from the fastest round of each side
+        print("# model construction (random initial weights), seconds: " + "; ".join(inits))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(machine=lscpu_model(), loadavg_end=os.getloadavg(), limits=lim, rows=rows, args=vars(args)), f,

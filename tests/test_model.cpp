@@ -1,6 +1,10 @@
 // The gLM model: shapes, masked-gene loss, full-model gradient check, bad input.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include <genlm/genlm.hpp>
 #include <genlm/model/glm.hpp>
 #include <genlm/train/masked_gene_loss.hpp>
@@ -20,6 +24,73 @@ tensor<typename M::scalar, cpu> random_input(index_t B, index_t L, std::uint64_t
   return x;
 }
 }  // namespace
+
+TEST_CASE("parameter initialisation: fill_normal is the normal() loop; initialize = false leaves zeros", "[model][init]") {
+  // rng::fill_normal draws Philox blocks 16 values at a time; values and final state must be those
+  // of out[j] = T(normal() * scale), whatever n (whole groups, a remainder, none)
+  for (std::size_t n : {0, 1, 15, 16, 17, 33, 1000, 4099}) {
+    for (std::uint64_t seed : {0ull, 7ull, 0xFFFFFFFFFFFFull}) {
+      rng a(seed, 3), b(seed, 3);
+      std::vector<float> fa(n), fb(n, -1.0f);
+      for (auto& v : fa) v = float(a.normal() * 0.02);
+      b.fill_normal(fb.data(), n, 0.02);
+      INFO("n = " << n << ", seed = " << seed);
+      CHECK(std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0);
+      CHECK(a.counter() == b.counter());
+      CHECK(a.normal() == b.normal());  // the streams continue identically
+      std::vector<double> da(n), db(n);
+      for (auto& v : da) v = a.normal() * 1.5;
+      b.fill_normal(db.data(), n, 1.5);
+      CHECK(std::memcmp(da.data(), db.data(), n * sizeof(double)) == 0);
+    }
+  }
+  // chunks drawn by several threads: the same values as one thread and as the plain loop
+  // (parameters of 700k values = 3 chunks of 2^18, a zeros and a ones parameter between them)
+  {
+    std::vector<std::vector<float>> got;
+    for (int threads : {1, 3, 8}) {
+      parameter_store<float, cpu> ps;
+      ps.add("a", {1000, 700});
+      ps.add("bias", {5}, init_kind::zeros);
+      ps.add("gain", {7}, init_kind::ones);
+      ps.add("b", {300, 1001}, init_kind::normal, 0.5);
+      ps.finalize();
+      ps.initialize(42, threads);
+      got.push_back(std::vector<float>(ps.values().data(), ps.values().data() + ps.values().numel()));
+      rng ga(42, 0), gb(42, 3);
+      const auto a = ps.get("a"), b = ps.get("b");
+      bool same = true;
+      for (float v : a) same = same && v == float(ga.normal() * 0.02);
+      for (float v : b) same = same && v == float(gb.normal() * 0.5);
+      INFO("threads = " << threads);
+      CHECK(same);
+      CHECK(ps.get("bias") == std::vector<float>(5, 0.0f));
+      CHECK(ps.get("gain") == std::vector<float>(7, 1.0f));
+    }
+    CHECK(got[0] == got[1]);
+    CHECK(got[0] == got[2]);
+  }
+  // a model's initial weights are the documented draws: parameter i from rng(init_seed, i)
+  using M = GLM<micro, cpu>;
+  model_options mo;
+  mo.init_seed = 11;
+  M m(mo);
+  const auto& ps = m.parameters();
+  bool checked = false;
+  for (std::size_t i = 0; i < ps.entries().size(); ++i) {
+    const auto& e = ps.entries()[i];
+    if (e.init != init_kind::normal) continue;
+    rng g(mo.init_seed, i);
+    const auto vals = ps.get(e.name);
+    for (std::size_t j = 0; j < vals.size(); ++j) REQUIRE(vals[j] == float(g.normal() * e.init_std));
+    checked = true;
+  }
+  CHECK(checked);
+  mo.initialize = false;
+  M z(mo);
+  const auto& vz = z.parameters().values();
+  CHECK(std::all_of(vz.data(), vz.data() + vz.numel(), [](float v) { return v == 0.0f; }));
+}
 
 TEST_CASE("GLM forward shapes and attention maps", "[model]") {
   GLM<configs::tiny, cpu> m;

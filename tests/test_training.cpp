@@ -92,6 +92,17 @@ TEST_CASE("checkpoints: atomic save, load, bit-identical resume", "[training][ch
   feature_pipeline pipe;
   trainer<Model> tc(c, d.feat, d.train, to);
   const auto info = load_checkpoint(ck, c, pipe, &tc.optimizer());
+  {  // a model built without random initialisation (the CLI's loading commands) loads the same values
+    model_options no_init = mo;
+    no_init.initialize = false;
+    Model z(no_init);
+    feature_pipeline pz;
+    load_checkpoint(ck, z, pz);
+    const auto& vz = z.parameters().values();
+    const auto& vc0 = c.parameters().values();
+    REQUIRE(vz.numel() == vc0.numel());
+    CHECK(std::memcmp(vz.data(), vc0.data(), std::size_t(vz.numel()) * sizeof(float)) == 0);
+  }
   CHECK(info.step == 3);
   CHECK(info.has_optimizer);
   tc.set_step(info.step);

@@ -41,6 +41,14 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
+/// Options of a model whose parameters a checkpoint is about to overwrite: no random
+/// initialisation (~25 s for configs::paper on one core), load_checkpoint fails on a missing one.
+model_options for_loading() {
+  model_options mo;
+  mo.initialize = false;
+  return mo;
+}
+
 // ------------------------------------------------------------------------------------------ input
 struct input_options {
   std::vector<std::string> genomes;  // GenBank / GFF3 / Prodigal .faa
@@ -251,6 +259,7 @@ int run_train(const input_options& io, const train_cli& o) {
   model_options mo;
   mo.hidden_dropout = mo.attention_dropout = o.dropout;
   mo.init_seed = o.seed;
+  mo.initialize = o.resume.empty();  // a resumed run loads every parameter
   Model model(mo);
   feature_pipeline pipe;
   checkpoint_info resumed;
@@ -358,7 +367,7 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
   using Model = GLM<C, Backend>;
   set_threads(io.threads);
   std::fprintf(stderr, "products: %s\n", products_description<Backend>().c_str());
-  Model model;
+  Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
   load_checkpoint(model_path, model, pipe);
   loaded_input in = load_input(io, C.plm_dim, C.max_positions);
@@ -428,7 +437,7 @@ int run_predict(const input_options& io, const std::string& model_path, const st
                 const std::vector<std::string>& only) {
   using Model = GLM<C, cpu>;
   set_threads(io.threads);
-  Model model;
+  Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
   load_checkpoint(model_path, model, pipe);
   input_options io2 = io;
@@ -535,7 +544,7 @@ template <model_config C>
 int run_operons(const input_options& io, const operons_cli& o) {
   using Model = GLM<C, cpu>;
   set_threads(io.threads);
-  Model model;
+  Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
   load_model(o.model, model, pipe);
   check<value_error>(io.overlap >= 1, "--overlap ", io.overlap,
@@ -695,7 +704,7 @@ template <model_config C>
 int run_probe(const input_options& io, const probe_cli& o) {
   using Model = GLM<C, cpu>;
   set_threads(io.threads);
-  Model model;
+  Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
   load_model(o.model, model, pipe);
   loaded_input in = load_input(io, C.plm_dim, C.max_positions);
@@ -888,7 +897,7 @@ template <model_config C>
 int run_paralogs(const input_options& io, const paralogs_cli& o) {
   using Model = GLM<C, cpu>;
   set_threads(io.threads);
-  Model model;
+  Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
   load_model(o.model, model, pipe);
   input_options io2 = io;

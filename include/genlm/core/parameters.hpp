@@ -5,7 +5,11 @@
 // one flat gradient buffer (inference never allocates it). AdamW is then one fused pass over the
 // flat buffers and a data-parallel all-reduce is one call.
 #pragma once
+#include <algorithm>
+#include <atomic>
 #include <map>
+#include <system_error>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -59,20 +63,62 @@ class parameter_store {
 
   /// Fills every parameter by its init rule with a seeded generator (normal(0, std) for weights,
   /// as Hugging Face's _init_weights with initializer_range; zeros for biases; ones for LN gains).
-  void initialize(std::uint64_t seed) {
+  /// Parameter i draws from rng(seed, i): element j of a normal one is T(normal() * std) of that
+  /// stream, whatever `threads` (0: std::thread::hardware_concurrency()) - the counter-based
+  /// generator lets each thread start a chunk at its own counter (2 per value).
+  void initialize(std::uint64_t seed, int threads = 0) {
     require_finalized("initialize");
     // host-memory backends are written in place; others through one staging copy
     std::vector<T> staging(Backend::host_memory ? 0 : static_cast<std::size_t>(total_), T(0));
     T* host = Backend::host_memory ? values_.data() : staging.data();
+    struct chunk {
+      std::size_t entry, begin, end;
+    };
+    constexpr std::size_t chunk_values = std::size_t(1) << 18;
+    std::vector<chunk> work;
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const entry& e = entries_[i];
-      rng g(seed, i);
-      for (index_t j = 0; j < e.shape.numel(); ++j) {
-        T v = T(0);
-        if (e.init == init_kind::normal) v = T(g.normal() * e.init_std);
-        if (e.init == init_kind::ones) v = T(1);
-        host[static_cast<std::size_t>(e.offset + j)] = v;
+      const auto n = static_cast<std::size_t>(e.shape.numel());
+      if (e.init != init_kind::normal) {
+        std::fill(host + e.offset, host + e.offset + n, e.init == init_kind::ones ? T(1) : T(0));
+        continue;
       }
+      for (std::size_t b = 0; b < n; b += chunk_values) work.push_back({i, b, std::min(n, b + chunk_values)});
+    }
+    // A chunk assumes that every value before it took two draws; normal() redraws a zero first
+    // uniform (p = 2^-53), which shifts the rest of its parameter: such a parameter is redone serially.
+    std::vector<char> shifted(work.size(), 0);
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+      for (std::size_t c; (c = next.fetch_add(1)) < work.size();) {
+        const chunk& w = work[c];
+        const entry& e = entries_[w.entry];
+        rng g(seed, w.entry);
+        g.set_state(g.key(), 2 * std::uint64_t(w.begin));
+        g.fill_normal(host + e.offset + w.begin, w.end - w.begin, e.init_std);
+        shifted[c] = g.counter() != 2 * std::uint64_t(w.end);
+      }
+    };
+    // threads: as asked (default all), but one per ~4 chunks at most (small models: this one only)
+    const auto hw = std::max(1u, std::thread::hardware_concurrency());
+    const std::size_t want = std::min((work.size() + 3) / 4, std::size_t(threads > 0 ? unsigned(threads) : hw));
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < want; ++t) {
+      try {
+        pool.emplace_back(worker);
+      } catch (const std::system_error&) {  // no more threads: the others (and this one) do the rest
+        break;
+      }
+    }
+    worker();
+    for (auto& t : pool) t.join();
+    for (std::size_t c = 0; c < work.size(); ++c) {
+      if (!shifted[c]) continue;
+      const std::size_t i = work[c].entry;
+      const entry& e = entries_[i];
+      rng g(seed, i);
+      g.fill_normal(host + e.offset, static_cast<std::size_t>(e.shape.numel()), e.init_std);
+      while (c + 1 < work.size() && work[c + 1].entry == i) ++c;
     }
     if (!Backend::host_memory) values_.from_host({total_}, std::span<const T>(staging));
   }

@@ -24,6 +24,13 @@ struct model_options {
   double layer_norm_eps = 1e-12;
   double init_std = 0.02;
   std::uint64_t init_seed = 0;
+  /// false: the parameters start at zero instead of their random initialisation, for a model whose
+  /// every parameter a checkpoint load overwrites next (load_state_dict fails on a missing one).
+  /// Initialising configs::paper's 279M parameters takes ~25 s on one core (docs/PERFORMANCE.md).
+  bool initialize = true;
+  /// Threads drawing the initial weights (0: std::thread::hardware_concurrency()); the weights do
+  /// not depend on it.
+  int init_threads = 0;
 };
 
 template <model_config C, class Backend, class T = float, attention_variant Variant = relative_key_query,
@@ -54,8 +61,8 @@ class GLM {
     enc_ = encoder<T, Backend, Variant, Activation>(ps_, "roberta.encoder", C.num_layers, d, 100);
     hyp_ = linear<T, Backend>(ps_, "lm_head.dense", C.hidden, index_t(C.hypotheses) * C.label_dim(), true, o.init_std);
     prob_ = linear<T, Backend>(ps_, "lm_head.dense_prob", C.hidden, C.hypotheses, true, o.init_std);
-    ps_.finalize();
-    ps_.initialize(o.init_seed);
+    ps_.finalize();  // zero-filled
+    if (o.initialize) ps_.initialize(o.init_seed, o.init_threads);
   }
   GLM(const GLM&) = delete;
   GLM& operator=(const GLM&) = delete;

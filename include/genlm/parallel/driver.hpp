@@ -213,6 +213,7 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
                      job.data.window, " exceeds the model's max_genes ", C.max_genes);
   model_options mo = job.model;
   mo.init_seed = job.train.seed;
+  mo.initialize = job.resume.empty();  // a resumed run loads every parameter
   Model model(mo);
   feature_pipeline pipe;
   std::optional<resume_state> resumed;
