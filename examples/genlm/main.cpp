@@ -260,6 +260,7 @@ int run_train(const input_options& io, const train_cli& o) {
   mo.hidden_dropout = mo.attention_dropout = o.dropout;
   mo.init_seed = o.seed;
   mo.initialize = o.resume.empty();  // a resumed run loads every parameter
+  mo.init_threads = io.threads;       // 0 = all cores, as for the products
   Model model(mo);
   feature_pipeline pipe;
   checkpoint_info resumed;
