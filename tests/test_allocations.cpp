@@ -449,28 +449,41 @@ TEST_CASE("cpu training step allocates nothing after warm-up", "[allocations][tr
   SECTION("one wide layer, threaded loops") { check_train<wide>(18, 30, threads); }
 }
 
+/// The tiny-config model and simulated training task of the trainer cases (batch 8, seed 5).
+struct tiny_training {
+  using Model = GLM<configs::tiny, cpu>;
+  simulated_task d{simulated_task::structured(configs::tiny.plm_dim, 60), configs::tiny.pca_components};
+  Model model{model_options{}};
+  train_options to = [] {
+    train_options o;
+    o.batch_size = 8;
+    o.seed = 5;
+    return o;
+  }();
+};
+
+/// Warms a trainer up, then requires 0 allocations in counted_steps calls of its step().
+template <class Trainer>
+void check_trainer_steps(Trainer& tr, const std::string& what) {
+  for (int i = 0; i < warmup_steps; ++i) tr.step();
+  double loss = 0;
+  const measured m = count_allocations(what, [&] { loss += tr.step().loss; });
+  INFO(what << ": " << m.allocations << " allocation(s) (" << m.bytes << " bytes) in " << counted_steps
+            << " steps after warm-up (call stacks on stderr)");
+  REQUIRE(std::isfinite(loss));
+  REQUIRE(loss > 0);
+  CHECK(m.allocations == 0);
+}
+
 TEST_CASE("trainer step allocates nothing after warm-up", "[allocations][training]") {
   // genlm::trainer::step itself: host batch assembly (window indices, inputs, masking, labels),
   // forward, loss, backward, AdamW. Its host vectors are reserved for the largest batch at
   // construction, so the random number of masked genes per step cannot make one grow later.
   const int threads = GENERATE(1, 2);
   thread_count_scope tc(threads);
-  using Model = GLM<configs::tiny, cpu>;
-  simulated_task d(simulated_task::structured(configs::tiny.plm_dim, 60), configs::tiny.pca_components);
-  Model model{model_options{}};
-  train_options to;
-  to.batch_size = 8;
-  to.seed = 5;
-  trainer<Model> tr(model, d.feat, d.train, to);
-  for (int i = 0; i < warmup_steps; ++i) tr.step();
-  double loss = 0;
-  const measured m = count_allocations("trainer::step, tiny config, " + std::to_string(threads) + " thread(s)",
-                                       [&] { loss += tr.step().loss; });
-  INFO("trainer::step: " << m.allocations << " allocation(s) (" << m.bytes << " bytes) in " << counted_steps
-                         << " steps after warm-up (call stacks on stderr)");
-  REQUIRE(std::isfinite(loss));
-  REQUIRE(loss > 0);
-  CHECK(m.allocations == 0);
+  tiny_training t;
+  trainer<tiny_training::Model> tr(t.model, t.d.feat, t.d.train, t.to);
+  check_trainer_steps(tr, "trainer::step, tiny config, " + std::to_string(threads) + " thread(s)");
 }
 
 TEST_CASE("data-parallel step with comm::single allocates nothing after warm-up", "[allocations][training][parallel]") {
@@ -482,25 +495,12 @@ TEST_CASE("data-parallel step with comm::single allocates nothing after warm-up"
   const int threads = GENERATE(1, 2);
   const bool rank_invariant = GENERATE(false, true);
   thread_count_scope tc(threads);
-  using Model = GLM<configs::tiny, cpu>;
-  simulated_task d(simulated_task::structured(configs::tiny.plm_dim, 60), configs::tiny.pca_components);
-  Model model{model_options{}};
-  train_options to;
-  to.batch_size = 8;
-  to.seed = 5;
+  tiny_training t;
   parallel::dp_options dp;
   dp.rank_invariant_dropout = rank_invariant;
   dp.bucket_bytes = 4096;  // several buckets
   comm::single world;
-  parallel::data_parallel_trainer<Model, comm::single> tr(model, world, d.feat, d.train, to, dp);
-  for (int i = 0; i < warmup_steps; ++i) tr.step();
-  double loss = 0;
-  const std::string what = std::string("data_parallel_trainer::step, ") +
-                           (rank_invariant ? "rank-invariant dropout, " : "") + std::to_string(threads) + " thread(s)";
-  const measured m = count_allocations(what, [&] { loss += tr.step().loss; });
-  INFO(what << ": " << m.allocations << " allocation(s) (" << m.bytes << " bytes) in " << counted_steps
-            << " steps after warm-up (call stacks on stderr)");
-  REQUIRE(std::isfinite(loss));
-  REQUIRE(loss > 0);
-  CHECK(m.allocations == 0);
+  parallel::data_parallel_trainer<tiny_training::Model, comm::single> tr(t.model, world, t.d.feat, t.d.train, t.to, dp);
+  check_trainer_steps(tr, std::string("data_parallel_trainer::step, ") + (rank_invariant ? "rank-invariant dropout, " : "") +
+                              std::to_string(threads) + " thread(s)");
 }
