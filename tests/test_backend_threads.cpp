@@ -30,7 +30,8 @@ TEST_CASE("parallel_for covers 0..n-1 exactly once for any split", "[threads]") 
 
 TEST_CASE("parallel_for runs on more than one thread and reuses its workers", "[threads]") {
   // chunk 0 runs on the caller, the others on workers (claimed dynamically: a fast worker may take
-  // two); over many loops no thread is started per loop: the pool keeps the workers it has
+  // two, and the caller takes those that no worker has claimed when it is done with its own); over
+  // many loops no thread is started per loop: the pool keeps the workers it has
   auto& pool = cpu_detail::thread_pool::instance();
   cpu_detail::parallel_for(4, 4, 1, [](index_t, index_t) {});
   const std::size_t size = pool.workers();
@@ -39,14 +40,15 @@ TEST_CASE("parallel_for runs on more than one thread and reuses its workers", "[
   for (int rep = 0; rep < 50; ++rep) {
     std::vector<std::thread::id> ids(4);
     cpu_detail::parallel_for(4, 4, 1, [&](index_t lo, index_t hi) {
+      // chunks 1-3 take a while, so that the workers get the CPU and claim some of them
+      if (lo > 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
       for (index_t i = lo; i < hi; ++i) ids[std::size_t(i)] = std::this_thread::get_id();
     });
     CHECK(ids[0] == std::this_thread::get_id());
-    for (int i = 1; i < 4; ++i) {
-      CHECK(ids[std::size_t(i)] != std::this_thread::get_id());
-      workers.push_back(ids[std::size_t(i)]);
-    }
+    for (int i = 1; i < 4; ++i)
+      if (ids[std::size_t(i)] != std::this_thread::get_id()) workers.push_back(ids[std::size_t(i)]);
   }
+  CHECK(!workers.empty());  // of 150 chunks; in practice nearly all
   std::sort(workers.begin(), workers.end());
   const auto distinct = std::unique(workers.begin(), workers.end()) - workers.begin();
   CHECK(distinct >= 1);

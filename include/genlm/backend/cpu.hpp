@@ -124,7 +124,8 @@ bool spin_until(int us, Done&& done) {
 /// The CPU backend's worker threads, started on first use and kept for the process (starting a
 /// thread per loop cost ~20-50 us, and a new thread's first AMX instruction traps once to get its
 /// tile state). run(n, f) calls f(0..n-1) once each, f(0) on the calling thread, the rest on
-/// workers; it returns when all are done. Calls from inside a task, and calls while another thread
+/// workers (and on the calling thread, when it is done with f(0) before a worker has claimed
+/// them); it returns when all are done. Calls from inside a task, and calls while another thread
 /// holds the pool, run inline (same results: every task is computed, only not in parallel).
 /// Waiting threads spin for pool_spin_us() before they block on a condition variable.
 class thread_pool {
@@ -176,6 +177,24 @@ class thread_pool {
       f(0);
     } catch (...) {
       mine = std::current_exception();
+    }
+    // Tasks that no worker has claimed yet are the caller's too: a worker that is slow to start
+    // (blocked on the condition variable, or its vCPU descheduled by the host) then does not hold
+    // up the loop. Which thread runs a task does not change what it computes.
+    for (;;) {
+      index_t i = 0;
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        if (next_ >= n_) break;
+        i = next_++;
+      }
+      try {
+        f(i);
+      } catch (...) {
+        if (!mine) mine = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lk(m_);
+      ++done_;
     }
     in_task() = false;
     spin_until(pool_spin_us(), [&] { return done_.load(std::memory_order_acquire) == n - 1; });
