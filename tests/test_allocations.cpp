@@ -489,9 +489,9 @@ TEST_CASE("trainer step allocates nothing after warm-up", "[allocations][trainin
 TEST_CASE("data-parallel step with comm::single allocates nothing after warm-up", "[allocations][training][parallel]") {
   // parallel::data_parallel_trainer::step on one rank with in-memory windows: the global batch's
   // indices, the share's micro-batches (one batch, or one per window with rank-invariant dropout),
-  // the communicator tags, forward, loss, backward, the bucketed "all-reduce" and AdamW. (MPI's
-  // own buffers are malloc'ed inside the library and not seen here; a file-backed window source
-  // reads, and allocates, in fetch().)
+  // the communicator tags, forward, loss, backward, the bucketed "all-reduce" and AdamW. (Not
+  // covered: the MPI / NCCL communicators, whose watchdog labels each collective with a string and
+  // whose libraries malloc their own buffers; a file-backed window source, which reads in fetch().)
   const int threads = GENERATE(1, 2);
   const bool rank_invariant = GENERATE(false, true);
   thread_count_scope tc(threads);
