@@ -103,6 +103,7 @@ class parameter_store {
     const auto hw = std::max(1u, std::thread::hardware_concurrency());
     const std::size_t want = std::min((work.size() + 3) / 4, std::size_t(threads > 0 ? unsigned(threads) : hw));
     std::vector<std::thread> pool;
+    pool.reserve(want);  // (a failure here happens before any thread runs)
     for (std::size_t t = 1; t < want; ++t) {
       try {
         pool.emplace_back(worker);
