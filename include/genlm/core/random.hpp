@@ -103,7 +103,7 @@ class rng {
     return (static_cast<std::uint64_t>(r.v[0]) << 32) | r.v[1];
   }
   /// Uniform in [0, 1) with 53 random bits.
-  double uniform() { return static_cast<double>(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform() { return to_uniform(next_u64()); }
   /// Uniform integer in [0, n).
   std::uint64_t below(std::uint64_t n) { return n ? next_u64() % n : 0; }
   /// Standard normal (Box-Muller, one value per call).
@@ -111,7 +111,7 @@ class rng {
     double u1 = uniform();
     while (u1 <= 0.0) u1 = uniform();
     const double u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+    return box_muller(u1, u2);
   }
   /// out[j] = T(normal() * scale) for j = 0..n-1, the same values (bit for bit) and the same final
   /// state as that loop, but with the Philox blocks of 16 values drawn at once (vectorised): model
@@ -130,19 +130,28 @@ class rng {
       philox4x32_lanes<U>(c0, c1, c2, c3, k0, k1);
       double u[U];
       for (int t = 0; t < U; ++t)
-        u[t] = static_cast<double>(((static_cast<std::uint64_t>(c0[t]) << 32) | c1[t]) >> 11) * (1.0 / 9007199254740992.0);
+        u[t] = to_uniform((static_cast<std::uint64_t>(c0[t]) << 32) | c1[t]);  // next_u64()'s bits
       bool zero = false;  // normal() redraws u1 = 0 (p = 2^-53), which shifts the pairs: finish serially
       for (int e = 0; e < G; ++e) zero = zero || u[2 * e] <= 0.0;
       if (zero) break;
       for (int e = 0; e < G; ++e)
-        out[j + std::size_t(e)] =
-            T(std::sqrt(-2.0 * std::log(u[2 * e])) * std::cos(6.283185307179586476925 * u[2 * e + 1]) * scale);
+        out[j + std::size_t(e)] = T(box_muller(u[2 * e], u[2 * e + 1]) * scale);
       counter_ += U;
     }
     for (; j < n; ++j) out[j] = T(normal() * scale);
   }
   std::uint64_t key() const { return key_; }
   std::uint64_t counter() const { return counter_; }
+
+ private:
+  /// The uniform of 64 random bits (their top 53) and the normal of two uniforms, shared by
+  /// uniform()/normal() and fill_normal, whose values must be theirs bit for bit.
+  static double to_uniform(std::uint64_t bits) { return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0); }
+  static double box_muller(double u1, double u2) {
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+  }
+
+ public:
   /// Restores a saved state (checkpoints).
   void set_state(std::uint64_t key, std::uint64_t counter) {
     key_ = key;
