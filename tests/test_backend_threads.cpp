@@ -1,4 +1,6 @@
-// The CPU backend's thread pool (cpu_detail::thread_pool / parallel_for): every index runs once,
+// The CPU backend's thread pool (cpu_detail::thread_pool / parallel_for / parallel_for_balanced):
+// every index runs once, parallel_for_balanced's pieces are fixed by its arguments and a slowed
+// thread takes fewer of them,
 // exceptions thrown on a worker or on the caller reach the caller (and the pool stays usable),
 // nested loops and loops started from several user threads at once run inline with the same result;
 // the same with the pool's threads spinning or blocking between loops.
@@ -7,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -26,6 +29,70 @@ TEST_CASE("parallel_for covers 0..n-1 exactly once for any split", "[threads]") 
       });
       for (auto& h : hits) CHECK(h.load() == 1);
     }
+}
+
+TEST_CASE("parallel_for_balanced covers 0..n-1 once, in pieces fixed by its arguments", "[threads]") {
+  for (index_t n : {0, 1, 2, 5, 20, 48, 101})
+    for (int threads : {1, 2, 3})
+      for (index_t grain : {1, 3})
+        for (double head : {0.0, 0.7, 1.0}) {
+          CAPTURE(n, threads, grain, head);
+          auto pieces = [&] {
+            std::mutex m;
+            std::vector<std::pair<index_t, index_t>> p;
+            cpu_detail::parallel_for_balanced(n, threads, grain, head, [&](index_t lo, index_t hi) {
+              std::lock_guard<std::mutex> lk(m);
+              p.emplace_back(lo, hi);
+            });
+            std::sort(p.begin(), p.end());
+            return p;
+          };
+          const auto p = pieces();
+          index_t at = 0;  // the pieces tile [0, n): no gap, no overlap, none empty
+          for (const auto& [lo, hi] : p) {
+            CHECK(lo == at);
+            CHECK(hi > lo);
+            at = hi;
+          }
+          CHECK(at == n);
+          const index_t t = std::min<index_t>(threads, n / grain);
+          if (t <= 1) {
+            CHECK(p.size() == (n > 0 ? 1u : 0u));
+            continue;
+          }
+          // t large pieces first, then pieces of at most one grain
+          const index_t big = p[0].second - p[0].first;
+          CHECK(big >= grain);
+          CHECK(big <= n / t);
+          for (std::size_t i = 0; i < p.size(); ++i)
+            CHECK(p[i].second - p[i].first == (i < std::size_t(t) ? big : std::min(grain, n - p[i].first)));
+          CHECK(pieces() == p);  // the same pieces in every run
+        }
+}
+
+TEST_CASE("parallel_for_balanced: a slowed thread takes fewer pieces than its fixed share", "[threads]") {
+  // 2 threads, 40 indices: a large piece of 10 each, then 20 of one. Every index takes the caller
+  // 1 ms and a worker 50 us, so while the caller runs one large piece the worker runs the other and
+  // all the small ones: the caller runs fewer than 20 indices. With one fixed half per thread (or
+  // head = 1) it would run 20. Timing decides which thread takes what, so the test only needs this
+  // in one of 5 loops (a worker that the OS does not schedule for a whole loop is possible).
+  const auto caller = std::this_thread::get_id();
+  index_t fewest = 40;
+  for (int rep = 0; rep < 5 && fewest >= 20; ++rep) {
+    std::atomic<index_t> mine{0};
+    std::vector<std::atomic<int>> hits(40);
+    cpu_detail::parallel_for_balanced(40, 2, 1, 0.5, [&](index_t lo, index_t hi) {
+      const bool on_caller = std::this_thread::get_id() == caller;
+      for (index_t i = lo; i < hi; ++i) {
+        hits[std::size_t(i)].fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::microseconds(on_caller ? 1000 : 50));
+      }
+      if (on_caller) mine += hi - lo;
+    });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+    fewest = std::min(fewest, mine.load());
+  }
+  CHECK(fewest < 20);
 }
 
 TEST_CASE("parallel_for runs on more than one thread and reuses its workers", "[threads]") {

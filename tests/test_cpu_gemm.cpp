@@ -138,6 +138,14 @@ TEST_CASE("cpu float32 products agree on 1 and 2 threads, batched or not", "[gem
     CAPTURE(diff);
     CHECK(worst_error(c, o, C2) <= 6e-8 * double(c.k + 2));
     CHECK(diff <= 1e-6 * std::sqrt(double(c.k)) * 4);  // the same kernels, at most a different blocking
+    // the threads take the product's pieces in whatever order they get to them, but the pieces are
+    // fixed: every run gives the same bits, whether the pool's threads spin or block
+    const int spin_before = cpu_detail::pool_spin_us();
+    for (const int spin : {0, 300, 0, 300}) {
+      cpu_detail::set_pool_spin_us(spin);
+      CHECK(o.run(c) == C2);
+    }
+    cpu_detail::set_pool_spin_us(spin_before);
   }
   // a batch of products of either size class equals the products one by one
   for (const index_t L : {30, 120}) {

@@ -271,6 +271,34 @@ void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
   });
 }
 
+/// Calls f(lo, hi) over [0, n) in fixed pieces that up to `threads` threads take in order until
+/// none is left: first one large piece per thread, together `head` (a fraction) of the range, then
+/// pieces of `grain`. Threads that run equally fast each take one large piece and as many small
+/// ones; a thread that is slowed (its vCPU descheduled by the host, another process on its core)
+/// takes fewer small ones instead of holding up the loop, as it does with one fixed share per
+/// thread. The pieces depend on n, threads, grain and head only, never on timing, so what f
+/// computes does not depend on which thread runs which piece. One thread (n < 2 grains): f(0, n).
+template <class F>
+void parallel_for_balanced(index_t n, int threads, index_t grain, double head, F&& f) {
+  grain = std::max<index_t>(1, grain);
+  const index_t t = std::min<index_t>(threads, n / grain);
+  if (t <= 1) {
+    if (n > 0) f(index_t(0), n);
+    return;
+  }
+  // grain <= n / t, so t large pieces fit: front <= n
+  const index_t big = std::max<index_t>(grain, index_t(std::clamp(head, 0.0, 1.0) * double(n) / double(t)));
+  const index_t front = big * t;
+  const index_t pieces = t + (n - front + grain - 1) / grain;
+  std::atomic<index_t> next{0};
+  thread_pool::instance().run(t, [&](index_t) {
+    for (index_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
+      const index_t lo = p < t ? p * big : front + (p - t) * grain;
+      f(lo, std::min(p < t ? lo + big : lo + grain, n));
+    }
+  });
+}
+
 /// float exp (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial, ~1 ulp),
 /// branch-free so that loops over it vectorise. Inputs below -87.3 flush to 0.
 GENLM_ALWAYS_INLINE float fast_expf(float x) {
@@ -842,13 +870,18 @@ struct cpu {
     const index_t len = by_cols ? n : m, other = by_cols ? m : n;
     const index_t block = 64, blocks = (len + block - 1) / block;
     const index_t min_blocks = std::max<index_t>(1, dnnl_min / std::max<index_t>(1, block * other * k));
-    cpu_detail::parallel_for(blocks, num_threads(), min_blocks, [&](index_t lo, index_t hi) {
+    auto blocks_fn = [&](index_t lo, index_t hi) {
       const index_t a = lo * block, b = std::min(len, hi * block);
       if (by_cols)
         one(m, b - a, A, B + (trans_b ? a * ldb : a), C + a);
       else
         one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
-    });
+    };
+    // One piece per thread of 70% of the blocks, then the rest a grain (>= dnnl_min multiply-adds)
+    // at a time: on this guest's 2 vCPUs the paper forward's median step ran ~9% faster than with
+    // two fixed halves (docs/PERFORMANCE.md, ninth session). Pieces of single blocks throughout
+    // lost up to a third of the rate on NN/TN products (oneDNN repacks an operand per call).
+    cpu_detail::parallel_for_balanced(blocks, num_threads(), min_blocks, 0.7, blocks_fn);
   }
 #endif
 
