@@ -877,11 +877,14 @@ struct cpu {
       else
         one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
     };
-    // One piece per thread of 70% of the blocks, then the rest a grain (>= dnnl_min multiply-adds)
-    // at a time: on this guest's 2 vCPUs the paper forward's median step ran ~9% faster than with
-    // two fixed halves (docs/PERFORMANCE.md, ninth session). Pieces of single blocks throughout
-    // lost up to a third of the rate on NN/TN products (oneDNN repacks an operand per call).
-    cpu_detail::parallel_for_balanced(blocks, num_threads(), min_blocks, 0.7, blocks_fn);
+    // x W^T (NT, the forward's products): one piece per thread of 70% of the blocks, then the rest
+    // a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU takes fewer pieces. NT
+    // products keep their rate down to pieces of one block; NN/TN products (the backward's) lost
+    // up to a third of theirs in small pieces (oneDNN packs the shared operand again per call) and
+    // the training step's fastest runs ~5% with them: those keep one fixed share per thread.
+    // Measured: docs/PERFORMANCE.md, ninth session.
+    const double head = !trans_a && trans_b ? 0.7 : 1.0;
+    cpu_detail::parallel_for_balanced(blocks, num_threads(), min_blocks, head, blocks_fn);
   }
 #endif
 
