@@ -881,7 +881,8 @@ struct cpu {
     // a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU takes fewer pieces. NT
     // products keep their rate down to pieces of one block; NN/TN products (the backward's) lost
     // up to a third of theirs in small pieces (oneDNN packs the shared operand again per call), so
-    // those keep one fixed share per thread. Measured: docs/PERFORMANCE.md, ninth session.
+    // those get head 1: one piece of blocks / threads (rounded down) per thread, and the remaining
+    // blocks (fewer than the threads) a grain at a time. Measured: docs/PERFORMANCE.md, ninth session.
     const double head = !trans_a && trans_b ? 0.7 : 1.0;
     cpu_detail::parallel_for_balanced(blocks, num_threads(), min_blocks, head, blocks_fn);
   }
