@@ -56,6 +56,7 @@
 #include <genlm/train/masked_gene_loss.hpp>
 #include <genlm/train/masking.hpp>
 #include <genlm/train/optimizer.hpp>
+#include <genlm/train/step.hpp>
 #include <genlm/train/trainer.hpp>
 
 namespace genlm::parallel {
@@ -419,20 +420,14 @@ class data_parallel_trainer {
   }
 
  private:
-  struct micro_batch {
-    host_batch<T> b;
-    std::vector<gene_pos> masked;
-    std::vector<double> labels;
+  struct micro_batch : masked_batch<T> {
     std::size_t position = 0;  // global position of the first window in the batch
   };
 
   /// Fills mb (its vectors reused) with the inputs, masks and labels of windows[which[0..]].
   void prepare(micro_batch& mb, const std::vector<gene_window>& windows, const std::vector<std::size_t>& which,
                rng& mg, std::size_t position) {
-    make_batch<T>(windows, which, feat_, C.max_positions, mb.b);
-    mask_genes(mb.b.x, mb.b.mask, mb.b.B, mb.b.L, mb.b.F, mg, opt_.masking, mb.masked);
-    mb.labels.clear();
-    if (!mb.masked.empty()) batch_labels(mb.b, mb.masked, feat_, mb.labels);
+    mb.prepare(windows, which, feat_, C.max_positions, mg, opt_.masking);
     mb.position = position;
   }
   /// The next unused micro-batch of this step (kept, with its vectors, for the next steps).
@@ -459,21 +454,12 @@ class data_parallel_trainer {
     const std::size_t share = (batch + P - 1) / P;
     const std::size_t per_mb = dp_.rank_invariant_dropout ? 1 : share;  // windows per micro-batch
     const std::size_t genes = per_mb * longest;
-    const auto K = std::size_t(C.hypotheses), D = std::size_t(C.label_dim());
     idx_.reserve(batch);
     local_.reserve(share);
     one_.reserve(1);
     mbs_.resize(dp_.rank_invariant_dropout ? share : 1);
-    for (auto& mb : mbs_) {
-      mb.b.x.reserve(genes * std::size_t(C.input_dim()));
-      mb.b.mask.reserve(genes);
-      mb.b.windows.reserve(per_mb);
-      mb.masked.reserve(genes);
-      mb.labels.reserve(genes * D);
-    }
-    for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
-    for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
-    loss_ws_.reserve(genes, D);
+    for (auto& mb : mbs_) mb.reserve(per_mb, genes, C.input_dim(), C.label_dim());
+    pass_.reserve(genes);
     tag_.reserve(64);
   }
 
@@ -481,9 +467,6 @@ class data_parallel_trainer {
   /// `scale` (= its masked genes / the global batch's masked genes x the loss scale). Gradients
   /// are assigned. backward = false: forward and loss only (the metrics of a skipped step).
   masked_gene_metrics forward_backward(micro_batch& mb, std::int64_t k, double scale, bool backward = true) {
-    const host_batch<T>& b = mb.b;
-    x_.from_host({b.B, b.L, b.F}, b.x);
-    mask_.from_host({b.B, b.L}, b.mask);
     run_context ctx;
     ctx.training = true;
     ctx.step = std::uint64_t(k);
@@ -491,21 +474,7 @@ class data_parallel_trainer {
       ctx.seed = splitmix64(opt_.seed ^ splitmix64(0xD0D0000000000000ull + mb.position));
     else
       ctx.seed = comm_.rank() == 0 ? opt_.seed : opt_.seed ^ splitmix64(0xA11C0000ull + std::uint64_t(comm_.rank()));
-    auto out = model_.forward(ctx, x_, mask_);
-    const index_t K = C.hypotheses, D = C.label_dim();
-    out.hypotheses.to_host(h_hyp_);  // host copies and loss scratch reused across steps
-    out.logits.to_host(h_log_);
-    const masked_gene_metrics m = masked_gene_loss<T>(h_hyp_, h_log_, b.B, b.L, K, D, mb.masked, mb.labels, &g_hyp_,
-                                                      &g_log_, opt_.loss, loss_ws_);
-    if (!backward) return m;
-    if (scale != 1.0) {
-      for (auto& v : g_hyp_) v = T(double(v) * scale);
-      for (auto& v : g_log_) v = T(double(v) * scale);
-    }
-    d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
-    d_log_.from_host({b.B, b.L, K}, g_log_);
-    model_.backward(d_hyp_, d_log_);
-    return m;
+    return pass_.run(model_, ctx, mb, opt_.loss, scale, backward);
   }
 
   template <class U>
@@ -573,9 +542,8 @@ class data_parallel_trainer {
   epoch_sampler sampler_;
   std::int64_t step_ = 0;
   dp_step_stats stats_;
-  tensor_t x_, mask_, d_hyp_, d_log_, acc_;
-  std::vector<T> h_hyp_, h_log_, g_hyp_, g_log_;
-  masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
+  tensor_t acc_;                  // gradients summed over micro-batches (rank-invariant dropout)
+  masked_gene_pass<Model> pass_;  // forward/loss/backward with its tensors and host scratch (reused)
   // step()'s host batch: the global batch's window indices, this rank's share (indices into the
   // source's windows, or into fetched_), its micro-batches (the first n_mbs_ used), the tag buffer
   std::vector<std::size_t> idx_, local_, one_;

@@ -20,6 +20,7 @@
 #include <genlm/train/masking.hpp>
 #include <genlm/train/optimizer.hpp>
 #include <genlm/train/pca.hpp>
+#include <genlm/train/step.hpp>
 
 namespace genlm {
 
@@ -196,21 +197,15 @@ class masked_gene_evaluator {
   void add_batch(const std::vector<gene_window>& windows, std::size_t bi, index_t batch_size,
                  const context_free_baseline& base, std::uint64_t seed, metrics_sum& ms, metrics_sum& bs) {
     const std::size_t lo = bi * std::size_t(batch_size), hi = std::min(windows.size(), lo + std::size_t(batch_size));
-    std::vector<std::size_t> idx;
-    for (std::size_t i = lo; i < hi; ++i) idx.push_back(i);
-    host_batch<T> b = make_batch<T>(windows, idx, feat_, C.max_positions);
+    idx_.clear();
+    for (std::size_t i = lo; i < hi; ++i) idx_.push_back(i);
     rng mg(seed ^ 0xE7A10000ull, bi);
-    const auto masked = mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, masking_);
-    if (masked.empty()) return;
-    const auto labels = batch_labels(b, masked, feat_);
-    x_.from_host({b.B, b.L, b.F}, b.x);
-    mask_.from_host({b.B, b.L}, b.mask);
-    auto out = model_.forward(run_context{}, x_, mask_);
-    ms.add(masked_gene_loss<T>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, C.hypotheses, C.label_dim(),
-                               masked, labels, nullptr, nullptr, loss_));
-    std::vector<double> clipped = labels;
+    batch_.prepare(windows, idx_, feat_, C.max_positions, mg, masking_);
+    if (batch_.masked.empty()) return;
+    ms.add(pass_.run(model_, run_context{}, batch_, loss_, 1.0, false));  // no dropout, no backward
+    std::vector<double> clipped = batch_.labels;
     for (auto& v : clipped) v = std::clamp(v, -loss_.label_clip, loss_.label_clip);
-    bs.add(base.score(clipped, index_t(masked.size())));
+    bs.add(base.score(clipped, index_t(batch_.masked.size())));
   }
 
  private:
@@ -218,7 +213,9 @@ class masked_gene_evaluator {
   const gene_features& feat_;
   masking_options masking_;
   masked_gene_loss_options loss_;
-  tensor<T, typename Model::backend> x_, mask_;
+  std::vector<std::size_t> idx_;
+  masked_batch<T> batch_;
+  masked_gene_pass<Model> pass_;
 };
 
 template <class Model>
@@ -286,43 +283,21 @@ class trainer {
     const std::int64_t k = step_;
     // host-side batch assembly into members reused across steps (no allocation once grown)
     batch_indices(k, perm_, idx_);
-    host_batch<T>& b = batch_;
-    make_batch<T>(train_, idx_, feat_, C.max_positions, b);
     rng mg(opt_.seed ^ 0x3A5C0000ull, std::uint64_t(k));
-    std::vector<gene_pos>& masked = masked_;
-    mask_genes(b.x, b.mask, b.B, b.L, b.F, mg, opt_.masking, masked);
+    batch_.prepare(train_, idx_, feat_, C.max_positions, mg, opt_.masking);
     ++step_;
-    if (masked.empty()) return {};
-    std::vector<double>& labels = labels_;
-    batch_labels(b, masked, feat_, labels);
-    x_.from_host({b.B, b.L, b.F}, b.x);
-    mask_.from_host({b.B, b.L}, b.mask);
+    if (batch_.masked.empty()) return {};
     run_context ctx;
     ctx.training = true;
     ctx.seed = opt_.seed;
     ctx.step = std::uint64_t(k);
-    auto out = model_.forward(ctx, x_, mask_);
-    const index_t K = C.hypotheses, D = C.label_dim();
-    out.hypotheses.to_host(h_hyp_);  // host copies and loss scratch reused across steps
-    out.logits.to_host(h_log_);
-    masked_gene_metrics m =
-        masked_gene_loss<T>(h_hyp_, h_log_, b.B, b.L, K, D, masked, labels, &g_hyp_, &g_log_, opt_.loss, loss_ws_);
     auto& ps = model_.parameters();
     // Loss scaling (scale() is 1 without it): a scale beyond the scalar type's range overflows at
-    // once (and converting it would be UB), else scale the loss gradients, backward, unscale/check.
-    const double s = scaler_.scale();
+    // once (and converting it would be UB: no backward then), else the loss gradients are scaled
+    // in the backward pass and the parameter gradients unscaled and checked after it.
     bool finite = scaler_.scale_fits<T>();
-    if (finite) {
-      if (s != 1.0) {
-        const T ts = T(s);
-        for (auto& g : g_hyp_) g *= ts;
-        for (auto& g : g_log_) g *= ts;
-      }
-      d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
-      d_log_.from_host({b.B, b.L, K}, g_log_);
-      model_.backward(d_hyp_, d_log_);
-      finite = scaler_.unscale_and_check(ps);
-    }
+    masked_gene_metrics m = pass_.run(model_, ctx, batch_, opt_.loss, scaler_.scale(), finite);
+    if (finite) finite = scaler_.unscale_and_check(ps);
     if (scaler_.enabled()) {
       scaler_.update(!finite);  // overflow: back off and skip this step's update
       m.skipped = !finite;
@@ -375,10 +350,6 @@ class trainer {
   loss_scaler scaler_;
   lr_schedule schedule_;
   std::int64_t step_ = 0;
-  tensor_t x_, mask_, d_hyp_, d_log_;
-  std::vector<T> g_hyp_, g_log_;
-  std::vector<T> h_hyp_, h_log_;         // host copies of the hypotheses and logits (reused)
-  masked_gene_loss_workspace loss_ws_;  // the loss's host scratch (reused)
   /// Sizes step()'s host vectors for the largest possible batch (batch_size windows of the longest
   /// training window, every gene masked), so that no step allocates on the host however many
   /// genes its masking draws; the model's own workspaces grow to the longest batch once.
@@ -386,24 +357,17 @@ class trainer {
     index_t longest = 0;
     for (const auto& w : train_) longest = std::max(longest, index_t(w.genes.size()));
     const auto genes = std::size_t(opt_.batch_size) * std::size_t(std::min<index_t>(longest, C.max_positions));
-    const auto K = std::size_t(C.hypotheses), D = std::size_t(C.label_dim());
     perm_.reserve(train_.size());
     idx_.reserve(std::size_t(opt_.batch_size));
-    batch_.x.reserve(genes * std::size_t(C.input_dim()));
-    batch_.mask.reserve(genes);
-    batch_.windows.reserve(std::size_t(opt_.batch_size));
-    masked_.reserve(genes);
-    labels_.reserve(genes * D);
-    for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
-    for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
-    loss_ws_.reserve(genes, D);
+    batch_.reserve(std::size_t(opt_.batch_size), genes, C.input_dim(), C.label_dim());
+    pass_.reserve(genes);
   }
 
-  // step()'s host batch: window indices (and the epoch permutation), inputs, masked genes, labels
+  // step()'s host side: window indices (and the epoch permutation), the masked batch, and the
+  // forward/loss/backward pass with its tensors and scratch
   std::vector<std::size_t> perm_, idx_;
-  host_batch<T> batch_;
-  std::vector<gene_pos> masked_;
-  std::vector<double> labels_;
+  masked_batch<T> batch_;
+  masked_gene_pass<Model> pass_;
 };
 
 }  // namespace genlm
