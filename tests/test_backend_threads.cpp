@@ -70,6 +70,37 @@ TEST_CASE("parallel_for_balanced covers 0..n-1 once, in pieces fixed by its argu
         }
 }
 
+TEST_CASE("parallel_for_balanced: the small pieces are whole grains, as many per thread", "[threads]") {
+  // {n, threads, grain, head, expected large piece, expected small pieces}
+  struct row {
+    index_t n;
+    int threads;
+    index_t grain;
+    double head;
+    index_t big, small;
+  };
+  for (const row r : {row{20, 2, 2, 0.8, 8, 2},    // 1280 columns of 64, two-block grains (NT products)
+                      row{48, 2, 2, 0.8, 18, 6},   // 3072 columns: 20% = 4.8 blocks, rounded up to 3 x 2 per thread
+                      row{38, 2, 2, 0.8, 15, 4},   // 2400 rows
+                      row{20, 2, 1, 0.7, 7, 6},    // (1 - 0.7) * 20 / 2 is 3.0000000000000004: still 3 per thread
+                      row{40, 2, 1, 0.5, 10, 20},  // the slowed-thread case below
+                      row{21, 2, 1, 1.0, 10, 1},   // head 1: halves, the odd index a piece of its own
+                      row{30, 3, 2, 0.8, 8, 3}}) {
+    CAPTURE(r.n, r.threads, r.grain, r.head);
+    std::mutex m;
+    std::vector<std::pair<index_t, index_t>> p;
+    cpu_detail::parallel_for_balanced(r.n, r.threads, r.grain, r.head, [&](index_t lo, index_t hi) {
+      std::lock_guard<std::mutex> lk(m);
+      p.emplace_back(lo, hi);
+    });
+    std::sort(p.begin(), p.end());
+    REQUIRE(p.size() == std::size_t(r.threads + r.small));
+    for (int i = 0; i < r.threads; ++i) CHECK(p[std::size_t(i)].second - p[std::size_t(i)].first == r.big);
+    for (std::size_t i = std::size_t(r.threads); i < p.size(); ++i)
+      CHECK(p[i].second - p[i].first == std::min(r.grain, r.n - p[i].first));
+  }
+}
+
 TEST_CASE("parallel_for_balanced: a slowed thread takes fewer pieces than its fixed share", "[threads]") {
   // 2 threads, 40 indices: a large piece of 10 each, then 20 of one. Every index takes the caller
   // 1 ms and a worker 50 us, so while the caller runs one large piece the worker runs the other and

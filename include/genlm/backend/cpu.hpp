@@ -272,8 +272,9 @@ void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
 }
 
 /// Calls f(lo, hi) over [0, n) in fixed pieces that up to `threads` threads take in order until
-/// none is left: first one large piece per thread, together `head` (a fraction) of the range, then
-/// pieces of `grain`. Threads that run equally fast each take one large piece and as many small
+/// none is left: first one large piece per thread, together about `head` (a fraction) of the range,
+/// then pieces of `grain`, as many per thread (the large pieces shrink so that the rest is a whole
+/// number of grains per thread; a remainder of fewer than `threads` indices joins the small pieces). Threads that run equally fast each take one large piece and as many small
 /// ones; a thread that is slowed (its vCPU descheduled by the host, another process on its core)
 /// takes fewer small ones instead of holding up the loop, as it does with one fixed share per
 /// thread. The pieces depend on n, threads, grain and head only, never on timing, so what f
@@ -286,8 +287,12 @@ void parallel_for_balanced(index_t n, int threads, index_t grain, double head, F
     if (n > 0) f(index_t(0), n);
     return;
   }
-  // grain <= n / t, so t large pieces fit: front <= n
-  const index_t big = std::max<index_t>(grain, index_t(std::clamp(head, 0.0, 1.0) * double(n) / double(t)));
+  // The small pieces: about (1 - head) of the range, rounded up to whole grains per thread, so that
+  // threads of equal speed take as many each (1e-9: (1 - 0.7) * 20 is 6.000000000000001); the
+  // large pieces share the rest, at least a grain each (grain <= n / t, so front <= n).
+  const double rest = (1.0 - std::clamp(head, 0.0, 1.0)) * double(n) / double(grain * t);
+  const index_t small_per_thread = index_t(std::ceil(rest - 1e-9));
+  const index_t big = std::max<index_t>(grain, (n - small_per_thread * grain * t) / t);
   const index_t front = big * t;
   const index_t pieces = t + (n - front + grain - 1) / grain;
   std::atomic<index_t> next{0};
@@ -877,14 +882,18 @@ struct cpu {
       else
         one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
     };
-    // x W^T (NT, the forward's products): one piece per thread of 70% of the blocks, then the rest
-    // a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU takes fewer pieces. NT
-    // products keep their rate down to pieces of one block; NN/TN products (the backward's) lost
-    // up to a third of theirs in small pieces (oneDNN packs the shared operand again per call), so
-    // those get head 1: one piece of blocks / threads (rounded down) per thread, and the remaining
-    // blocks (fewer than the threads) a grain at a time. Measured: docs/PERFORMANCE.md, ninth session.
-    const double head = !trans_a && trans_b ? 0.7 : 1.0;
-    cpu_detail::parallel_for_balanced(blocks, num_threads(), min_blocks, head, blocks_fn);
+    // x W^T (NT, the forward's products): one piece per thread of 80% of the blocks, then the rest
+    // two blocks (128 columns) or a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU
+    // takes fewer pieces. Pieces of two blocks keep oneDNN's NT rate on the Intel and the AMD guests
+    // measured (one block: the same on Intel, 70-86% of the whole product's rate on AMD Zen 4); NN/TN
+    // products (the backward's) lost up to a third of theirs in small pieces (oneDNN packs the shared
+    // operand again per call), so those get head 1: one piece of blocks / threads (rounded down) per
+    // thread, and the remaining blocks (fewer than the threads) a grain at a time. Measured:
+    // docs/PERFORMANCE.md, ninth and tenth sessions.
+    const bool nt = !trans_a && trans_b;
+    const double head = nt ? 0.8 : 1.0;
+    const index_t grain = nt ? std::max<index_t>(2, min_blocks) : min_blocks;
+    cpu_detail::parallel_for_balanced(blocks, num_threads(), grain, head, blocks_fn);
   }
 #endif
 

@@ -60,12 +60,12 @@ inline float round_bf16(float f) { return from_bf16(to_bf16(f)); }
 #if GENLM_HAVE_AMX
 namespace detail {
 inline bool cpu_has_amx_bf16() {
-  unsigned a, b, c, d;
+  unsigned r[4];  // eax, ebx, ecx, edx (an array: nvcc warns about unread scalar outputs)
   if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
-  __cpuid_count(7, 1, a, b, c, d);
-  const bool avx512_bf16 = (a >> 5) & 1u;
+  __cpuid_count(7, 0, r[0], r[1], r[2], r[3]);
+  const bool amx_bf16 = (r[3] >> 22) & 1u, amx_tile = (r[3] >> 24) & 1u;
+  __cpuid_count(7, 1, r[0], r[1], r[2], r[3]);
+  const bool avx512_bf16 = (r[0] >> 5) & 1u;
   return amx_bf16 && amx_tile && avx512_bf16 && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
 }
