@@ -892,8 +892,11 @@ struct cpu {
     // docs/PERFORMANCE.md, ninth and tenth sessions.
     const bool nt = !trans_a && trans_b;
     const double head = nt ? 0.8 : 1.0;
-    const index_t grain = nt ? std::max<index_t>(2, min_blocks) : min_blocks;
-    cpu_detail::parallel_for_balanced(blocks, num_threads(), grain, head, blocks_fn);
+    const int threads = num_threads();
+    // two-block grains where there are at least two per thread (a product of 2-3 blocks still
+    // splits over 2 threads)
+    const index_t grain = nt ? std::max(min_blocks, std::min<index_t>(2, blocks / (2 * index_t(threads)))) : min_blocks;
+    cpu_detail::parallel_for_balanced(blocks, threads, grain, head, blocks_fn);
   }
 #endif
 
