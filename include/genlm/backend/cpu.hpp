@@ -885,7 +885,7 @@ struct cpu {
     // x W^T (NT, the forward's products): one piece per thread of 80% of the blocks, then the rest
     // two blocks (128 columns) or a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU
     // takes fewer pieces. Pieces of two blocks keep oneDNN's NT rate on the Intel and the AMD guests
-    // measured (one block: the same on Intel, 70-86% of the whole product's rate on AMD Zen 4); NN/TN
+    // measured (one block: the same on Intel, 68-87% of the whole product's rate on AMD Zen 4); NN/TN
     // products (the backward's) lost up to a third of theirs in small pieces (oneDNN packs the shared
     // operand again per call), so those get head 1: one piece of blocks / threads (rounded down) per
     // thread, and the remaining blocks (fewer than the threads) a grain at a time. Measured:
