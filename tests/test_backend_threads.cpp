@@ -19,6 +19,20 @@
 
 using namespace genlm;
 
+namespace {
+/// The pieces (lo, hi) that parallel_for_balanced hands out, sorted.
+std::vector<std::pair<index_t, index_t>> balanced_pieces(index_t n, int threads, index_t grain, double head) {
+  std::mutex m;
+  std::vector<std::pair<index_t, index_t>> p;
+  cpu_detail::parallel_for_balanced(n, threads, grain, head, [&](index_t lo, index_t hi) {
+    std::lock_guard<std::mutex> lk(m);
+    p.emplace_back(lo, hi);
+  });
+  std::sort(p.begin(), p.end());
+  return p;
+}
+}  // namespace
+
 TEST_CASE("parallel_for covers 0..n-1 exactly once for any split", "[threads]") {
   for (index_t n : {0, 1, 2, 3, 7, 64, 1000})
     for (int threads : {1, 2, 3, 5, 8}) {
@@ -37,17 +51,7 @@ TEST_CASE("parallel_for_balanced covers 0..n-1 once, in pieces fixed by its argu
       for (index_t grain : {1, 3})
         for (double head : {0.0, 0.7, 1.0}) {
           CAPTURE(n, threads, grain, head);
-          auto pieces = [&] {
-            std::mutex m;
-            std::vector<std::pair<index_t, index_t>> p;
-            cpu_detail::parallel_for_balanced(n, threads, grain, head, [&](index_t lo, index_t hi) {
-              std::lock_guard<std::mutex> lk(m);
-              p.emplace_back(lo, hi);
-            });
-            std::sort(p.begin(), p.end());
-            return p;
-          };
-          const auto p = pieces();
+          const auto p = balanced_pieces(n, threads, grain, head);
           index_t at = 0;  // the pieces tile [0, n): no gap, no overlap, none empty
           for (const auto& [lo, hi] : p) {
             CHECK(lo == at);
@@ -66,7 +70,7 @@ TEST_CASE("parallel_for_balanced covers 0..n-1 once, in pieces fixed by its argu
           CHECK(big <= n / t);
           for (std::size_t i = 0; i < p.size(); ++i)
             CHECK(p[i].second - p[i].first == (i < std::size_t(t) ? big : std::min(grain, n - p[i].first)));
-          CHECK(pieces() == p);  // the same pieces in every run
+          CHECK(balanced_pieces(n, threads, grain, head) == p);  // the same pieces in every run
         }
 }
 
@@ -87,18 +91,37 @@ TEST_CASE("parallel_for_balanced: the small pieces are whole grains, as many per
                       row{21, 2, 1, 1.0, 10, 1},   // head 1: halves, the odd index a piece of its own
                       row{30, 3, 2, 0.8, 8, 3}}) {
     CAPTURE(r.n, r.threads, r.grain, r.head);
-    std::mutex m;
-    std::vector<std::pair<index_t, index_t>> p;
-    cpu_detail::parallel_for_balanced(r.n, r.threads, r.grain, r.head, [&](index_t lo, index_t hi) {
-      std::lock_guard<std::mutex> lk(m);
-      p.emplace_back(lo, hi);
-    });
-    std::sort(p.begin(), p.end());
+    const auto p = balanced_pieces(r.n, r.threads, r.grain, r.head);
     REQUIRE(p.size() == std::size_t(r.threads + r.small));
     for (int i = 0; i < r.threads; ++i) CHECK(p[std::size_t(i)].second - p[std::size_t(i)].first == r.big);
     for (std::size_t i = std::size_t(r.threads); i < p.size(); ++i)
       CHECK(p[i].second - p[i].first == std::min(r.grain, r.n - p[i].first));
   }
+}
+
+TEST_CASE("dnnl_gemm's split: x W^T in two-block grains where there are two per thread, NN/TN in shares", "[threads]") {
+  // NT: head 0.8, two-block grains (the paper's 20, 48 and 38 blocks on 2 threads)
+  for (index_t blocks : {20, 48, 38}) {
+    const auto s = cpu_detail::dnnl_gemm_split(true, blocks, 1, 2);
+    CHECK(s.head == 0.8);
+    CHECK(s.grain == 2);
+  }
+  // fewer than two two-block grains per thread: one-block grains, so 2-3 blocks still split over 2
+  // threads (a grain of 2 would leave one piece: one thread)
+  for (index_t blocks : {2, 3, 7}) {
+    CAPTURE(blocks);
+    const auto s = cpu_detail::dnnl_gemm_split(true, blocks, 1, 2);
+    CHECK(s.grain == 1);
+    CHECK(balanced_pieces(blocks, 2, s.grain, s.head).size() >= 2u);
+  }
+  CHECK(cpu_detail::dnnl_gemm_split(true, 8, 1, 2).grain == 2);
+  CHECK(cpu_detail::dnnl_gemm_split(true, 20, 3, 2).grain == 3);  // a larger minimum grain wins
+  CHECK(cpu_detail::dnnl_gemm_split(true, 20, 1, 1).grain == 2);  // one thread: runs inline anyway
+  // NN / TN: head 1 (one share per thread), the minimum grain
+  const auto nn = cpu_detail::dnnl_gemm_split(false, 48, 1, 2);
+  CHECK(nn.head == 1.0);
+  CHECK(nn.grain == 1);
+  CHECK(cpu_detail::dnnl_gemm_split(false, 48, 4, 2).grain == 4);
 }
 
 TEST_CASE("parallel_for_balanced: a slowed thread takes fewer pieces than its fixed share", "[threads]") {

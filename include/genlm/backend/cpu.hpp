@@ -274,8 +274,8 @@ void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
 /// Calls f(lo, hi) over [0, n) in fixed pieces that up to `threads` threads take in order until
 /// none is left: first one large piece per thread, together about `head` (a fraction) of the range,
 /// then pieces of `grain`, as many per thread (the large pieces shrink so that the rest is a whole
-/// number of grains per thread; a remainder of fewer than `threads` indices joins the small pieces). Threads that run equally fast each take one large piece and as many small
-/// ones; a thread that is slowed (its vCPU descheduled by the host, another process on its core)
+/// number of grains per thread; a remainder of fewer than `threads` indices joins the small
+/// pieces). Threads that run equally fast each take one large piece and as many small ones; a thread that is slowed (its vCPU descheduled by the host, another process on its core)
 /// takes fewer small ones instead of holding up the loop, as it does with one fixed share per
 /// thread. The pieces depend on n, threads, grain and head only, never on timing, so what f
 /// computes does not depend on which thread runs which piece. One thread (n < 2 grains): f(0, n).
@@ -302,6 +302,26 @@ void parallel_for_balanced(index_t n, int threads, index_t grain, double head, F
       f(lo, std::min(p < t ? lo + big : lo + grain, n));
     }
   });
+}
+
+/// How cpu::dnnl_gemm splits a product of `blocks` blocks (64 columns or rows of C, each of at least
+/// `min_blocks` blocks' worth of 2^18 multiply-adds) over `threads` threads with
+/// parallel_for_balanced. x W^T (NT, the forward's products): one piece per thread of ~80% of the
+/// blocks, then the rest two blocks (128 columns) at a time where there are at least two such grains
+/// per thread (a product of 2-3 blocks still splits over 2 threads), else a grain. Pieces of two
+/// blocks keep oneDNN's NT rate on the Intel and the AMD guests measured (one block: the same on
+/// Intel, 68-87% of the whole product's rate on AMD Zen 4). NN/TN products (the backward's) lost up
+/// to a third of theirs in small pieces (oneDNN packs the shared operand again per call), so those
+/// get head 1: one piece of blocks / threads (rounded down) per thread, and the remaining blocks
+/// (fewer than the threads) a grain at a time. Measured: docs/PERFORMANCE.md, ninth and tenth
+/// sessions.
+struct gemm_split {
+  double head;
+  index_t grain;
+};
+inline gemm_split dnnl_gemm_split(bool nt, index_t blocks, index_t min_blocks, int threads) {
+  if (!nt) return {1.0, min_blocks};
+  return {0.8, std::max(min_blocks, std::min<index_t>(2, blocks / (2 * index_t(std::max(1, threads)))))};
 }
 
 /// float exp (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial, ~1 ulp),
@@ -882,21 +902,9 @@ struct cpu {
       else
         one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
     };
-    // x W^T (NT, the forward's products): one piece per thread of 80% of the blocks, then the rest
-    // two blocks (128 columns) or a grain (>= dnnl_min multiply-adds) at a time, so a slowed vCPU
-    // takes fewer pieces. Pieces of two blocks keep oneDNN's NT rate on the Intel and the AMD guests
-    // measured (one block: the same on Intel, 68-87% of the whole product's rate on AMD Zen 4); NN/TN
-    // products (the backward's) lost up to a third of theirs in small pieces (oneDNN packs the shared
-    // operand again per call), so those get head 1: one piece of blocks / threads (rounded down) per
-    // thread, and the remaining blocks (fewer than the threads) a grain at a time. Measured:
-    // docs/PERFORMANCE.md, ninth and tenth sessions.
-    const bool nt = !trans_a && trans_b;
-    const double head = nt ? 0.8 : 1.0;
     const int threads = num_threads();
-    // two-block grains where there are at least two per thread (a product of 2-3 blocks still
-    // splits over 2 threads)
-    const index_t grain = nt ? std::max(min_blocks, std::min<index_t>(2, blocks / (2 * index_t(threads)))) : min_blocks;
-    cpu_detail::parallel_for_balanced(blocks, threads, grain, head, blocks_fn);
+    const cpu_detail::gemm_split split = cpu_detail::dnnl_gemm_split(!trans_a && trans_b, blocks, min_blocks, threads);
+    cpu_detail::parallel_for_balanced(blocks, threads, split.grain, split.head, blocks_fn);
   }
 #endif
 

@@ -65,9 +65,8 @@ class masked_gene_pass {
   }
 
   /// The forward pass of mb under ctx and the metrics of its masked genes' loss. With `backward`,
-  /// the loss gradients are multiplied by `grad_scale` (computed in
-  /// double, then rounded to T; skipped when it is 1) and backpropagated: the model's parameter
-  /// gradients are assigned.
+  /// the loss gradients are multiplied by `grad_scale` (computed in double, then rounded to T;
+  /// skipped when it is 1) and backpropagated: the model's parameter gradients are assigned.
   masked_gene_metrics run(Model& model, const run_context& ctx, const masked_batch<T>& mb,
                           const masked_gene_loss_options& loss, double grad_scale, bool backward) {
     const host_batch<T>& b = mb.b;
