@@ -44,6 +44,29 @@ std::vector<T> randn(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
+/// The "--init cheap" weights of genlm_workload (for repeated A/B timings only): every parameter as
+/// its init kind says (ones, zeros), the normal-initialised ones a hashed uniform pattern of std
+/// 0.02 (splitmix64's finaliser of the flat index: uniform on +-0.0347), instead of the ~12-25 s of
+/// Philox normal draws of the paper model. The products and elementwise ops then time as they do
+/// on random weights. Tested in tests/test_model.cpp.
+template <class Backend>
+void cheap_init(parameter_store<float, Backend>& ps) {
+  std::vector<float> h(static_cast<std::size_t>(ps.flat_size()), 0.0f);
+  for (const auto& e : ps.entries())
+    for (std::size_t j = 0; j < std::size_t(e.shape.numel()); ++j) {
+      float& x = h[std::size_t(e.offset) + j];
+      if (e.init == init_kind::ones) x = 1.0f;
+      if (e.init != init_kind::normal) continue;
+      std::uint64_t z = (std::uint64_t(e.offset) + j) * 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      x = (float(z >> 40) / float(1 << 24) - 0.5f) * 0.0693f;  // uniform, std 0.0693 / sqrt(12) = 0.02
+    }
+  auto& v = ps.values();
+  Backend::copy_from_host(v.data(), h.data(), v.numel());
+}
+
 /// Multiply-adds x 2 of the linear layers of one forward pass of model C on B x L genes, plus the
 /// attention products (QK^T, relative QE/KE terms, AV).
 template <model_config C>

@@ -26,23 +26,7 @@ int run(const std::string& wl, index_t B, index_t L, int iters, int warmup, int 
   mo.initialize = !cheap_init;
   const auto c0 = std::chrono::steady_clock::now();
   bench::workload<C, float, Backend> w(B, L, mo);
-  if (cheap_init) {  // each parameter as its init kind says, the normal ones a hashed uniform of std 0.02
-    auto& ps = w.model.parameters();
-    std::vector<float> h(static_cast<std::size_t>(ps.flat_size()), 0.0f);
-    for (const auto& e : ps.entries())
-      for (std::size_t j = 0; j < std::size_t(e.shape.numel()); ++j) {
-        float& x = h[std::size_t(e.offset) + j];
-        if (e.init == init_kind::ones) x = 1.0f;
-        if (e.init != init_kind::normal) continue;
-        std::uint64_t z = (std::uint64_t(e.offset) + j) * 0x9E3779B97F4A7C15ull;  // splitmix64's finaliser
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        x = (float(z >> 40) / float(1 << 24) - 0.5f) * 0.0693f;  // uniform, std 0.02
-      }
-    auto& v = ps.values();
-    Backend::copy_from_host(v.data(), h.data(), v.numel());
-  }
+  if (cheap_init) bench::cheap_init(w.model.parameters());  // a hashed uniform of std 0.02, not Philox
   const double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
   auto once = [&] {
     if (wl == "forward")

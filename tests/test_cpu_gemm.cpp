@@ -7,10 +7,14 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
 #include <genlm/core/random.hpp>
+#if defined(GENLM_USE_DNNL)
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
 
 #include "gemm_operands.hpp"
 
@@ -167,25 +171,107 @@ TEST_CASE("cpu float32 products agree on 1 and 2 threads, batched or not", "[gem
 #if defined(GENLM_USE_DNNL)
 TEST_CASE("float32 products from dnnl_min multiply-adds are oneDNN's, split over the threads", "[gemm]") {
   threads_guard guard;
-  const product_case c{false, true, 64, 100, 41, 1, 0};  // 262400 >= 2^18
-  REQUIRE(c.m * c.n * c.k >= cpu::dnnl_min);
-  const operands<float> o(c, 3);
   cpu::set_num_threads(1);  // one call, no split: bit-equal to calling oneDNN directly on any CPU
-  const auto C = o.run(c);
-  std::vector<float> D = o.C0;
-  REQUIRE(dnnl_sgemm('N', 'T', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, D.data(), o.ldc) ==
-          dnnl_success);
-  CHECK(C == D);
-  // a failing call names its sizes (a leading dimension smaller than the row is refused)
-  std::vector<float> X(64 * 100);
-  try {
-    cpu::dnnl_gemm(false, false, 64, 100, 64, 1.f, X.data(), 64, X.data(), 10, 0.f, X.data(), 100);
-    FAIL("no error");
-  } catch (const error& e) {
-    const std::string msg = e.what();
-    CAPTURE(msg);
-    CHECK(msg.find("dnnl_sgemm") != std::string::npos);
-    CHECK(msg.find("ldb=10") != std::string::npos);
+  SECTION("x W^T: oneDNN's matmul primitive") {
+    const product_case c{false, true, 64, 100, 41, 1, 0};  // 262400 >= 2^18
+    REQUIRE(c.m * c.n * c.k >= cpu::dnnl_min);
+    const operands<float> o(c, 3);
+    const auto C = o.run(c);
+    // the primitive built here through oneDNN's C++ API, on a dense destination
+    using namespace dnnl;
+    using dt = memory::data_type;
+    const engine eng(engine::kind::cpu, 0);
+    stream strm(eng);
+    const memory::desc ad({c.m, c.k}, dt::f32, memory::dims{o.lda, 1});
+    const memory::desc bd({c.k, c.n}, dt::f32, memory::dims{1, o.ldb});
+    const memory::desc cd({c.m, c.n}, dt::f32, memory::dims{c.n, 1});
+    const matmul prim(matmul::primitive_desc(matmul::desc(ad, bd, cd), eng));
+    std::vector<float> D(std::size_t(c.m * c.n));
+    memory am(ad, eng, const_cast<float*>(o.A.data())), bm(bd, eng, const_cast<float*>(o.B.data())),
+        cm(cd, eng, D.data());
+    prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    strm.wait();
+    if (!cpu_detail::onednn_matmul_enabled()) {  // GENLM_ONEDNN_MATMUL=0: dnnl_sgemm's bits
+      REQUIRE(dnnl_sgemm('N', 'T', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, D.data(), c.n) ==
+              dnnl_success);
+    }
+    for (index_t i = 0; i < c.m; ++i)
+      for (index_t j = 0; j < c.n; ++j) REQUIRE(C[i * o.ldc + j] == D[i * c.n + j]);
   }
+  SECTION("x W and x^T W: dnnl_sgemm") {
+    for (const product_case c : {product_case{false, false, 64, 100, 41, 1, 0}, product_case{true, false, 64, 100, 41, 1, 0}}) {
+      CAPTURE(c.ta);
+      const operands<float> o(c, 3);
+      const auto C = o.run(c);
+      std::vector<float> D = o.C0;
+      REQUIRE(dnnl_sgemm(c.ta ? 'T' : 'N', 'N', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f,
+                         D.data(), o.ldc) == dnnl_success);
+      CHECK(C == D);
+    }
+  }
+  SECTION("a failing call names its sizes") {  // a leading dimension smaller than the row is refused
+    std::vector<float> X(64 * 100);
+    try {
+      cpu::dnnl_gemm(false, false, 64, 100, 64, 1.f, X.data(), 64, X.data(), 10, 0.f, X.data(), 100);
+      FAIL("no error");
+    } catch (const error& e) {
+      const std::string msg = e.what();
+      CAPTURE(msg);
+      CHECK(msg.find("dnnl_sgemm") != std::string::npos);
+      CHECK(msg.find("ldb=10") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("x W^T through oneDNN's matmul primitive: pieces of a wider C, alpha and beta, the cache", "[gemm]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto call = [](const product_case& c, const operands<float>& o, std::vector<float>& C, index_t ldc) {
+    cpu_detail::onednn_matmul_nt(c.m, c.n, c.k, float(c.alpha), o.A.data(), o.lda, o.B.data(), o.ldb,
+                                 float(c.beta), C.data(), ldc);
+  };
+  std::uint64_t seed = 40;
+  for (const product_case c : {product_case{false, true, 240, 130, 96, 1, 0}, product_case{false, true, 37, 64, 300, 0.75, -0.5},
+                               product_case{false, true, 1, 70, 33, 1, 1}, product_case{false, true, 128, 9, 128, 2, 0}}) {
+    CAPTURE(c.m, c.n, c.k, c.alpha, c.beta);
+    operands<float> o(c, seed++);
+    if (c.beta == 0) std::fill(o.C0.begin(), o.C0.end(), nan);  // beta == 0 never reads C
+    // a piece: C's row stride is wider than n (the scratch path); the padding is never written
+    std::vector<float> piece = o.C0;
+    call(c, o, piece, o.ldc);
+    CHECK(worst_error(c, o, piece) <= 6e-8 * double(c.k + 2));
+    for (index_t i = 0; i < c.m; ++i)
+      for (index_t j = c.n; j < o.ldc; ++j) REQUIRE(std::isnan(piece[i * o.ldc + j]) == std::isnan(o.C0[i * o.ldc + j]));
+    // the same product on a dense C: the same bits
+    std::vector<float> dense(std::size_t(c.m * c.n));
+    for (index_t i = 0; i < c.m; ++i)
+      for (index_t j = 0; j < c.n; ++j) dense[std::size_t(i * c.n + j)] = o.C0[i * o.ldc + j];
+    call(c, o, dense, c.n);
+    for (index_t i = 0; i < c.m; ++i)
+      for (index_t j = 0; j < c.n; ++j) REQUIRE(dense[std::size_t(i * c.n + j)] == piece[i * o.ldc + j]);
+  }
+  // More shapes than a thread's cache holds: evicted primitives are rebuilt and give the same bits.
+  const product_case first{false, true, 16, 50, 30, 1, 0};
+  const operands<float> fo(first, 7);
+  std::vector<float> C1(fo.C0.size(), 0.f), C2(fo.C0.size(), 0.f);
+  call(first, fo, C1, fo.ldc);
+  for (index_t m = 1; m <= index_t(cpu_detail::matmul_state::capacity) + 8; ++m) {
+    const product_case c{false, true, m, 50, 30, 1, 0};
+    const operands<float> o(c, 100 + std::uint64_t(m));
+    std::vector<float> C = o.C0;
+    call(c, o, C, o.ldc);
+    REQUIRE(worst_error(c, o, C) <= 6e-8 * double(c.k + 2));
+  }
+  call(first, fo, C2, fo.ldc);
+  CHECK(C1 == C2);
+  // A thread that exits hands its state to the next new thread: two threads one after the other
+  // add at most one state.
+  const std::size_t before = cpu_detail::onednn_matmul_states();
+  for (int t = 0; t < 2; ++t) {
+    std::vector<float> C(fo.C0.size(), 0.f);
+    std::thread th([&] { call(first, fo, C, fo.ldc); });
+    th.join();
+    CHECK(C == C1);
+  }
+  CHECK(cpu_detail::onednn_matmul_states() <= before + 1);
 }
 #endif

@@ -2,13 +2,17 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include <genlm/genlm.hpp>
 #include <genlm/model/glm.hpp>
 #include <genlm/train/masked_gene_loss.hpp>
 #include <genlm/train/masking.hpp>
+
+#include "../benchmarks/common.hpp"
 
 using namespace genlm;
 
@@ -90,6 +94,38 @@ TEST_CASE("parameter initialisation: fill_normal is the normal() loop; initializ
   M z(mo);
   const auto& vz = z.parameters().values();
   CHECK(std::all_of(vz.data(), vz.data() + vz.numel(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("the benchmarks' cheap initialisation: ones, zeros, and a uniform of std 0.02", "[model][init]") {
+  // genlm_workload --init cheap (benchmarks/common.hpp): each parameter as its init kind says, the
+  // normal ones a hashed uniform pattern of std 0.02 on +-0.0347, the same every time.
+  parameter_store<float, cpu> ps;
+  ps.add("a", {300, 257});
+  ps.add("bias", {5}, init_kind::zeros);
+  ps.add("gain", {7}, init_kind::ones);
+  ps.add("b", {1000, 33});
+  ps.finalize();
+  std::fill(ps.values().data(), ps.values().data() + ps.values().numel(), 9.0f);  // overwritten, padding too
+  bench::cheap_init(ps);
+  CHECK(ps.get("bias") == std::vector<float>(5, 0.0f));
+  CHECK(ps.get("gain") == std::vector<float>(7, 1.0f));
+  for (const char* name : {"a", "b"}) {
+    const auto v = ps.get(name);
+    double sum = 0, sq = 0, lo = 1, hi = -1;
+    for (float x : v) sum += x, sq += double(x) * x, lo = std::min(lo, double(x)), hi = std::max(hi, double(x));
+    const double n = double(v.size()), mean = sum / n, sd = std::sqrt(sq / n - mean * mean);
+    INFO(name << ": mean " << mean << ", std " << sd << ", range " << lo << " .. " << hi);
+    CHECK(std::abs(mean) < 5 * 0.02 / std::sqrt(n));  // 5 standard errors
+    CHECK(sd == Approx(0.02).epsilon(0.02));
+    CHECK(lo >= -0.0347);
+    CHECK(hi <= 0.0347);
+    CHECK(hi - lo > 0.068);  // the whole range is used
+    CHECK(std::set<float>(v.begin(), v.end()).size() > v.size() * 99 / 100);  // not a short cycle
+  }
+  const std::vector<float> first(ps.values().data(), ps.values().data() + ps.values().numel());
+  bench::cheap_init(ps);
+  CHECK(std::vector<float>(ps.values().data(), ps.values().data() + ps.values().numel()) == first);
+  CHECK(std::count(first.begin(), first.end(), 9.0f) == 0);
 }
 
 TEST_CASE("GLM forward shapes and attention maps", "[model]") {

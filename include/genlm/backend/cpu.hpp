@@ -6,9 +6,9 @@
 //
 // GEMM path (measured, see docs/PERFORMANCE.md): with GENLM_USE_DNNL defined (CMake option
 // GENLM_USE_ONEDNN, default ON when libdnnl-dev is found) float32 products of at least 2^18
-// multiply-adds call oneDNN's dnnl_sgemm (float32 AVX-512/AVX2 kernels; 0.94-1.18x OpenBLAS on the
+// multiply-adds call oneDNN: dnnl_sgemm (float32 AVX-512/AVX2 kernels; 0.94-1.18x OpenBLAS on the
 // paper's layer products on 1 thread, 1.05-1.36x on 2, the attention's Q E^T 1.5x / 3.3x;
-// benchmarks/sgemm_libs.cpp); with GENLM_USE_CBLAS defined (CMake option
+// benchmarks/sgemm_libs.cpp), and for x W^T its matmul primitive (genlm/backend/cpu_onednn.hpp); with GENLM_USE_CBLAS defined (CMake option
 // GENLM_USE_OPENBLAS, default ON when OpenBLAS is found) the other products (and float64) call
 // cblas_{s,d}gemm from OpenBLAS; otherwise Eigen's own product kernels (fast under clang, ~55% of
 // peak under g++ 12).
@@ -29,6 +29,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -46,6 +47,8 @@
 #endif
 #if defined(GENLM_USE_DNNL)
 #include <oneapi/dnnl/dnnl.h>
+
+#include <genlm/backend/cpu_onednn.hpp>
 #if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
 extern "C" void omp_set_num_threads(int);  // libgomp, oneDNN's threading runtime (link it: CMake does)
 #endif
@@ -271,37 +274,63 @@ void parallel_for(index_t n, int threads, index_t min_per_thread, F&& f) {
   });
 }
 
-/// Calls f(lo, hi) over [0, n) in fixed pieces that up to `threads` threads take in order until
-/// none is left: first one large piece per thread, together about `head` (a fraction) of the range,
-/// then pieces of `grain`, as many per thread (the large pieces shrink so that the rest is a whole
-/// number of grains per thread; a remainder of fewer than `threads` indices joins the small
-/// pieces). Threads that run equally fast each take one large piece and as many small ones; a thread that is slowed (its vCPU descheduled by the host, another process on its core)
-/// takes fewer small ones instead of holding up the loop, as it does with one fixed share per
-/// thread. The pieces depend on n, threads, grain and head only, never on timing, so what f
-/// computes does not depend on which thread runs which piece. One thread (n < 2 grains): f(0, n).
+/// The fixed pieces of parallel_for_balanced over [0, n) for up to `threads` threads: first one
+/// large piece per thread, together about `head` (a fraction) of the range, then pieces of `grain`,
+/// as many per thread (the large pieces shrink so that the rest is a whole number of grains per
+/// thread; a remainder of fewer than `threads` indices joins the small pieces). They depend on n,
+/// threads, grain and head only, never on timing. tasks <= 1: one piece, [0, n).
+struct balanced_split {
+  index_t n = 0, tasks = 1, big = 0, grain = 1, front = 0, pieces = 1;
+  balanced_split(index_t n_, int threads, index_t grain_, double head) : n(n_), grain(std::max<index_t>(1, grain_)) {
+    tasks = std::max<index_t>(1, std::min<index_t>(threads, n / grain));
+    if (tasks == 1) {
+      big = front = n, pieces = n > 0 ? 1 : 0;
+      return;
+    }
+    // The small pieces: about (1 - head) of the range, rounded up to whole grains per thread, so
+    // that threads of equal speed take as many each (1e-9: (1 - 0.7) * 20 is 6.000000000000001);
+    // the large pieces share the rest, at least a grain each (grain <= n / tasks, so front <= n).
+    const double rest = (1.0 - std::clamp(head, 0.0, 1.0)) * double(n) / double(grain * tasks);
+    const index_t small_per_thread = index_t(std::ceil(rest - 1e-9));
+    big = std::max<index_t>(grain, (n - small_per_thread * grain * tasks) / tasks);
+    front = big * tasks;
+    pieces = tasks + (n - front + grain - 1) / grain;
+  }
+  /// Piece p's range [lo, hi).
+  std::pair<index_t, index_t> piece(index_t p) const {
+    const index_t lo = p < tasks ? p * big : front + (p - tasks) * grain;
+    return {lo, std::min(p < tasks ? lo + big : lo + grain, n)};
+  }
+};
+
+/// Runs f(task, lo, hi) for every piece of `split`: `split.tasks` tasks (the calling thread and
+/// the pool's workers) take the pieces in order until none is left. A task runs its pieces one
+/// after another, and no two running tasks have the same index, so f may use per-task state.
 template <class F>
-void parallel_for_balanced(index_t n, int threads, index_t grain, double head, F&& f) {
-  grain = std::max<index_t>(1, grain);
-  const index_t t = std::min<index_t>(threads, n / grain);
-  if (t <= 1) {
-    if (n > 0) f(index_t(0), n);
+void parallel_for_balanced_tasks(const balanced_split& split, F&& f) {
+  if (split.tasks <= 1) {
+    if (split.n > 0) f(index_t(0), index_t(0), split.n);
     return;
   }
-  // The small pieces: about (1 - head) of the range, rounded up to whole grains per thread, so that
-  // threads of equal speed take as many each (1e-9: (1 - 0.7) * 20 is 6.000000000000001); the
-  // large pieces share the rest, at least a grain each (grain <= n / t, so front <= n).
-  const double rest = (1.0 - std::clamp(head, 0.0, 1.0)) * double(n) / double(grain * t);
-  const index_t small_per_thread = index_t(std::ceil(rest - 1e-9));
-  const index_t big = std::max<index_t>(grain, (n - small_per_thread * grain * t) / t);
-  const index_t front = big * t;
-  const index_t pieces = t + (n - front + grain - 1) / grain;
   std::atomic<index_t> next{0};
-  thread_pool::instance().run(t, [&](index_t) {
-    for (index_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
-      const index_t lo = p < t ? p * big : front + (p - t) * grain;
-      f(lo, std::min(p < t ? lo + big : lo + grain, n));
+  thread_pool::instance().run(split.tasks, [&](index_t task) {
+    for (index_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < split.pieces;) {
+      const auto [lo, hi] = split.piece(p);
+      f(task, lo, hi);
     }
   });
+}
+
+/// Calls f(lo, hi) over [0, n) in the fixed pieces of balanced_split(n, threads, grain, head),
+/// which up to `threads` threads take in order until none is left. Threads that run equally fast
+/// each take one large piece and as many small ones; a thread that is slowed (its vCPU descheduled
+/// by the host, another process on its core) takes fewer small ones instead of holding up the
+/// loop, as it does with one fixed share per thread. What f computes does not depend on which
+/// thread runs which piece. One thread (n < 2 grains): f(0, n).
+template <class F>
+void parallel_for_balanced(index_t n, int threads, index_t grain, double head, F&& f) {
+  parallel_for_balanced_tasks(balanced_split(n, threads, grain, head),
+                              [&](index_t, index_t lo, index_t hi) { f(lo, hi); });
 }
 
 /// How cpu::dnnl_gemm splits a product of `blocks` blocks (64 columns or rows of C, each of at least
@@ -873,9 +902,10 @@ struct cpu {
   /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (oneDNN at
   /// 0.66-0.94x for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
   static constexpr index_t dnnl_min = index_t(1) << 18;
-  /// oneDNN's float32 sgemm (row-major, same argument meaning as gemm). oneDNN itself always runs
-  /// on the calling thread (OpenMP team of 1: its own team's threads would spin next to this
-  /// backend's pool); products are split over the pool by blocks of C's longer side instead.
+  /// oneDNN's float32 products (row-major, same argument meaning as gemm): x W^T (NT) through its
+  /// matmul primitive (genlm/backend/cpu_onednn.hpp), the others through dnnl_sgemm. oneDNN itself
+  /// always runs on the calling thread (OpenMP team of 1: its own team's threads would spin next to
+  /// this backend's pool); products are split over the pool by blocks of C's longer side instead.
   static void dnnl_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, float alpha, const float* A,
                         index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
     auto one = [&](index_t m1, index_t n1, const float* A1, const float* B1, float* C1) {
@@ -903,8 +933,34 @@ struct cpu {
         one(b - a, n, A + (trans_a ? a : a * lda), B, C + a * ldc);
     };
     const int threads = num_threads();
-    const cpu_detail::gemm_split split = cpu_detail::dnnl_gemm_split(!trans_a && trans_b, blocks, min_blocks, threads);
-    cpu_detail::parallel_for_balanced(blocks, threads, split.grain, split.head, blocks_fn);
+    const cpu_detail::gemm_split gs = cpu_detail::dnnl_gemm_split(!trans_a && trans_b, blocks, min_blocks, threads);
+    const cpu_detail::balanced_split split(blocks, threads, gs.grain, gs.head);
+    if (!trans_a && trans_b && cpu_detail::onednn_matmul_enabled()) {
+      // x W^T: oneDNN's matmul primitive, prepared here for every piece size, run by the tasks
+      index_t sizes[cpu_detail::matmul_nt_job::max_sizes];
+      int nsizes = 0;
+      for (const index_t p : {index_t(0), split.tasks, split.pieces - 1}) {  // a large, a small, the last piece
+        if (p >= split.pieces) continue;
+        const auto [lo, hi] = split.piece(p);
+        const index_t size = std::min(len, hi * block) - lo * block;
+        if (std::find(sizes, sizes + nsizes, size) == sizes + nsizes) sizes[nsizes++] = size;
+      }
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+      static thread_local bool single = false;
+      if (!single) omp_set_num_threads(1), single = true;
+#endif
+      const cpu_detail::matmul_nt_job job(by_cols, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, sizes, nsizes,
+                                          split.tasks);
+      cpu_detail::parallel_for_balanced_tasks(split, [&](index_t task, index_t lo, index_t hi) {
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+        static thread_local bool single_here = false;
+        if (!single_here) omp_set_num_threads(1), single_here = true;
+#endif
+        job.run_piece(task, lo * block, std::min(len, hi * block));
+      });
+      return;
+    }
+    cpu_detail::parallel_for_balanced_tasks(split, [&](index_t, index_t lo, index_t hi) { blocks_fn(lo, hi); });
   }
 #endif
 

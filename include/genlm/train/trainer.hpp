@@ -203,9 +203,10 @@ class masked_gene_evaluator {
     batch_.prepare(windows, idx_, feat_, C.max_positions, mg, masking_);
     if (batch_.masked.empty()) return;
     ms.add(pass_.run(model_, run_context{}, batch_, loss_, 1.0, false));  // no dropout, no backward
-    std::vector<double> clipped = batch_.labels;
-    for (auto& v : clipped) v = std::clamp(v, -loss_.label_clip, loss_.label_clip);
-    bs.add(base.score(clipped, index_t(batch_.masked.size())));
+    // the baseline scores the labels as the loss sees them (clipped to +-label_clip)
+    clipped_.assign(batch_.labels.begin(), batch_.labels.end());
+    for (auto& v : clipped_) v = std::clamp(v, -loss_.label_clip, loss_.label_clip);
+    bs.add(base.score(clipped_, index_t(batch_.masked.size())));
   }
 
  private:
@@ -214,6 +215,7 @@ class masked_gene_evaluator {
   masking_options masking_;
   masked_gene_loss_options loss_;
   std::vector<std::size_t> idx_;
+  std::vector<double> clipped_;  // the batch's clipped labels, for the baseline (reused)
   masked_batch<T> batch_;
   masked_gene_pass<Model> pass_;
 };
