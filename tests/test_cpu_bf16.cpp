@@ -225,6 +225,7 @@ TEST_CASE("products_description names the products of each CPU backend", "[bf16]
   CHECK(d.rfind("float64 (", 0) == 0);
 #if defined(GENLM_USE_DNNL)
   CHECK(f.find("oneDNN") != std::string::npos);
+  CHECK((f.find("matmul primitive for x W^T") != std::string::npos) == cpu_detail::onednn_matmul_enabled());
 #endif
   CHECK(d.find("oneDNN") == std::string::npos);  // oneDNN has no float64 product
 #if defined(GENLM_USE_CBLAS)

@@ -1385,7 +1385,9 @@ namespace cpu_detail {
 inline std::string gemm_libraries(bool single) {
   std::string s;
 #if defined(GENLM_USE_DNNL)
-  if (single) s = "oneDNN sgemm from 2^18 multiply-adds, ";
+  if (single)
+    s = onednn_matmul_enabled() ? "oneDNN from 2^18 multiply-adds: matmul primitive for x W^T, sgemm for the rest; "
+                                : "oneDNN sgemm from 2^18 multiply-adds, ";
 #else
   (void)single;
 #endif
