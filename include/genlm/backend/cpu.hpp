@@ -906,13 +906,18 @@ struct cpu {
   /// matmul primitive (genlm/backend/cpu_onednn.hpp), the others through dnnl_sgemm. oneDNN itself
   /// always runs on the calling thread (OpenMP team of 1: its own team's threads would spin next to
   /// this backend's pool); products are split over the pool by blocks of C's longer side instead.
+  /// Sets the calling thread's OpenMP team (oneDNN's threads) to 1, once per thread. oneDNN plans
+  /// a primitive's threads when it is built, so the thread that builds one calls this too.
+  static void dnnl_on_this_thread_only() {
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+    static thread_local bool single = false;
+    if (!single) omp_set_num_threads(1), single = true;
+#endif
+  }
   static void dnnl_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, float alpha, const float* A,
                         index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
     auto one = [&](index_t m1, index_t n1, const float* A1, const float* B1, float* C1) {
-#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
-      static thread_local bool single = false;
-      if (!single) omp_set_num_threads(1), single = true;
-#endif
+      dnnl_on_this_thread_only();
       const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m1, n1, k, alpha, A1, lda, B1,
                                           ldb, beta, C1, ldc);
       if (st != dnnl_success)
@@ -936,26 +941,23 @@ struct cpu {
     const cpu_detail::gemm_split gs = cpu_detail::dnnl_gemm_split(!trans_a && trans_b, blocks, min_blocks, threads);
     const cpu_detail::balanced_split split(blocks, threads, gs.grain, gs.head);
     if (!trans_a && trans_b && cpu_detail::onednn_matmul_enabled()) {
-      // x W^T: oneDNN's matmul primitive, prepared here for every piece size, run by the tasks
+      // x W^T: oneDNN's matmul primitive, prepared here for every piece size (a large piece, a
+      // grain, a ragged last piece: at most max_sizes), run by the tasks
       index_t sizes[cpu_detail::matmul_nt_job::max_sizes];
       int nsizes = 0;
-      for (const index_t p : {index_t(0), split.tasks, split.pieces - 1}) {  // a large, a small, the last piece
-        if (p >= split.pieces) continue;
+      for (index_t p = 0; p < split.pieces; ++p) {
         const auto [lo, hi] = split.piece(p);
         const index_t size = std::min(len, hi * block) - lo * block;
-        if (std::find(sizes, sizes + nsizes, size) == sizes + nsizes) sizes[nsizes++] = size;
+        if (std::find(sizes, sizes + nsizes, size) != sizes + nsizes) continue;
+        check(nsizes < cpu_detail::matmul_nt_job::max_sizes, "cpu::dnnl_gemm: more than ",
+              cpu_detail::matmul_nt_job::max_sizes, " piece sizes for m=", m, " n=", n, " k=", k);
+        sizes[nsizes++] = size;
       }
-#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
-      static thread_local bool single = false;
-      if (!single) omp_set_num_threads(1), single = true;
-#endif
+      dnnl_on_this_thread_only();  // the job builds its primitives on this thread
       const cpu_detail::matmul_nt_job job(by_cols, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, sizes, nsizes,
                                           split.tasks);
       cpu_detail::parallel_for_balanced_tasks(split, [&](index_t task, index_t lo, index_t hi) {
-#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
-        static thread_local bool single_here = false;
-        if (!single_here) omp_set_num_threads(1), single_here = true;
-#endif
+        dnnl_on_this_thread_only();
         job.run_piece(task, lo * block, std::min(len, hi * block));
       });
       return;
