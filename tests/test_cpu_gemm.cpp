@@ -5,9 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
@@ -173,30 +175,41 @@ TEST_CASE("float32 products from dnnl_min multiply-adds are oneDNN's, split over
   threads_guard guard;
   cpu::set_num_threads(1);  // one call, no split: bit-equal to calling oneDNN directly on any CPU
   SECTION("x W^T: oneDNN's matmul primitive") {
-    const product_case c{false, true, 64, 100, 41, 1, 0};  // 262400 >= 2^18
-    REQUIRE(c.m * c.n * c.k >= cpu::dnnl_min);
-    const operands<float> o(c, 3);
-    const auto C = o.run(c);
-    // the primitive built here through oneDNN's C++ API, on a dense destination
-    using namespace dnnl;
-    using dt = memory::data_type;
-    const engine eng(engine::kind::cpu, 0);
-    stream strm(eng);
-    const memory::desc ad({c.m, c.k}, dt::f32, memory::dims{o.lda, 1});
-    const memory::desc bd({c.k, c.n}, dt::f32, memory::dims{1, o.ldb});
-    const memory::desc cd({c.m, c.n}, dt::f32, memory::dims{c.n, 1});
-    const matmul prim(matmul::primitive_desc(matmul::desc(ad, bd, cd), eng));
-    std::vector<float> D(std::size_t(c.m * c.n));
-    memory am(ad, eng, const_cast<float*>(o.A.data())), bm(bd, eng, const_cast<float*>(o.B.data())),
-        cm(cd, eng, D.data());
-    prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-    strm.wait();
-    if (!cpu_detail::onednn_matmul_enabled()) {  // GENLM_ONEDNN_MATMUL=0: dnnl_sgemm's bits
-      REQUIRE(dnnl_sgemm('N', 'T', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, D.data(), c.n) ==
-              dnnl_success);
+    // padded strides (oneDNN then picks its gemm:jit kernel), and dense operands with a long k
+    // (brgemm, whose sums differ from dnnl_sgemm's: so the GENLM_ONEDNN_MATMUL=0 run of this test,
+    // tests/CMakeLists.txt, fails if the switch is ignored)
+    for (const auto& [c, pad] : {std::pair{product_case{false, true, 64, 100, 41, 1, 0}, index_t(5)},
+                                 std::pair{product_case{false, true, 64, 100, 1280, 1, 0}, index_t(0)}}) {
+      CAPTURE(c.k, pad);
+      REQUIRE(c.m * c.n * c.k >= cpu::dnnl_min);
+      const test::operands<float> o(c, 3, pad);
+      std::vector<float> C = o.C0;
+      cpu::gemm<float>(false, true, c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, C.data(), o.ldc);
+      // the primitive built here through oneDNN's C++ API, on a dense destination
+      using namespace dnnl;
+      using dt = memory::data_type;
+      const engine eng(engine::kind::cpu, 0);
+      stream strm(eng);
+      const memory::desc ad({c.m, c.k}, dt::f32, memory::dims{o.lda, 1});
+      const memory::desc bd({c.k, c.n}, dt::f32, memory::dims{1, o.ldb});
+      const memory::desc cd({c.m, c.n}, dt::f32, memory::dims{c.n, 1});
+      const matmul prim(matmul::primitive_desc(matmul::desc(ad, bd, cd), eng));
+      std::vector<float> D(std::size_t(c.m * c.n));
+      memory am(ad, eng, const_cast<float*>(o.A.data())), bm(bd, eng, const_cast<float*>(o.B.data())),
+          cm(cd, eng, D.data());
+      prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+      strm.wait();
+      // GENLM_ONEDNN_MATMUL=0 (read here, apart from the library): dnnl_sgemm's bits
+      const char* env = std::getenv("GENLM_ONEDNN_MATMUL");
+      const bool sgemm_only = env && std::string(env) == "0";
+      CHECK(cpu_detail::onednn_matmul_enabled() == !sgemm_only);
+      if (sgemm_only) {
+        REQUIRE(dnnl_sgemm('N', 'T', c.m, c.n, c.k, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb, 0.f, D.data(), c.n) ==
+                dnnl_success);
+      }
+      for (index_t i = 0; i < c.m; ++i)
+        for (index_t j = 0; j < c.n; ++j) REQUIRE(C[i * o.ldc + j] == D[i * c.n + j]);
     }
-    for (index_t i = 0; i < c.m; ++i)
-      for (index_t j = 0; j < c.n; ++j) REQUIRE(C[i * o.ldc + j] == D[i * c.n + j]);
   }
   SECTION("x W and x^T W: dnnl_sgemm") {
     for (const product_case c : {product_case{false, false, 64, 100, 41, 1, 0}, product_case{true, false, 64, 100, 41, 1, 0}}) {
