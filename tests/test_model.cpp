@@ -96,6 +96,152 @@ TEST_CASE("parameter initialisation: fill_normal is the normal() loop; initializ
   CHECK(std::all_of(vz.data(), vz.data() + vz.numel(), [](float v) { return v == 0.0f; }));
 }
 
+TEST_CASE("fill_normal's vectorised log and cos are within a few ulps of std::log and std::cos", "[model][init]") {
+  // rng::fill_normal keeps a float from random_detail's log/cos only when a relative 2^-36 cannot
+  // change it; that is sound while their error stays far below it (the bound of box_muller_lanes:
+  // 2^-48). Measured here in units of 2^-52, the ulp of [1, 2).
+  auto rel_ulps = [](double got, double want) { return std::fabs(got - want) / std::fabs(want) / 0x1p-52; };
+  rng g(17);
+  double worst_log = 0;
+  for (int i = 0; i < 400000; ++i) {
+    double u = g.uniform();
+    if (u <= 0.0) continue;
+    if (i % 3 == 1) u = 1.0 - std::ldexp(std::max(g.uniform(), 0x1p-53), -(i % 53));  // near 1: log u ~ u - 1
+    if (i % 3 == 2) u = std::ldexp(0.5 + 0.5 * g.uniform(), -(i % 60));            // every exponent
+    if (u >= 1.0) continue;
+    worst_log = std::max(worst_log, rel_ulps(random_detail::log_unit(u), std::log(u)));
+  }
+  for (double u : {0x1p-53, 0.5, 0.25, 0.7071067811865475, 0.7071067811865476, 1.0 - 0x1p-53})
+    worst_log = std::max(worst_log, rel_ulps(random_detail::log_unit(u), std::log(u)));
+  INFO("log_unit: worst " << worst_log << " ulps");
+  CHECK(worst_log <= 4.0);
+
+  double worst_cos = 0;
+  int flagged = 0, flagged_far = 0;
+  auto check_cos = [&](double x) {
+    std::int64_t near_zero = 0;
+    const double c = random_detail::cos_two_pi(x, near_zero), want = std::cos(x);
+    if (near_zero) {
+      ++flagged;
+      flagged_far += std::fabs(want) > 0x1p-19;  // only where cos x is near zero
+      return;
+    }
+    worst_cos = std::max(worst_cos, rel_ulps(c, want));
+  };
+  for (int i = 0; i < 400000; ++i) check_cos(random_detail::two_pi * g.uniform());
+  // around the quadrant boundaries (k pi/4) and the zeros of cos (pi/2, 3 pi/2), at distances
+  // from 2^-52 to 2^-3, including just outside the flagged band |r| < 2^-20
+  for (int k = 0; k <= 8; ++k)
+    for (int p = 3; p <= 52; ++p)
+      for (double sgn : {-1.0, 1.0}) {
+        const double x = k * 0.7853981633974483 + sgn * std::ldexp(1.0 + 0.37 * (p % 5), -p);
+        if (x >= 0.0 && x <= random_detail::two_pi) check_cos(x);
+      }
+  check_cos(0.0);
+  check_cos(random_detail::two_pi);
+  INFO("cos_two_pi: worst " << worst_cos << " ulps, " << flagged << " flagged");
+  CHECK(worst_cos <= 4.0);
+  CHECK(flagged_far == 0);
+  CHECK(flagged > 0);  // the sweep reaches into the band
+
+  // the Box-Muller values of both: within 2^-48 of the std::log / std::cos ones
+  constexpr int G = 16;
+  double worst_bm = 0;
+  int near_zero_count = 0;
+  for (int t = 0; t < 20000; ++t) {
+    double u[2 * G], v[G];
+    std::int64_t nz[G];
+    for (auto& x : u) x = std::max(g.uniform(), 0x1p-53);
+    random_detail::box_muller_lanes<G>(u, v, nz);
+    for (int e = 0; e < G; ++e) {
+      if (nz[e]) {
+        ++near_zero_count;
+        continue;
+      }
+      const double want = std::sqrt(-2.0 * std::log(u[2 * e])) * std::cos(random_detail::two_pi * u[2 * e + 1]);
+      worst_bm = std::max(worst_bm, rel_ulps(v[e], want));
+    }
+  }
+  INFO("box_muller_lanes: worst " << worst_bm << " ulps, " << near_zero_count << " near zero of 320000");
+  CHECK(worst_bm <= 16.0);  // 2^-48
+  CHECK(near_zero_count <= 10);  // p ~ 1.3e-6 per value
+}
+
+TEST_CASE("fill_normal rounds to float only where a relative 2^-36 cannot change the float", "[model][init]") {
+  constexpr int G = 16;
+  rng g(23);
+  // values at and near the midpoint between two neighbouring floats are flagged, the same values
+  // moved a relative 2^-30 away are not, and get float(v * scale)
+  int wrong = 0;
+  for (int t = 0; t < 2000; ++t) {
+    double v[G], far_v[G];
+    float out[G], far_out[G];
+    std::int64_t unsure[G] = {}, far_unsure[G] = {};
+    const double scale = t % 2 ? 1.0 : -0.02;
+    for (int e = 0; e < G; ++e) {
+      // a float of any exponent that float(v * scale) can reach, subnormals included
+      const float f = static_cast<float>(std::ldexp(1.0 + g.uniform(), int(g.below(250)) - 140));
+      const double mid = (double(f) + double(std::nextafter(f, 2.0f * f))) / 2.0;
+      const double rel[] = {0.0, 0x1p-40, -0x1p-40, 0x1p-37, -0x1p-37};
+      v[e] = mid * (1.0 + rel[e % 5]) / scale;
+      far_v[e] = mid * (1.0 + (e % 2 ? 0x1p-30 : -0x1p-30)) / scale;
+    }
+    random_detail::round_to_float_checked<G>(v, scale, out, unsure);
+    random_detail::round_to_float_checked<G>(far_v, scale, far_out, far_unsure);
+    for (int e = 0; e < G; ++e) {
+      wrong += unsure[e] == 0;
+      wrong += far_unsure[e] != 0;
+      const float want = static_cast<float>(far_v[e] * scale);
+      wrong += std::memcmp(&far_out[e], &want, sizeof(float)) != 0;
+    }
+  }
+  CHECK(wrong == 0);
+  // random values: about one in 2^11 is flagged; the others round as float(v * scale) does
+  long flagged = 0, mismatched = 0, n = 0;
+  for (int t = 0; t < 20000; ++t, n += G) {
+    double v[G];
+    float out[G];
+    std::int64_t unsure[G] = {};
+    for (auto& x : v) x = (g.uniform() - 0.5) * 8.0;
+    random_detail::round_to_float_checked<G>(v, 0.02, out, unsure);
+    for (int e = 0; e < G; ++e) {
+      flagged += unsure[e] != 0;
+      if (!unsure[e]) mismatched += out[e] != static_cast<float>(v[e] * 0.02);
+    }
+  }
+  INFO(flagged << " of " << n << " flagged");
+  CHECK(mismatched == 0);
+  CHECK(flagged > 0);
+  CHECK(flagged < n / 512);
+}
+
+TEST_CASE("fill_normal: every compiled instruction set gives the normal() loop's floats", "[model][init]") {
+  using random_detail::vector_isa;
+  int ran = 0;
+  for (vector_isa isa : {vector_isa::generic, vector_isa::avx2, vector_isa::avx512, vector_isa::best}) {
+    if (!random_detail::isa_available(isa)) {
+      float x;
+      rng g(1);
+      CHECK_THROWS_AS(g.fill_normal(&x, 1, 1.0, isa), std::invalid_argument);
+      continue;
+    }
+    ++ran;
+    // 0.02 (the model's), a negative scale, subnormal results, and 1e31 and 0 (outside the
+    // vectorised path's scales: the plain loop)
+    for (double scale : {0.02, -0.7, 3e-39, 1e31, 0.0}) {
+      const std::size_t n = 200003;
+      rng a(5, 9), b(5, 9);
+      std::vector<float> fa(n), fb(n, -1.0f);
+      for (auto& v : fa) v = float(a.normal() * scale);
+      b.fill_normal(fb.data(), n, scale, isa);
+      INFO("isa " << int(isa) << ", scale " << scale);
+      CHECK(std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0);
+      CHECK(a.counter() == b.counter());
+    }
+  }
+  CHECK(ran >= 2);
+}
+
 TEST_CASE("the benchmarks' cheap initialisation: ones, zeros, and a uniform of std 0.02", "[model][init]") {
   // genlm_workload --init cheap (benchmarks/common.hpp): each parameter as its init kind says, the
   // normal ones a hashed uniform pattern of std 0.02 on +-0.0347, the same every time.
