@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <type_traits>
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__AVX2__) && !defined(__CUDACC__)
+    !defined(__AVX2__)
 #include <immintrin.h>  // rng::fill_normal's AVX2 / AVX-512 Philox (GENLM_RNG_DISPATCH below)
 #endif
 
@@ -99,7 +99,7 @@ GENLM_HD inline float stream_uniform(std::uint64_t key, std::uint64_t step, std:
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__AVX2__) && !defined(__CUDACC__)
+    !defined(__AVX2__)
 #define GENLM_RNG_DISPATCH 1  // rng::fill_normal has AVX2+FMA and AVX-512 versions chosen at run time
 #else
 #define GENLM_RNG_DISPATCH 0
@@ -358,8 +358,9 @@ GENLM_RNG_AVX512 __attribute__((noinline)) void philox4x32_lanes_avx512(std::uin
 #endif
 
 /// The instruction sets rng::fill_normal can be asked to use (tests compare them); `best` picks the
-/// widest this CPU has. Without run-time dispatch (non-x86, a build that targets AVX2 already, or
-/// nvcc) every choice runs the one compiled version.
+/// widest this CPU has. Without run-time dispatch (non-x86, or a build that targets AVX2 already)
+/// every choice runs the one compiled version. nvcc-compiled files get the dispatch too (host code),
+/// so that fill_normal has one definition in a program that mixes them.
 enum class vector_isa { best, generic, avx2, avx512 };
 
 inline bool isa_available(vector_isa isa) {
