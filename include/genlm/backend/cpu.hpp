@@ -74,14 +74,9 @@ namespace genlm {
 
 namespace cpu_detail {
 
-inline bool has_avx2_fma() {
-#if GENLM_CPU_DISPATCH
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return v;
-#else
-  return false;
-#endif
-}
+// whether the CPU has AVX2 and FMA (core/random.hpp, whose dispatch condition is the same)
+static_assert(GENLM_CPU_DISPATCH == GENLM_RNG_DISPATCH, "cpu.hpp and random.hpp must dispatch alike");
+using random_detail::has_avx2_fma;
 
 /// How long (microseconds) the pool's threads spin before they block: an idle worker waiting for
 /// the next loop, and a caller waiting for its workers to finish. Read once from the environment
