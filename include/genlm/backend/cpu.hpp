@@ -8,10 +8,10 @@
 // GENLM_USE_ONEDNN, default ON when libdnnl-dev is found) float32 products of at least 2^18
 // multiply-adds call oneDNN: dnnl_sgemm (float32 AVX-512/AVX2 kernels; 0.94-1.18x OpenBLAS on the
 // paper's layer products on 1 thread, 1.05-1.36x on 2, the attention's Q E^T 1.5x / 3.3x;
-// benchmarks/sgemm_libs.cpp), and for x W^T its matmul primitive (genlm/backend/cpu_onednn.hpp); with GENLM_USE_CBLAS defined (CMake option
-// GENLM_USE_OPENBLAS, default ON when OpenBLAS is found) the other products (and float64) call
-// cblas_{s,d}gemm from OpenBLAS; otherwise Eigen's own product kernels (fast under clang, ~55% of
-// peak under g++ 12).
+// benchmarks/sgemm_libs.cpp), and for x W^T its matmul primitive (genlm/backend/cpu_onednn.hpp);
+// with GENLM_USE_CBLAS defined (CMake option GENLM_USE_OPENBLAS, default ON when OpenBLAS is
+// found) the other products (and float64) call cblas_{s,d}gemm from OpenBLAS; otherwise Eigen's own
+// product kernels (fast under clang, ~55% of peak under g++ 12).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -897,10 +897,6 @@ struct cpu {
   /// Products from this size (multiply-adds) go to oneDNN; below it OpenBLAS was faster (oneDNN at
   /// 0.66-0.94x for 30x30x128, 30x128x30, 64^3 on 1 and 2 threads; docs/PERFORMANCE.md).
   static constexpr index_t dnnl_min = index_t(1) << 18;
-  /// oneDNN's float32 products (row-major, same argument meaning as gemm): x W^T (NT) through its
-  /// matmul primitive (genlm/backend/cpu_onednn.hpp), the others through dnnl_sgemm. oneDNN itself
-  /// always runs on the calling thread (OpenMP team of 1: its own team's threads would spin next to
-  /// this backend's pool); products are split over the pool by blocks of C's longer side instead.
   /// Sets the calling thread's OpenMP team (oneDNN's threads) to 1, once per thread. oneDNN plans
   /// a primitive's threads when it is built, so the thread that builds one calls this too.
   static void dnnl_on_this_thread_only() {
@@ -909,6 +905,10 @@ struct cpu {
     if (!single) omp_set_num_threads(1), single = true;
 #endif
   }
+  /// oneDNN's float32 products (row-major, same argument meaning as gemm): x W^T (NT) through its
+  /// matmul primitive (genlm/backend/cpu_onednn.hpp), the others through dnnl_sgemm. oneDNN itself
+  /// always runs on the calling thread (OpenMP team of 1: its own team's threads would spin next to
+  /// this backend's pool); products are split over the pool by blocks of C's longer side instead.
   static void dnnl_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, float alpha, const float* A,
                         index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
     auto one = [&](index_t m1, index_t n1, const float* A1, const float* B1, float* C1) {

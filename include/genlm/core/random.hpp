@@ -27,11 +27,15 @@ struct philox_result {
   std::uint32_t v[4];
 };
 
+/// Philox4x32-10's round multipliers and key increments (Salmon et al.), used by every version below.
+inline constexpr std::uint32_t philox_m0 = 0xD2511F53u, philox_m1 = 0xCD9E8D57u;
+inline constexpr std::uint32_t philox_w0 = 0x9E3779B9u, philox_w1 = 0xBB67AE85u;
+
 /// Philox4x32-10 block: counter (c0..c3) under key (k0, k1).
 GENLM_HD inline philox_result philox4x32(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
                                          std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
-  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-  constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  constexpr std::uint32_t M0 = philox_m0, M1 = philox_m1;
+  constexpr std::uint32_t W0 = philox_w0, W1 = philox_w1;
   for (int round = 0; round < 10; ++round) {
     const std::uint64_t p0 = static_cast<std::uint64_t>(M0) * c0;
     const std::uint64_t p1 = static_cast<std::uint64_t>(M1) * c2;
@@ -57,8 +61,8 @@ __attribute__((always_inline))  // inlined into the callers' vector-ISA versions
 #endif
 inline void philox4x32_lanes(std::uint32_t (&c0)[G], std::uint32_t (&c1)[G], std::uint32_t (&c2)[G],
                              std::uint32_t (&c3)[G], std::uint32_t k0, std::uint32_t k1) {
-  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-  constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  constexpr std::uint32_t M0 = philox_m0, M1 = philox_m1;
+  constexpr std::uint32_t W0 = philox_w0, W1 = philox_w1;
   for (int round = 0; round < 10; ++round) {
     for (int j = 0; j < G; ++j) {
       const std::uint64_t p0 = static_cast<std::uint64_t>(M0) * c0[j];
@@ -280,7 +284,7 @@ GENLM_RNG_AVX2 __attribute__((noinline)) void philox4x32_lanes_avx2(std::uint32_
                                                                     std::uint32_t k0, std::uint32_t k1) {
   static_assert(G % 16 == 0, "philox4x32_lanes_avx2: G must be a multiple of 16");
   constexpr int V = 2;  // vectors in flight: the rounds are a chain of dependent products
-  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53), m1 = _mm256_set1_epi64x(0xCD9E8D57);
+  const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
   for (int j = 0; j < G; j += 8 * V) {
     __m256i x0[V], x1[V], x2[V], x3[V];
     for (int v = 0; v < V; ++v) {
@@ -301,8 +305,8 @@ GENLM_RNG_AVX2 __attribute__((noinline)) void philox4x32_lanes_avx2(std::uint32_
         x2[v] = _mm256_xor_si256(_mm256_xor_si256(hi0, x3[v]), kb);
         x3[v] = lo0;
       }
-      a += 0x9E3779B9u;
-      b += 0xBB67AE85u;
+      a += philox_w0;
+      b += philox_w1;
     }
     for (int v = 0; v < V; ++v) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0 + j + 8 * v), x0[v]);
@@ -313,10 +317,14 @@ GENLM_RNG_AVX2 __attribute__((noinline)) void philox4x32_lanes_avx2(std::uint32_
   }
 }
 
+// (the maskz forms with every lane set: g++ 12's plain _mm512_mul_epu32 / _mm512_s?li_epi64 warn
+// "used uninitialized" under -Wall, a bug of its header; the results are the same)
 GENLM_RNG_AVX512 GENLM_RNG_INLINE void philox_mul_avx512(__m512i x, __m512i m, __m512i& hi, __m512i& lo) {
-  const __m512i pe = _mm512_mul_epu32(x, m), po = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
-  hi = _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_srli_epi64(pe, 32), po);
-  lo = _mm512_mask_blend_epi32(__mmask16(0xAAAA), pe, _mm512_slli_epi64(po, 32));
+  constexpr __mmask8 all = 0xFF;
+  const __m512i pe = _mm512_maskz_mul_epu32(all, x, m);
+  const __m512i po = _mm512_maskz_mul_epu32(all, _mm512_maskz_srli_epi64(all, x, 32), m);
+  hi = _mm512_mask_blend_epi32(__mmask16(0xAAAA), _mm512_maskz_srli_epi64(all, pe, 32), po);
+  lo = _mm512_mask_blend_epi32(__mmask16(0xAAAA), pe, _mm512_maskz_slli_epi64(all, po, 32));
 }
 
 template <int G>
@@ -325,7 +333,7 @@ GENLM_RNG_AVX512 __attribute__((noinline)) void philox4x32_lanes_avx512(std::uin
                                                                         std::uint32_t k0, std::uint32_t k1) {
   static_assert(G % 32 == 0, "philox4x32_lanes_avx512: G must be a multiple of 32");
   constexpr int V = 2;  // vectors in flight
-  const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
+  const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
   for (int j = 0; j < G; j += 16 * V) {
     __m512i x0[V], x1[V], x2[V], x3[V];
     for (int v = 0; v < V; ++v) {
@@ -344,8 +352,8 @@ GENLM_RNG_AVX512 __attribute__((noinline)) void philox4x32_lanes_avx512(std::uin
         x2[v] = _mm512_xor_si512(_mm512_xor_si512(hi0, x3[v]), kb);
         x3[v] = lo0;
       }
-      a += 0x9E3779B9u;
-      b += 0xBB67AE85u;
+      a += philox_w0;
+      b += philox_w1;
     }
     for (int v = 0; v < V; ++v) {
       _mm512_storeu_si512(c0 + j + 16 * v, x0[v]);
@@ -445,6 +453,8 @@ class rng {
   inline std::size_t fill_normal_groups(T* out, std::size_t n, double scale) {
     constexpr int G = 16, U = 2 * G;  // values per group, uniforms (= Philox blocks) per group
     const auto k0 = static_cast<std::uint32_t>(key_), k1 = static_cast<std::uint32_t>(key_ >> 32);
+    bool fast = false;  // the vectorised log / cos (float only, and scales they hold for)
+    if constexpr (std::is_same_v<T, float>) fast = random_detail::fast_float_scale(scale);
     std::size_t j = 0;
     for (; j + G <= n; j += G) {
       std::uint32_t c0[U], c1[U], c2[U], c3[U];
@@ -466,17 +476,12 @@ class rng {
       bool zero = false;  // normal() redraws u1 = 0 (p = 2^-53), which shifts the pairs: finish serially
       for (int e = 0; e < G; ++e) zero = zero || u[2 * e] <= 0.0;
       if (zero) break;
+      std::int64_t unsure[G];
       if constexpr (std::is_same_v<T, float>) {
-        if (random_detail::fast_float_scale(scale)) {
-          std::int64_t unsure[G];
-          random_detail::normals_to_float<G>(u, scale, out + j, unsure);
-          for (int e = 0; e < G; ++e)
-            if (unsure[e]) out[j + std::size_t(e)] = T(box_muller(u[2 * e], u[2 * e + 1]) * scale);
-          counter_ += U;
-          continue;
-        }
+        if (fast) random_detail::normals_to_float<G>(u, scale, out + j, unsure);
       }
-      for (int e = 0; e < G; ++e) out[j + std::size_t(e)] = T(box_muller(u[2 * e], u[2 * e + 1]) * scale);
+      for (int e = 0; e < G; ++e)
+        if (!fast || unsure[e]) out[j + std::size_t(e)] = T(box_muller(u[2 * e], u[2 * e + 1]) * scale);
       counter_ += U;
     }
     return j;
