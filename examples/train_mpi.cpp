@@ -14,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,8 @@
 #include <genlm/model/glm.hpp>
 #include <genlm/parallel/driver.hpp>
 #include <genlm/parallel/mpi.hpp>
+
+#include "cli_checks.hpp"
 
 #if defined(GENLM_USE_CBLAS)
 extern "C" void openblas_set_num_threads(int);
@@ -61,6 +64,8 @@ struct cli_options {
 };
 
 void add_options(CLI::App& app, cli_options& o) {
+  using genlm_cli::finite_number;
+  const double inf = std::numeric_limits<double>::infinity();
   app.add_option("--config", o.config, "Model preset: tiny, small or paper")->capture_default_str();
   app.add_flag("--float64", o.float64, "Train in double precision (tiny config only)");
   app.add_option("--precision", o.precision,
@@ -71,34 +76,45 @@ void add_options(CLI::App& app, cli_options& o) {
   app.add_option("-c,--contigs", o.contigs, "Contig table(s) contig<TAB>+protA;-protB (each rank reads its part)");
   app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings: .npy (with --ids) or .safetensors");
   app.add_option("--ids", o.ids, "Protein ids of the .npy rows");
-  app.add_option("--simulate", o.simulate, "Synthetic contigs to train on when no --contigs is given")->capture_default_str();
-  app.add_option("-w,--window", o.window, "Genes per window")->capture_default_str();
-  app.add_option("--overlap", o.overlap, "Genes shared by consecutive windows")->capture_default_str();
-  app.add_option("-b,--batch", o.batch, "Global batch: windows per step over all ranks")->capture_default_str();
-  app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str();
-  app.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "Linear warm-up steps")->capture_default_str();
-  app.add_option("--dropout", o.dropout, "Hidden and attention dropout")->capture_default_str();
-  app.add_option("--mask-prob", o.mask_prob, "Masking probability per gene")->capture_default_str();
-  app.add_option("--clip", o.clip, "Clip gradients by value (0: off)")->capture_default_str();
+  app.add_option("--simulate", o.simulate, "Synthetic contigs to train on when no --contigs is given")->capture_default_str()
+      ->check(CLI::Range(1LL, 100000000LL));
+  app.add_option("-w,--window", o.window, "Genes per window")->capture_default_str()->check(CLI::Range(1, 512));
+  app.add_option("--overlap", o.overlap, "Genes shared by consecutive windows (< --window)")->capture_default_str()
+      ->check(CLI::Range(0, 511));
+  app.add_option("-b,--batch", o.batch, "Global batch: windows per step over all ranks")->capture_default_str()
+      ->check(CLI::Range(1, 100000000));
+  app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str()
+      ->check(CLI::Range(0LL, 1000000000LL));
+  app.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->check(finite_number(0, inf, true, true));
+  app.add_option("--warmup", o.warmup, "Linear warm-up steps")->capture_default_str()->check(CLI::Range(0LL, 1000000000LL));
+  app.add_option("--dropout", o.dropout, "Hidden and attention dropout")->capture_default_str()->check(finite_number(0, 0.99));
+  app.add_option("--mask-prob", o.mask_prob, "Masking probability per gene")->capture_default_str()
+      ->check(finite_number(0, 1, true, true));
+  app.add_option("--clip", o.clip, "Clip gradients by value (0: off)")->capture_default_str()
+      ->check(finite_number(0, inf, false, true));
   app.add_option("--loss-scaling", o.loss_scaling,
                  "Dynamic loss scaling: auto (on only for the fp16 precision policy), on or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  app.add_option("--loss-scale", o.loss_scale, "Initial loss scale (with loss scaling)")->capture_default_str();
-  app.add_option("--seed", o.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str();
+  app.add_option("--loss-scale", o.loss_scale, "Initial loss scale (with loss scaling)")->capture_default_str()
+      ->check(finite_number(0, inf, true, true));
+  app.add_option("--seed", o.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str()
+      ->check(genlm_cli::non_negative_integer());
   app.add_option("-o,--out", o.out, "Checkpoint written by rank 0 (atomically)");
-  app.add_option("--save-every", o.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str();
+  app.add_option("--save-every", o.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str()
+      ->check(CLI::Range(0LL, 1000000000LL));
   app.add_option("--resume", o.resume, "Continue from this checkpoint (written with any number of ranks)");
-  app.add_option("--log-every", o.log_every, "Rank-0 progress interval")->capture_default_str();
+  app.add_option("--log-every", o.log_every, "Rank-0 progress interval")->capture_default_str()
+      ->check(CLI::Range(1LL, 1000000000LL));
   app.add_option("--timeout", o.timeout, "Seconds a collective may take before the job is aborted (0: none)")
-      ->capture_default_str();
+      ->capture_default_str()->check(finite_number(0, 1e9));
   app.add_option("--drift-every", o.drift_every, "Steps between replica consistency checks (0: never)")
-      ->capture_default_str();
-  app.add_option("--bucket-mb", o.bucket_mb, "Gradient all-reduce bucket size in MiB")->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(0LL, 1000000000LL));
+  app.add_option("--bucket-mb", o.bucket_mb, "Gradient all-reduce bucket size in MiB")->capture_default_str()
+      ->check(finite_number(0, 1e6, true, false));
   app.add_flag("--rank-invariant-dropout", o.rank_invariant_dropout,
                "Per-window micro-batches with dropout keyed by batch position: results independent of the rank count");
-  app.add_option("-t,--threads", o.threads, "BLAS threads per rank")->capture_default_str();
+  app.add_option("-t,--threads", o.threads, "BLAS threads per rank")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_flag("--print-hash", o.print_hash, "Print the final parameter/optimizer state hash (rank 0)");
   app.add_option("--fail-rank", o.fail_rank, "Testing: the rank that fails")->group("Failure injection");
   app.add_option("--fail-at-step", o.fail_at, "Testing: fail after this step")->group("Failure injection");
@@ -184,7 +200,21 @@ int main(int argc, char** argv) {
 #if defined(GENLM_USE_CBLAS)
     openblas_set_num_threads(std::max(1, o.threads));
 #endif
+    check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
     comm::mpi comm(MPI_COMM_WORLD, o.timeout);
+    {  // before any work: rank 0, which writes the checkpoint, checks --out; every rank stops if it fails
+      std::vector<genlm_cli::named_path> inputs{{"--embeddings", o.embeddings}, {"--ids", o.ids}};
+      for (const auto& c : o.contigs) inputs.push_back({"--contigs", c});
+      std::string why;
+      if (comm.rank() == 0) try {
+          genlm_cli::check_outputs(inputs, {{"--out", o.out}});  // --resume may be --out
+        } catch (const value_error& e) {
+          why = e.what();
+        }
+      std::int64_t failed = why.empty() ? 0 : 1;
+      comm.allreduce_sum_host(&failed, 1, "output path check");
+      if (failed) throw collective_error(comm.rank() == 0 ? why : "rank 0 refused --out (its message says why)");
+    }
     const bool bf16 = o.precision == "bf16";
     check<value_error>(!(bf16 && o.float64), "--precision bf16 and --float64 exclude each other");
     if (o.config == "tiny")

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,8 @@
 #include <genlm/parallel/driver.hpp>
 #include <genlm/parallel/mpi.hpp>
 #include <genlm/parallel/nccl.hpp>
+
+#include "cli_checks.hpp"
 
 #if defined(GENLM_USE_CBLAS)
 extern "C" void openblas_set_num_threads(int);
@@ -114,21 +117,30 @@ int main(int argc, char** argv) {
     cli_options o;
     app.add_option("--config", o.config, "Model preset: tiny or small")->capture_default_str();
     app.add_option("--backend", o.backend, "Where replicas compute: cpu, or cuda (nvcc builds)")->capture_default_str();
-    app.add_option("--gpus", o.gpus, "Single process: number of GPUs to use (0: all visible)")->capture_default_str();
+    using genlm_cli::finite_number;
+    const double inf = std::numeric_limits<double>::infinity();
+    app.add_option("--gpus", o.gpus, "Single process: number of GPUs to use (0: all visible)")->capture_default_str()
+        ->check(CLI::Range(0, 1024));
     app.add_option("-c,--contigs", o.contigs, "Contig table(s)");
     app.add_option("-e,--embeddings", o.embeddings, "Protein embeddings (.npy with --ids, or .safetensors)");
     app.add_option("--ids", o.ids, "Protein ids of the .npy rows");
-    app.add_option("--simulate", o.simulate, "Synthetic contigs when no --contigs is given")->capture_default_str();
-    app.add_option("-b,--batch", o.batch, "Global batch (windows per step)")->capture_default_str();
-    app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str();
-    app.add_option("--lr", o.lr, "Learning rate")->capture_default_str();
-    app.add_option("--dropout", o.dropout, "Dropout")->capture_default_str();
-    app.add_option("--seed", o.seed, "Seed")->capture_default_str();
+    app.add_option("--simulate", o.simulate, "Synthetic contigs when no --contigs is given")->capture_default_str()
+        ->check(CLI::Range(1LL, 100000000LL));
+    app.add_option("-b,--batch", o.batch, "Global batch (windows per step)")->capture_default_str()
+        ->check(CLI::Range(1, 100000000));
+    app.add_option("-n,--steps", o.steps, "Train until this step")->capture_default_str()
+        ->check(CLI::Range(0LL, 1000000000LL));
+    app.add_option("--lr", o.lr, "Learning rate")->capture_default_str()->check(finite_number(0, inf, true, true));
+    app.add_option("--dropout", o.dropout, "Dropout")->capture_default_str()->check(finite_number(0, 0.99));
+    app.add_option("--seed", o.seed, "Seed")->capture_default_str()->check(genlm_cli::non_negative_integer());
     app.add_option("-o,--out", o.out, "Checkpoint (rank 0)");
-    app.add_option("--save-every", o.save_every, "Checkpoint interval")->capture_default_str();
-    app.add_option("--log-every", o.log_every, "Progress interval")->capture_default_str();
-    app.add_option("--timeout", o.timeout, "Seconds a collective may take")->capture_default_str();
-    app.add_option("-t,--threads", o.threads, "BLAS threads per replica")->capture_default_str();
+    app.add_option("--save-every", o.save_every, "Checkpoint interval")->capture_default_str()
+        ->check(CLI::Range(0LL, 1000000000LL));
+    app.add_option("--log-every", o.log_every, "Progress interval")->capture_default_str()
+        ->check(CLI::Range(1LL, 1000000000LL));
+    app.add_option("--timeout", o.timeout, "Seconds a collective may take")->capture_default_str()
+        ->check(finite_number(0, 1e9));
+    app.add_option("-t,--threads", o.threads, "BLAS threads per replica")->capture_default_str()->check(CLI::Range(1, 1024));
     app.add_flag("--print-hash", o.print_hash, "Print the final state hash");
     try {
       app.parse(argc_, argv_);
@@ -156,6 +168,19 @@ int main(int argc, char** argv) {
     openblas_set_num_threads(std::max(1, o.threads));
 #endif
     comm::mpi world(MPI_COMM_WORLD, o.timeout);
+    {  // before any work: rank 0, which writes the checkpoint, checks --out; every rank stops if it fails
+      std::vector<genlm_cli::named_path> inputs{{"--embeddings", o.embeddings}, {"--ids", o.ids}};
+      for (const auto& c : o.contigs) inputs.push_back({"--contigs", c});
+      std::string why;
+      if (world.rank() == 0) try {
+          genlm_cli::check_outputs(inputs, {{"--out", o.out}});
+        } catch (const value_error& e) {
+          why = e.what();
+        }
+      std::int64_t failed = why.empty() ? 0 : 1;
+      world.allreduce_sum_host(&failed, 1, "output path check");
+      if (failed) throw collective_error(world.rank() == 0 ? why : "rank 0 refused --out (its message says why)");
+    }
 
     // Every rank needs a GPU; if any lacks one, all skip together.
     std::string why;

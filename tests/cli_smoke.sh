@@ -77,5 +77,40 @@ expect_error "checkpoint of another model type" "layers=2 hidden=32.*layers=4 hi
   "$genlm" train -g "$gbk" --config small --steps 1 --resume "$tmp/m.safetensors" -o "$tmp/y.safetensors"
 expect_error "too few proteins for the PCA" "n_components = 99 must be between 1 and .*= 30" \
   "$genlm" train -g "$gbk" --config small --steps 1 -o "$tmp/y.safetensors"
+
+# inputs and outputs are checked before any work; nothing is overwritten by a failing run
+expect_error "same genome twice" "contig id 'NC_000913' appears twice: '.*ecoli_excerpt.gbk' is given twice" \
+  "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -g "$gbk" -o "$tmp/x.npy"
+cp "$gbk" "$tmp/g.gbk"
+expect_error "one contig in two files" "contig id 'NC_000913' appears twice: in '.*ecoli_excerpt.gbk' and in '.*g.gbk'" \
+  "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -g "$tmp/g.gbk" -o "$tmp/x.npy"
+expect_error "--ids without a .npy" "--ids '.*' names the rows of a .npy --embeddings file" \
+  "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" --ids "$tmp/emb_ids.txt" -o "$tmp/x.npy"
+expect_error "output is an input" "--out '.*g.gbk' is also the input --genome" \
+  "$genlm" train -g "$tmp/g.gbk" --config tiny --steps 2 -o "$tmp/g.gbk"
+cmp -s "$gbk" "$tmp/g.gbk" && ok "the input is untouched" || bad "the input is untouched"
+expect_error "output is the model" "is also the input --model" \
+  "$genlm" predict -m "$tmp/m.safetensors" -g "$gbk" -o "$tmp/m.safetensors"
+expect_error "two outputs, one path" "--attention '.*same.safetensors' is also the output --out" \
+  "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -o "$tmp/same.safetensors" --attention "$tmp/same.safetensors"
+out=$("$genlm" train -g "$gbk" --config tiny --steps 3 -o "$tmp/nodir/x.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "directory '.*nodir' does not exist" <<<"$out" && ! grep -q "train \[" <<<"$out" \
+  && ok "missing output directory: refused before training" || bad "missing output directory: $out"
+# CLI11 usage errors (its own exit codes): NaN and signed values where they make no sense
+for args in "--clip nan:not a finite number" "--lr inf:not a finite number" "--mask-prob 0:not a finite number in (0, 1)" \
+            "--seed -1:not a non-negative integer"; do
+  out=$("$genlm" train -g "$gbk" --config tiny --steps 1 -o "$tmp/y.safetensors" ${args%%:*} 2>&1)
+  [ $? -ne 0 ] && grep -q "${args#*:}" <<<"$out" && ok "train ${args%%:*} refused" || bad "train ${args%%:*}: $out"
+done
+echo OLD > "$tmp/op.tsv"
+expect_error "heatmap options without --svg" "--layer chooses the attention heatmap" \
+  "$genlm" operons -m "$tmp/m.safetensors" -g "$gbk" -w 10 --overlap 5 -o "$tmp/op.tsv" --layer 1
+expect_error "heatmap layer out of range" "--layer 9 / --head 0: the model has 2 layers" \
+  "$genlm" operons -m "$tmp/m.safetensors" -g "$gbk" -w 10 --overlap 5 -o "$tmp/op.tsv" --svg "$tmp/h.svg" --layer 9
+expect_error "unknown heatmap window" "--heatmap-window 'nosuchgene' is neither" \
+  "$genlm" operons -m "$tmp/m.safetensors" -g "$gbk" -w 10 --overlap 5 -o "$tmp/op.tsv" --svg "$tmp/h.svg" \
+  --heatmap-window nosuchgene
+[ "$(cat "$tmp/op.tsv")" = OLD ] && [ ! -e "$tmp/h.svg" ] && ok "failed runs left the old output" \
+  || bad "failed runs left the old output"
 [ $fail -eq 0 ] && echo "all CLI checks passed"
 exit $fail

@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,8 +34,11 @@
 #include <genlm/train/trainer.hpp>
 #include <genlm/util/progress.hpp>
 
+#include "../cli_checks.hpp"
+
 namespace fs = std::filesystem;
 using namespace genlm;
+using genlm_cli::named_path;
 
 #if defined(GENLM_USE_CBLAS)
 extern "C" void openblas_set_num_threads(int);
@@ -102,6 +107,15 @@ void add_input_options(CLI::App* app, input_options& o, int default_overlap) {
   app->add_option("-t,--threads", o.threads, "BLAS threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
 }
 
+/// The input files of `o`, with their options (for genlm_cli::check_outputs).
+std::vector<named_path> input_paths(const input_options& o, std::vector<named_path> more = {}) {
+  for (const auto& g : o.genomes) more.push_back({"--genome", g});
+  more.push_back({"--contigs", o.contigs});
+  more.push_back({"--embeddings", o.embeddings});
+  more.push_back({"--ids", o.ids});
+  return more;
+}
+
 void set_threads(int n) {
 #if defined(GENLM_USE_CBLAS)
   openblas_set_num_threads(n > 0 ? n : int(std::max(1u, std::thread::hardware_concurrency())));
@@ -114,22 +128,48 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
   loaded_input in;
   check<value_error>(o.window <= max_window, "--window ", o.window, " exceeds the model's max_positions ", max_window);
   check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
+  check<value_error>(o.ids.empty() || fs::path(o.embeddings).extension() == ".npy", "--ids '", o.ids,
+                     "' names the rows of a .npy --embeddings file, but ",
+                     o.embeddings.empty() ? std::string("no --embeddings was given")
+                                          : "--embeddings '" + o.embeddings + "' is not a .npy file");
   std::vector<contig_entry> entries;
   if (!o.genomes.empty()) {
     check<value_error>(o.contigs.empty(), "give either --genome or --contigs, not both");
     std::vector<contig> genome;
+    std::map<std::string, std::size_t> contig_file;  // contig id -> index of the --genome that holds it
     for (const auto& g : o.genomes) {
       auto cs = read_genome(g);
       check<format_error>(!cs.empty(), "genome file '", g, "' holds no contigs with CDS features");
+      // Contig ids key every output (embedding rows, gene tables, windows): two contigs with one id
+      // would be merged into one. Refused, naming both places.
+      const std::size_t fi = std::size_t(&g - o.genomes.data());
+      for (const auto& c : cs) {
+        auto [it, fresh] = contig_file.emplace(c.id, fi);
+        if (fresh) continue;
+        const std::string& first = o.genomes[it->second];
+        throw format_error(detail::concat(
+            "contig id '", c.id, "' appears twice: ",
+            it->second == fi ? "twice in '" + g + "'"
+            : first == g     ? "'" + g + "' is given twice as --genome"
+                             : "in '" + first + "' and in '" + g + "' (the same genome given twice?)",
+            "; contig ids must be unique across the inputs"));
+      }
       genome.insert(genome.end(), cs.begin(), cs.end());
       in.where += (in.where.empty() ? "" : ", ") + g;
     }
     // Gene ids must name one protein each. Real annotations sometimes reuse an id (e.g. two CDS
     // with one locus_tag); later occurrences with a different protein are renamed "<id>#2", ...
+    // Without a sequence (e.g. GFF without ##FASTA, embeddings by id) two genes with one id cannot
+    // be told apart, so they are refused.
     std::map<std::string, std::pair<std::string, int>> first_protein;  // id -> (protein, count)
+    std::map<std::string, std::string> first_contig;                   // id -> contig of its first use
     for (auto& c : genome)
       for (auto& g : c.genes) {
         auto [it, fresh] = first_protein.emplace(g.id, std::make_pair(g.protein, 1));
+        if (fresh) first_contig[g.id] = c.id;
+        check<format_error>(fresh || !g.protein.empty(), in.where, ": gene id '", g.id, "' is used twice (contigs '",
+                            first_contig[g.id], "' and '", c.id,
+                            "') and the input has no protein sequence to tell the two apart; gene ids must be unique");
         if (fresh || it->second.first == g.protein) continue;
         const std::string renamed = g.id + "#" + std::to_string(++it->second.second);
         std::fprintf(stderr, "genlm: warning: gene id '%s' on contig '%s' names another protein than its first use; "
@@ -325,6 +365,10 @@ int run_train(const input_options& io, const train_cli& o) {
       bs.add(b);
     }
     print_metrics(ms.mean(), bs.mean(), eval_g.size());
+  } else {
+    std::printf("no held-out windows (--holdout-every %d%s): no masked-gene evaluation\n", o.eval_every_window,
+                o.eval_every_window == 0 ? "" : " exceeds the number of blocks of --window genes");
+    std::fflush(stdout);
   }
   return 0;
 }
@@ -346,20 +390,19 @@ void write_gene_table(const fs::path& path, const loaded_input& in, const std::v
     v.resize(w.source_size);
     for (std::size_t l = 0; l < w.entry.genes.size(); ++l) v[w.offset + l] = w.entry.genes[l];
   }
-  std::ofstream out(path);
-  check(bool(out), "cannot write '", path.string(), "'");
-  out << "row\tgene\tcontig\tposition\tstrand\tproduct\tec\n";
-  std::size_t row = 0;
-  for (const auto& e : embs) {
-    const auto& v = genes[e.contig];
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      auto it = in.info.find(v[i].first);
-      out << row++ << '\t' << v[i].first << '\t' << e.contig << '\t' << i << '\t' << (v[i].second > 0 ? '+' : '-')
-          << '\t' << (it != in.info.end() ? it->second.product : "") << '\t'
-          << (it != in.info.end() ? it->second.ec : "") << '\n';
+  analysis::write_text_file(path, [&](std::ostream& out) {
+    out << "row\tgene\tcontig\tposition\tstrand\tproduct\tec\n";
+    std::size_t row = 0;
+    for (const auto& e : embs) {
+      const auto& v = genes[e.contig];
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        auto it = in.info.find(v[i].first);
+        out << row++ << '\t' << v[i].first << '\t' << e.contig << '\t' << i << '\t' << (v[i].second > 0 ? '+' : '-')
+            << '\t' << (it != in.info.end() ? it->second.product : "") << '\t'
+            << (it != in.info.end() ? it->second.ec : "") << '\n';
+      }
     }
-  }
-  check(bool(out), "error writing '", path.string(), "'");
+  });
 }
 
 template <model_config C, class Backend = cpu>
@@ -472,8 +515,9 @@ int run_predict(const input_options& io, const std::string& model_path, const st
   const auto preds = predict_masked(model, feat, gws, todo, io.batch);
   // rank every protein of the input by distance of its label (PCA part) to the most likely hypothesis
   const index_t P = feat.pca_dim, D = C.label_dim(), N = in.emb.size();
-  std::ofstream out(out_path);
-  check(bool(out), "cannot write '", out_path, "'");
+  check<shape_error>(P + 1 == D, "predict: the checkpoint's labels have ", P, " PCA components but the model predicts ",
+                     D - 1, " (+ strand)");
+  std::ostringstream out;
   out << "gene\tcontig\tposition\tstrand\tlikelihood\tpredicted_strand\tnearest_protein\ttrue_rank\tcosine\n";
   long long top1 = 0, top10 = 0;
   std::vector<long long> ranks;
@@ -482,6 +526,8 @@ int run_predict(const input_options& io, const std::string& model_path, const st
     const gene_ref& g = w.genes[p.position];
     const double* h = &p.hypotheses[std::size_t(p.most_likely * D)];
     const double true_d = detail::sqdist(h, &feat.pca[std::size_t(g.protein * P)], P);
+    check<value_error>(std::isfinite(true_d), "predict: the distance of gene '", in.emb.ids()[std::size_t(g.protein)],
+                       "' to its prediction is not finite (", true_d, "); are the checkpoint's weights and labels finite?");
     long long rank = 1;
     index_t nearest = 0;
     double nd = INFINITY;
@@ -503,7 +549,7 @@ int run_predict(const input_options& io, const std::string& model_path, const st
         << (h[P] >= 0 ? '+' : '-') << '\t' << in.emb.ids()[std::size_t(nearest)] << '\t' << rank << '\t'
         << dot / std::max(1e-30, std::sqrt(nh * ny)) << '\n';
   }
-  check(bool(out), "error writing '", out_path, "'");
+  analysis::write_text_file(out_path, [&](std::ostream& f) { f << out.str(); });
   std::sort(ranks.begin(), ranks.end());
   const double n = double(std::max<std::size_t>(1, preds.size()));
   std::printf("masked each of %zu genes in turn and predicted it from its context (candidates: %lld proteins)\n",
@@ -555,6 +601,22 @@ int run_operons(const input_options& io, const operons_cli& o) {
   check<value_error>(!o.labels.empty() || !in.info.empty(),
                      "no operon labels: give --labels pairs.tsv, or a genome (--genome) whose gene coordinates give the "
                      "distance proxy");
+  // the heatmap's options are checked before any work or output
+  check<value_error>(o.layer >= 0 && o.layer <= C.num_layers && o.head >= 0 && o.head <= C.heads, "--layer ", o.layer,
+                     " / --head ", o.head, ": the model has ", C.num_layers, " layers and ", C.heads,
+                     " heads (1-based; 0 = automatic)");
+  std::size_t heat_w = 0;  // the heatmap's window
+  if (!o.heatmap_window.empty()) {
+    bool found = false;
+    for (std::size_t i = 0; i < in.windows.size() && !found; ++i) {
+      if (in.windows[i].entry.contig_id == o.heatmap_window) found = true, heat_w = i;
+      for (const auto& g : in.windows[i].entry.genes)
+        if (!found && (g.first == o.heatmap_window || gene_label(in, g.first) == o.heatmap_window))
+          found = true, heat_w = i;
+    }
+    check<lookup_error>(found, "--heatmap-window '", o.heatmap_window, "' is neither a window id nor a gene of ",
+                        in.where);
+  }
   const gene_features feat = pipe.features(in.emb);
   const auto gws = resolve_windows(in.windows, in.emb, in.where);
   progress_bar bar("attention", (long long)gws.size());
@@ -596,8 +658,7 @@ int run_operons(const input_options& io, const operons_cli& o) {
   std::vector<bool> held;
   const auto prob = ev.all_probabilities(f, &held);
 
-  std::ofstream out(o.out);
-  check(bool(out), "cannot write '", o.out, "'");
+  std::ostringstream out;
   out << "contig\tposition\tgene_a\tgene_b\tstrand_a\tstrand_b\tintergenic_bp\tlabel\tprobability\theld_out\tproduct_a"
          "\tproduct_b\n";
   for (std::size_t i = 0; i < n; ++i) {
@@ -612,7 +673,7 @@ int run_operons(const input_options& io, const operons_cli& o) {
         << '\t' << pr << '\t' << (held[i] ? "yes" : "no") << '\t' << (ia != in.info.end() ? ia->second.product : "")
         << '\t' << (ib != in.info.end() ? ib->second.product : "") << '\n';
   }
-  check(bool(out), "error writing '", o.out, "'");
+  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
 
   std::size_t best = 0;
   for (std::size_t j = 0; j < ev.feature_auc.size(); ++j)
@@ -640,21 +701,9 @@ int run_operons(const input_options& io, const operons_cli& o) {
   std::fprintf(stderr, "wrote %zu pair predictions to %s\n", n, o.out.c_str());
 
   if (!o.svg.empty()) {
-    std::size_t w = 0;
-    if (!o.heatmap_window.empty()) {
-      bool found = false;
-      for (std::size_t i = 0; i < in.windows.size() && !found; ++i) {
-        if (in.windows[i].entry.contig_id == o.heatmap_window) found = true, w = i;
-        for (const auto& g : in.windows[i].entry.genes)
-          if (!found && (g.first == o.heatmap_window || gene_label(in, g.first) == o.heatmap_window)) found = true, w = i;
-      }
-      check<lookup_error>(found, "--heatmap-window '", o.heatmap_window, "' is neither a window id nor a gene of ",
-                          in.where);
-    }
+    const std::size_t w = heat_w;
     const index_t H = C.heads;
     index_t layer = o.layer, head = o.head;
-    check<value_error>(layer >= 0 && layer <= C.num_layers && head >= 0 && head <= H, "--layer ", layer, " / --head ",
-                       head, ": the model has ", C.num_layers, " layers and ", H, " heads (1-based; 0 = automatic)");
     std::string why;
     if (layer == 0) {
       const index_t k = index_t(best) % (index_t(C.num_layers) * H);
@@ -808,8 +857,7 @@ int run_probe(const input_options& io, const probe_cli& o) {
   const auto rc = analysis::linear_probe(Xc, cl.y, index_t(cl.names.size()), groups, po);
   const auto ri = analysis::linear_probe(Xi, cl.y, index_t(cl.names.size()), groups, po);
 
-  std::ofstream out(o.out);
-  check(bool(out), "cannot write '", o.out, "'");
+  std::ostringstream out;
   out << "representation\tclass\tdescription\tsupport\tpredicted\tprecision\trecall\tf1\n";
   auto report = [&](const char* name, const analysis::probe_result& r) {
     for (std::size_t k = 0; k < cl.names.size(); ++k) {
@@ -824,10 +872,9 @@ int run_probe(const input_options& io, const probe_cli& o) {
   };
   report("gLM", rc);
   report("input", ri);
-  check(bool(out), "error writing '", o.out, "'");
+  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
   if (!o.predictions.empty()) {
-    std::ofstream pf(o.predictions);
-    check(bool(pf), "cannot write '", o.predictions, "'");
+    std::ostringstream pf;
     pf << "gene\tblock\tclass\tpredicted_gLM\tpredicted_input\n";
     std::size_t k = 0;
     for (index_t i = 0; i < N; ++i) {
@@ -836,7 +883,7 @@ int run_probe(const input_options& io, const probe_cli& o) {
          << '\t' << cl.names[std::size_t(rc.y_pred[k])] << '\t' << cl.names[std::size_t(ri.y_pred[k])] << '\n';
       ++k;
     }
-    check(bool(pf), "error writing '", o.predictions, "'");
+    analysis::write_text_file(o.predictions, [&](std::ostream& f) { f << pf.str(); });
   }
 
   std::string dropped;
@@ -995,13 +1042,12 @@ int run_paralogs(const input_options& io, const paralogs_cli& o) {
   const auto r = analysis::match_paralogs(model, feat, gws, q, cand, io.batch,
                                           o.any_hypothesis ? analysis::paralog_scoring::nearest_hypothesis
                                                            : analysis::paralog_scoring::most_likely);
-  std::ofstream out(o.out);
-  check(bool(out), "cannot write '", o.out, "'");
+  std::ostringstream out;
   out << "masked_gene\tpartner\t" << (group.empty() ? "" : "group\t") << "rank\tbest_match\tcandidates\n";
   for (std::size_t i = 0; i < pairs.size(); ++i)
     out << pairs[i].first << '\t' << pairs[i].second << '\t' << (group.empty() ? "" : group[i] + "\t") << r.rank[i]
         << '\t' << cand_name[std::size_t(r.predicted[i])] << '\t' << r.candidates << '\n';
-  check(bool(out), "error writing '", o.out, "'");
+  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
   std::vector<index_t> ranks = r.rank;
   std::sort(ranks.begin(), ranks.end());
   std::printf("paralog matching: masked each of %zu genes and ranked the %lld candidates (%s) by distance to the "
@@ -1169,13 +1215,17 @@ int main(int argc, char** argv) {
   train->add_option("--resume", tc.resume, "Continue from this checkpoint (bit-identical to an uninterrupted run)")
       ->check(CLI::ExistingFile);
   train->add_option("-n,--steps", tc.steps, "Total optimisation steps")->capture_default_str()->check(CLI::Range(0LL, 1000000000LL));
-  train->add_option("--lr", tc.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(CLI::PositiveNumber);
+  const double inf = std::numeric_limits<double>::infinity();
+  using genlm_cli::finite_number;
+  train->add_option("--lr", tc.lr, "Peak learning rate (AdamW)")->capture_default_str()->check(finite_number(0, inf, true, true));
   train->add_option("--warmup", tc.warmup, "Linear warm-up steps, then constant")->capture_default_str()->check(CLI::NonNegativeNumber);
-  train->add_option("--dropout", tc.dropout, "Hidden and attention dropout")->capture_default_str()->check(CLI::Range(0.0, 0.99));
-  train->add_option("--mask-prob", tc.mask_prob, "Probability of masking each gene")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  train->add_option("--clip", tc.clip_value, "Clip gradients by value (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  train->add_option("--dropout", tc.dropout, "Hidden and attention dropout")->capture_default_str()->check(finite_number(0, 0.99));
+  train->add_option("--mask-prob", tc.mask_prob, "Probability of masking each gene")->capture_default_str()
+      ->check(finite_number(0, 1, true, true));
+  train->add_option("--clip", tc.clip_value, "Clip gradients by value (0: off)")->capture_default_str()
+      ->check(finite_number(0, inf, false, true));
   train->add_option("--ce-weight", tc.ce_weight, "Weight of the hypothesis-likelihood cross entropy")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_number(0, inf, false, true));
   train->add_option("--holdout-every", tc.eval_every_window, "Hold out every k-th window for evaluation (0: none)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   train->add_option("--eval-rounds", tc.eval_rounds, "Independent maskings of the held-out windows")->capture_default_str()
@@ -1185,7 +1235,8 @@ int main(int argc, char** argv) {
   const char* precision_help =
       "Matrix products: fp32, or bf16 (bf16-rounded inputs, float32 accumulation; fast on CPUs with Intel AMX, "
       "docs/PERFORMANCE.md). Weights, activations and optimizer state stay float32";
-  train->add_option("--seed", tc.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str();
+  train->add_option("--seed", tc.seed, "Seed of initialisation, data order, masking and dropout")->capture_default_str()
+      ->check(genlm_cli::non_negative_integer());
   train->add_option("--precision", tc.precision, precision_help)
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
@@ -1230,7 +1281,7 @@ int main(int argc, char** argv) {
                       "from the genome's coordinates: same strand and intergenic distance < --max-gap (a proxy)")
       ->check(CLI::ExistingFile);
   operons->add_option("--max-gap", oc.max_gap, "Proxy labels: largest intergenic distance (bp) of an operon pair, "
-                                               "exclusive")->capture_default_str();
+                                               "exclusive")->capture_default_str()->check(CLI::Range(1LL, 1000000000LL));
   operons->add_option("--folds", oc.folds, "Cross-validation folds")->capture_default_str()->check(CLI::Range(2, 100));
   operons->add_option("--block", oc.block, "Genes per genome block; folds never split a block")->capture_default_str()
       ->check(CLI::Range(1, 1000000));
@@ -1257,7 +1308,7 @@ int main(int argc, char** argv) {
   probe->add_option("-m,--model", pc.model, "Checkpoint written by 'genlm train'")->required()->check(CLI::ExistingFile);
   probe->add_option("-o,--out", pc.out, "Report (.tsv): per representation and EC class, support, precision, recall, "
                                         "F1; accuracy, macro and weighted F1")->capture_default_str();
-  probe->add_option("--level", pc.level, "EC level of the classes: 1 (e.g. '2') or 2 (e.g. '2.7')")->capture_default_str()
+  probe->add_option("--level", pc.level, "EC level of the classes: 1 (e.g. '2'), 2 (e.g. '2.7'), 3 or 4")->capture_default_str()
       ->check(CLI::Range(1, 4));
   probe->add_option("--min-class", pc.min_class, "Leave out EC classes with fewer genes")->capture_default_str()
       ->check(CLI::Range(1, 1000000));
@@ -1313,18 +1364,44 @@ int main(int argc, char** argv) {
   simulate->add_option("--paralogs", sc.so.paralog_pairs, "Interacting paralog pairs A_i/B_i (0 = none)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   simulate->add_option("--paralog-rate", sc.so.paralog_rate, "Probability of a paralog pair at each insertion point")
-      ->capture_default_str()->check(CLI::Range(0.0, 0.99));
+      ->capture_default_str()->check(finite_number(0, 0.99));
   simulate->add_option("--paralog-spread", sc.so.paralog_spread,
                        "Scale of a paralog's offset from its family's shared centroid (centroids ~ N(0,1))")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(finite_number(0, inf, false, true));
   simulate->add_option("--noise-genes", sc.so.noise_gene_rate, "Probability of a random gene between modules")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()->check(finite_number(0, 1));
   simulate->add_option("--protein-noise", sc.so.protein_noise, "Std of a protein around its family centroid")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  simulate->add_option("--seed", sc.so.seed, "Seed")->capture_default_str();
+      ->capture_default_str()->check(finite_number(0, inf, false, true));
+  simulate->add_option("--seed", sc.so.seed, "Seed")->capture_default_str()->check(genlm_cli::non_negative_integer());
 
   CLI11_PARSE(app, argc, argv);
   try {
+    // Contradictory options, then every output path, before any work.
+    if (*operons) {
+      for (const char* opt : {"--layer", "--head", "--heatmap-window"})
+        check<value_error>(oc.svg.empty() ? operons->count(opt) == 0 : true, opt,
+                           " chooses the attention heatmap, which only --svg FILE draws; give --svg");
+      check<value_error>(oc.head == 0 || oc.layer > 0, "--head ", oc.head,
+                         " needs --layer (with --layer 0 the layer and head are chosen automatically)");
+    }
+    if (*probe)
+      check<value_error>(pc.classes.empty() || probe->count("--level") == 0, "--level chooses the EC level, but --classes '",
+                         pc.classes, "' replaces the EC numbers; give one of the two");
+    auto out_table = [](const std::string& o) { return fs::path(o).replace_extension(".genes.tsv").string(); };
+    if (*train) genlm_cli::check_outputs(input_paths(in_train), {{"--out", tc.out}});  // --resume may be --out
+    if (*embed)
+      genlm_cli::check_outputs(input_paths(in_embed, {{"--model", model_e}}),
+                               {{"--out", out_e}, {"--out (its gene table)", out_table(out_e)}, {"--attention", att_e}});
+    if (*predict) genlm_cli::check_outputs(input_paths(in_predict, {{"--model", model_p}}), {{"--out", out_p}});
+    if (*operons)
+      genlm_cli::check_outputs(input_paths(in_operons, {{"--model", oc.model}, {"--labels", oc.labels}}),
+                               {{"--out", oc.out}, {"--svg", oc.svg}});
+    if (*probe)
+      genlm_cli::check_outputs(input_paths(in_probe, {{"--model", pc.model}, {"--classes", pc.classes}}),
+                               {{"--out", pc.out}, {"--predictions", pc.predictions}, {"--svg", pc.svg}});
+    if (*paralogs)
+      genlm_cli::check_outputs(input_paths(in_paralogs, {{"--model", lc.model}, {"--pairs", lc.pairs}}),
+                               {{"--out", lc.out}});
     if (*train) return dispatch_config<train_fn>(tc.config, in_train, tc);
     if (*embed) return dispatch_config<embed_fn>(checkpoint_config(model_e), in_embed, model_e, out_e, att_e, prec_e);
     if (*predict) return dispatch_config<predict_fn>(checkpoint_config(model_p), in_predict, model_p, out_p, genes_p);

@@ -11,12 +11,15 @@
 #include <functional>
 #include <limits>
 #include <ostream>
+#include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <genlm/core/error.hpp>
 #include <genlm/core/tensor.hpp>
+#include <genlm/io/atomic_file.hpp>
 
 namespace genlm::analysis {
 
@@ -257,14 +260,15 @@ inline void write_scatter_svg(std::ostream& o, const std::vector<scatter_panel>&
   o << "</svg>\n";
 }
 
-/// Writes a file through `write` (e.g. a lambda calling write_heatmap_svg); genlm::error naming
+/// Writes a file through `write` (e.g. a lambda calling write_heatmap_svg), atomically: the text
+/// is built in memory and replaces `path` only once complete (io::write_file_atomic), so an
+/// exception in `write` or a failed write leaves an existing file as it was. genlm::error names
 /// the path when it cannot be written.
 inline void write_text_file(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  check(bool(out), "cannot write '", path.string(), "'");
+  std::ostringstream out;
   write(out);
-  out.flush();
-  check(bool(out), "error writing '", path.string(), "'");
+  check(bool(out), "error formatting the text of '", path.string(), "'");
+  io::write_file_atomic(path, std::string_view(out.str()));
 }
 
 }  // namespace genlm::analysis

@@ -2,6 +2,7 @@
 // embeddings (the last hidden state), attention maps, and masked-gene predictions, with outputs of
 // overlapping windows averaged back onto each source contig's genes.
 #pragma once
+#include <cmath>
 #include <functional>
 #include <map>
 #include <string>
@@ -24,8 +25,21 @@ struct contig_embeddings {
 using attention_callback =
     std::function<void(const gene_window&, std::size_t layer, const std::vector<float>& probs, index_t heads, index_t L)>;
 
+namespace inference_detail {
+/// Throws value_error naming `what` and the window when the model output `v` (n values from `at`
+/// on) holds a NaN or Inf: a checkpoint with non-finite or huge weights, never silent garbage.
+template <class T>
+void require_finite(const std::vector<T>& v, std::size_t at, std::size_t n, const char* what, const std::string& window) {
+  for (std::size_t i = at; i < at + n; ++i)
+    check<value_error>(std::isfinite(double(v[i])), what, ": the model's output for window '", window,
+                       "' holds a non-finite value (", double(v[i]), "); are the model's weights finite?");
+}
+}  // namespace inference_detail
+
 /// Contextualised embeddings (no masking, no dropout) of all windows; windows of the same source
 /// contig are stitched (averaged where they overlap). Order: first appearance of each source.
+/// Windows that name the same source contig must agree on its size and on the protein at every
+/// position they share; otherwise (two different contigs with one id) a shape_error names both.
 template <class Model>
 std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& feat,
                                              const std::vector<gene_window>& windows, index_t batch_size,
@@ -34,9 +48,12 @@ std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& 
   using T = typename Model::scalar;
   using tensor_t = tensor<T, typename Model::backend>;
   constexpr model_config C = Model::config;
+  check<value_error>(batch_size >= 1, "embed_windows: batch_size must be >= 1, got ", batch_size);
   std::vector<contig_embeddings> out;
   std::map<std::string, std::size_t> slot;
   std::vector<std::vector<int>> counts;
+  std::vector<std::vector<index_t>> protein_at;  // per source: protein row at each position (-1: none yet)
+  std::vector<std::string> first_window;         // per source: the first window that named it
   tensor_t x, mask;
   for (std::size_t lo = 0; lo < windows.size(); lo += std::size_t(batch_size)) {
     std::vector<std::size_t> idx;
@@ -55,11 +72,25 @@ std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& 
       if (fresh) {
         out.push_back({w.source_id, C.hidden, std::vector<float>(w.source_size * std::size_t(C.hidden), 0.0f)});
         counts.emplace_back(w.source_size, 0);
+        protein_at.emplace_back(w.source_size, index_t(-1));
+        first_window.push_back(w.id);
       }
       contig_embeddings& ce = out[it->second];
+      check<shape_error>(counts[it->second].size() == w.source_size, "embed_windows: windows '",
+                         first_window[it->second], "' and '", w.id, "' both belong to contig '", w.source_id,
+                         "' but give it ", counts[it->second].size(), " and ", w.source_size,
+                         " genes: two different contigs with one id?");
       check<shape_error>(w.offset + w.genes.size() <= w.source_size, "embed_windows: window '", w.id,
                          "' reaches past its contig (", w.offset + w.genes.size(), " > ", w.source_size, ")");
+      inference_detail::require_finite(h, std::size_t(bi * b.L * C.hidden), w.genes.size() * std::size_t(C.hidden),
+                                       "embed_windows", w.id);
       for (std::size_t l = 0; l < w.genes.size(); ++l) {
+        index_t& seen = protein_at[it->second][w.offset + l];
+        check<shape_error>(seen < 0 || seen == w.genes[l].protein, "embed_windows: windows '", first_window[it->second],
+                           "' and '", w.id, "' of contig '", w.source_id, "' hold different proteins (rows ", seen,
+                           " and ", w.genes[l].protein, ") at gene ", w.offset + l,
+                           ": two different contigs with one id?");
+        seen = w.genes[l].protein;
         const T* src = &h[std::size_t((bi * b.L + index_t(l)) * C.hidden)];
         float* dst = &ce.values[(w.offset + l) * std::size_t(C.hidden)];
         for (index_t j = 0; j < C.hidden; ++j) dst[j] += float(src[j]);
@@ -107,6 +138,7 @@ std::vector<gene_prediction> predict_masked(Model& model, const gene_features& f
   using tensor_t = tensor<T, typename Model::backend>;
   constexpr model_config C = Model::config;
   const index_t K = C.hypotheses, D = C.label_dim();
+  check<value_error>(batch_size >= 1, "predict_masked: batch_size must be >= 1, got ", batch_size);
   std::vector<gene_prediction> out;
   tensor_t x, mask;
   for (std::size_t lo = 0; lo < genes.size(); lo += std::size_t(batch_size)) {
@@ -130,6 +162,9 @@ std::vector<gene_prediction> predict_masked(Model& model, const gene_features& f
     const auto logits = o.logits.to_host();
     for (std::size_t i = lo; i < hi; ++i) {
       const index_t bi = index_t(i - lo), l = index_t(genes[i].second), base = (bi * b.L + l) * K;
+      const std::string& wid = windows[genes[i].first].id;
+      inference_detail::require_finite(hyp, std::size_t(base * D), std::size_t(K * D), "predict_masked", wid);
+      inference_detail::require_finite(logits, std::size_t(base), std::size_t(K), "predict_masked", wid);
       gene_prediction p;
       p.window = genes[i].first;
       p.position = genes[i].second;
