@@ -1,10 +1,13 @@
 // Tests of the genome/data input side: FASTA, translation, GenBank, GFF3, Prodigal, contig
-// tables, windows/stitching and the stand-in protein featuriser.
+// tables, windows/stitching, the stand-in protein featuriser, protein embeddings (.npy + ids,
+// safetensors, built-in features) and the simulation's size checks.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <map>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -13,11 +16,15 @@
 #include <vector>
 
 #include "genlm/data/contig_table.hpp"
+#include "genlm/data/dataset.hpp"
 #include "genlm/data/fasta.hpp"
 #include "genlm/data/featurizer.hpp"
 #include "genlm/data/genbank.hpp"
 #include "genlm/data/genome.hpp"
 #include "genlm/data/gff.hpp"
+#include "genlm/data/simulate.hpp"
+#include "genlm/io/npy.hpp"
+#include "genlm/io/safetensors.hpp"
 
 #ifndef GENLM_FIXTURE_DIR
 #define GENLM_FIXTURE_DIR "tests/fixtures"
@@ -106,6 +113,22 @@ std::filesystem::path temp_path(const std::string& name) {
   const auto tag = std::to_string(std::random_device{}()) + "_" + std::to_string(++counter);
   return std::filesystem::temp_directory_path() / ("genlm_test_data_" + tag + "_" + name);
 }
+
+// Temp files removed when the scope ends (also when a REQUIRE fails).
+struct temp_files {
+  std::vector<std::filesystem::path> paths;
+  std::filesystem::path add(const std::string& name) { return paths.emplace_back(temp_path(name)); }
+  std::filesystem::path text(const std::string& name, const std::string& content) {
+    const auto p = add(name);
+    std::ofstream out(p, std::ios::binary);
+    out << content;
+    return p;
+  }
+  ~temp_files() {
+    std::error_code ec;
+    for (const auto& p : paths) std::filesystem::remove(p, ec);
+  }
+};
 
 // The message of the E thrown by f; a "\x01..." marker when f throws nothing or something else.
 template <class E, class F>
@@ -516,6 +539,72 @@ TEST_CASE("genbank: errors name file, line, field, seen and expected", "[data][g
   CHECK_THROWS_TYPE(genlm::error, genlm::read_genbank(fixture("does_not_exist.gbk")));
 }
 
+TEST_CASE("genbank: a qualifier indented like a feature key is an error", "[data][genbank][errors]") {
+  // '/locus_tag' at column 6 used to start a new (skipped) feature: the CDS silently lost it.
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gbk:4: feature key (column 6): saw '/locus_tag=\"X1\"'") &&
+                  Contains("qualifier /name=... indented 21 columns"),
+              gbk_str(std::string(gb_head) + "     CDS             1..9\n     /locus_tag=\"X1\"\n" +
+                      "                     /translation=\"MAK\"\n" + gb_origin));
+  CHECK_ERROR(genlm::format_error, Contains("bad.gbk:3: feature key (column 6): saw 'CDS=1..9'"),
+              gbk_str(std::string(gb_head) + "     CDS=1..9\n" + gb_origin));
+  // INSDC keys with digits, quotes, hyphens are still feature keys (skipped: not CDS).
+  const auto g = gbk_str(std::string(gb_head) +
+                         "     5'UTR           1..3\n"
+                         "     -10_signal      2..5\n"
+                         "                     /note=\"x\"\n"
+                         "     CDS             1..9\n"
+                         "                     /locus_tag=\"X1\"\n" +
+                         gb_origin);
+  REQUIRE(g[0].genes.size() == 1);
+  CHECK(g[0].genes[0].id == "X1");
+  CHECK(g[0].genes[0].protein == "MA");
+}
+
+TEST_CASE("genbank: a line after a complete qualifier value is an error", "[data][genbank][errors]") {
+  const std::string cds = std::string(gb_head) + "     CDS             1..9\n";
+  // Used to give the protein MAKKKK.
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gbk:6: feature table line: saw 'KKKK'") &&
+                  Contains("expected a qualifier /name=... or a feature key") &&
+                  Contains("/translation on line 5 is already complete"),
+              gbk_str(cds + "                     /locus_tag=\"X1\"\n" + "                     /translation=\"MA\"\n" +
+                      "                     KKKK\n" + gb_origin));
+  // After a flag.
+  CHECK_ERROR(genlm::format_error, Contains("bad.gbk:5") && Contains("saw 'stray'") && Contains("/pseudo on line 4"),
+              gbk_str(cds + "                     /pseudo\n                     stray\n" + gb_origin));
+  // An unquoted value continued over lines still works (joined with one space).
+  const auto g = gbk_str(std::string(gb_head) +
+                         "     CDS             complement(11..19)\n"
+                         "                     /transl_except=(pos:complement(join(14..15,\n"
+                         "                     16)),aa:Trp)\n" +
+                         gb_origin);
+  CHECK(g[0].genes[0].protein == "LWH");
+  // So do quoted values over lines, and a location over lines.
+  const auto q = gbk_str(std::string(gb_head) +
+                         "     CDS             join(1..3,\n"
+                         "                     4..9)\n"
+                         "                     /product=\"two\n"
+                         "                     lines\"\n"
+                         "                     /translation=\"M\n"
+                         "                     A\"\n" +
+                         gb_origin);
+  CHECK(q[0].genes[0].product == "two lines");
+  CHECK(q[0].genes[0].protein == "MA");
+}
+
+TEST_CASE("genbank: a bad translation character is named with its residue position", "[data][genbank][errors]") {
+  const std::string tr = std::string(200, 'M') + "1" + std::string(50, 'K');
+  const std::string cds = std::string(gb_head) + "     CDS             1..9\n";
+  const auto msg = thrown_message<genlm::format_error>(
+      [&] { gbk_str(cds + "                     /translation=\"" + tr + "\"\n" + gb_origin); });
+  CHECK_THAT(msg, Contains("bad.gbk:4: qualifier /translation, residue 201: saw '1', expected an amino-acid letter"));
+  CHECK_THAT(msg, !Contains("MMMM"));
+  // Residues are counted across continuation lines and without whitespace.
+  CHECK_ERROR(genlm::format_error, Contains("bad.gbk:4") && Contains("residue 5: saw '-'"),
+              gbk_str(cds + "                     /translation=\"MK V\n                     A-\"\n" + gb_origin));
+}
+
 // ---------------------------------------------------------------------------------------------
 // GFF3
 
@@ -618,6 +707,47 @@ TEST_CASE("gff3: errors name file and line", "[data][gff][errors]") {
               gff_str(h + "c\tx\tCDS\t1\t9\t.\t+\t0\tID=a\n##FASTA\n>c\n>d\nAC\n"));
   CHECK_ERROR(genlm::format_error, Contains("bad.gff:2") && Contains("transl_table"),
               gff_str(h + "c\tx\tCDS\t1\t9\t.\t+\t0\tID=a;transl_table=2\n##FASTA\n>c\nACGTACGTACGT\n"));
+}
+
+TEST_CASE("gff3: translation attribute is checked like GenBank's", "[data][gff][errors]") {
+  const std::string h = "##gff-version 3\n";
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gff:3: attribute translation, residue 3: saw '1', expected an amino-acid letter"),
+              gff_str(h + "c\tx\tCDS\t1\t9\t.\t+\t0\tID=a;translation=MKV\n"
+                          "c\tx\tCDS\t20\t29\t.\t+\t0\tID=b;translation=MK1%2C#V\n"));
+  CHECK_ERROR(genlm::format_error, Contains("bad.gff:2") && Contains("residue 3: saw ','"),
+              gff_str(h + "c\tx\tCDS\t1\t9\t.\t+\t0\tID=a;translation=MK%2CV\n"));
+  // Letters, internal '*' and a final stop are fine.
+  CHECK(gff_str(h + "c\tx\tCDS\t1\t9\t.\t+\t0\tID=a;translation=mK*V*\n")[0].genes[0].protein == "mK*V");
+}
+
+TEST_CASE("gff3: CDS past the sequence length and short ##FASTA records", "[data][gff][errors]") {
+  const std::string h = "##gff-version 3\n";
+  // No ##FASTA: the ##sequence-region length bounds the CDS (used to be accepted).
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gff:3: end (column 5) of a CDS on 'c': saw '900'") && Contains("within 1..100") &&
+                  Contains("##sequence-region on line 2"),
+              gff_str(h + "##sequence-region c 1 100\nc\tx\tCDS\t1\t900\t.\t+\t0\tID=a\n"));
+  // ... reported at the offending segment of a multi-line CDS.
+  CHECK_ERROR(genlm::format_error, Contains("bad.gff:4") && Contains("saw '101'") && Contains("1..100"),
+              gff_str(h + "##sequence-region c 1 100\nc\tx\tCDS\t1\t9\t.\t+\t0\tID=a\n"
+                          "c\tx\tCDS\t95\t101\t.\t+\t0\tID=a\n"));
+  // A translation attribute does not lift the bound of the ##FASTA length.
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gff:2") && Contains("saw '15'") && Contains("1..12 (the length of its ##FASTA sequence)"),
+              gff_str(h + "c\tx\tCDS\t1\t15\t.\t+\t0\tID=a;translation=MKVLA\n##FASTA\n>c\nACGTACGTACGT\n"));
+  // A ##FASTA sequence shorter than its ##sequence-region.
+  CHECK_ERROR(genlm::format_error,
+              Contains("bad.gff:5: ##FASTA sequence 'c' length: saw '9', expected at least 100 bp") &&
+                  Contains("##sequence-region on line 2"),
+              gff_str(h + "##sequence-region c 1 100\nc\tx\tCDS\t1\t9\t.\t+\t0\tID=a\n##FASTA\n>c\nATGAAATAA\n"));
+  // Up to the end is fine, with and without ##FASTA.
+  const auto ok = gff_str(h + "##sequence-region c 1 12\nc\tx\tCDS\t4\t12\t.\t+\t0\tID=a\n");
+  CHECK(ok[0].length == 12);
+  CHECK(ok[0].genes[0].end == 12);
+  const auto okf =
+      gff_str(h + "##sequence-region c 1 12\nc\tx\tCDS\t4\t12\t.\t+\t0\tID=a\n##FASTA\n>c\nAAAATGGCCTAA\n");
+  CHECK(okf[0].genes[0].protein == "MA");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -980,4 +1110,188 @@ TEST_CASE("featuriser: golden values and deterministic log", "[data][featurizer]
     CHECK(v[i] == Approx(val).epsilon(1e-6));
   }
   CHECK(genlm::featurizer_version == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protein embeddings and the simulation
+
+TEST_CASE("embeddings: built-in features name the gene of a bad protein", "[data][dataset][errors]") {
+  // A Prodigal protein with no residues used to get the all-zero vector silently.
+  for (const char* empty : {"---", "."}) {
+    CAPTURE(empty);
+    const auto g = faa_str(std::string(">c_1 # 1 # 9 # 1 # ID=1_1\nMKV\n>c_2 # 20 # 29 # 1 # ID=1_2\n") + empty + "\n");
+    CHECK_ERROR(genlm::format_error,
+                Contains("t.faa: gene 'c_2' on contig 'c' (20..29): protein sequence '" + std::string(empty) +
+                         "' has no residues"),
+                genlm::protein_embeddings::featurize(g, 64, "t.faa"));
+  }
+  // featurize_protein's errors get the source and the gene.
+  auto gene = [](const std::string& id, std::int64_t start, std::int64_t end, const std::string& protein) {
+    genlm::gene g;
+    g.id = id;
+    g.contig = "c1";
+    g.start = start;
+    g.end = end;
+    g.protein = protein;
+    return g;
+  };
+  genlm::contig c;
+  c.id = "c1";
+  c.genes.push_back(gene("g0", 1, 9, "MKV"));
+  c.genes.push_back(gene("g1", 20, 31, "MK1V"));
+  CHECK_ERROR(genlm::value_error,
+              Contains("x.gbk: gene 'g1' on contig 'c1' (20..31): featurize_protein: character 3 of the sequence: "
+                       "saw '1'"),
+              genlm::protein_embeddings::featurize({c}, 64, "x.gbk"));
+  // A bad dim is about the dim, not about a gene.
+  c.genes.pop_back();
+  CHECK_ERROR(genlm::value_error, Contains("dim: saw 16") && !Contains("gene"),
+              genlm::protein_embeddings::featurize({c}, 16, "x.gbk"));
+  // Valid proteins (gaps inside are fine) give featurize_protein's vectors.
+  c.genes.push_back(gene("g2", 40, 49, "M-KV.A*"));
+  const auto e = genlm::protein_embeddings::featurize({c}, 64, "x.gbk");
+  REQUIRE(e.size() == 2);
+  CHECK(std::vector<float>(e.row(1), e.row(1) + 64) == genlm::featurize_protein("M-KV.A*", 64));
+  CHECK(genlm::feature_residue_count("M-KV.A*") == 4);
+  for (const char* none : {"", "---", ".", "*", " * ", "-.-*"}) CHECK(genlm::feature_residue_count(none) == 0);
+  CHECK(genlm::feature_residue_count("*-") == 1);  // not a final stop: an unknown residue
+  CHECK(genlm::feature_residue_count("MK*V") == 4);
+}
+
+TEST_CASE("embeddings: npy plus id file", "[data][dataset]") {
+  temp_files tmp;
+  const auto npy = tmp.add("e.npy");
+  genlm::io::write_npy(npy, genlm::io::array::from<float>({3, 2}, std::vector<float>{1, 2, 3, 4, 5, 6}));
+  // UTF-8 BOM, CRLF, surrounding spaces and blank lines are ignored, as by the other readers.
+  const auto ids = tmp.text("ids.txt", "\xEF\xBB\xBFp1\r\n  p2 \t\r\n\r\n\tp3\r\n\r\n");
+  const auto e = genlm::protein_embeddings::from_npy(npy, ids);
+  CHECK(e.ids() == std::vector<std::string>{"p1", "p2", "p3"});
+  CHECK(e.dim() == 2);
+  CHECK(e.row(e.find("p1", "test"))[0] == 1.0f);
+  CHECK(e.row(e.find("p3", "test"))[1] == 6.0f);
+  CHECK_THAT(e.source(), Contains(npy.string()));
+
+  // Duplicate ids: named at the lines of the id file.
+  const auto dup = tmp.text("dup.txt", "p1\n\np2\np1\n");
+  CHECK_ERROR(genlm::format_error,
+              Contains(dup.string() + ":4: protein id (row 2): saw 'p1', expected unique ids (first seen on line 1)"),
+              genlm::protein_embeddings::from_npy(npy, dup));
+  // Spaces do not make ids different.
+  const auto dup2 = tmp.text("dup2.txt", "p1\n p1\np3\n");
+  CHECK_ERROR(genlm::format_error, Contains(dup2.string() + ":2") && Contains("first seen on line 1"),
+              genlm::protein_embeddings::from_npy(npy, dup2));
+  // Rows vs ids.
+  const auto two = tmp.text("two.txt", "p1\np2\n");
+  CHECK_ERROR(genlm::shape_error,
+              Contains("'" + npy.string() + "' has 3 rows but id file '" + two.string() + "' lists 2 ids"),
+              genlm::protein_embeddings::from_npy(npy, two));
+  // Rank.
+  const auto flat = tmp.add("flat.npy");
+  genlm::io::write_npy(flat, genlm::io::array::from<float>({6}, std::vector<float>{1, 2, 3, 4, 5, 6}));
+  CHECK_ERROR(genlm::shape_error, Contains(flat.string()) && Contains("shape has 1 dimension(s), expected 2"),
+              genlm::protein_embeddings::from_npy(flat, ids));
+  // Empty or missing id file.
+  const auto blank = tmp.text("blank.txt", "\n  \n\r\n");
+  CHECK_ERROR(genlm::format_error, Contains(blank.string()) && Contains("is empty"),
+              genlm::protein_embeddings::from_npy(npy, blank));
+  CHECK_ERROR(genlm::format_error, Contains("cannot open protein id file"),
+              genlm::protein_embeddings::from_npy(npy, tmp.add("missing.txt")));
+  // NaN.
+  const auto nan = tmp.add("nan.npy");
+  genlm::io::write_npy(nan, genlm::io::array::from<float>(
+                                {3, 2}, std::vector<float>{1, 2, 3, std::numeric_limits<float>::quiet_NaN(), 5, 6}));
+  CHECK_ERROR(genlm::value_error, Contains("'p2' (row 1)") && Contains("NaN/Inf at dimension 1"),
+              genlm::protein_embeddings::from_npy(nan, ids));
+}
+
+TEST_CASE("embeddings: safetensors, 2-D with ids or one tensor per protein", "[data][dataset]") {
+  temp_files tmp;
+  using genlm::io::array;
+  const auto two_d = array::from<float>({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+  // "embeddings" (N, D) + metadata "ids".
+  const auto a = tmp.add("a.safetensors");
+  genlm::io::write_safetensors(a, {{"embeddings", two_d}}, {{"ids", "[\"q1\", \"q2\"]"}});
+  const auto ea = genlm::protein_embeddings::from_safetensors(a);
+  CHECK(ea.ids() == std::vector<std::string>{"q1", "q2"});
+  CHECK(ea.dim() == 3);
+  CHECK(ea.row(1)[2] == 6.0f);
+  // Missing "ids".
+  const auto noids = tmp.add("noids.safetensors");
+  genlm::io::write_safetensors(noids, {{"embeddings", two_d}});
+  CHECK_ERROR(genlm::format_error, Contains(noids.string()) && Contains("no '__metadata__' entry 'ids'"),
+              genlm::protein_embeddings::from_safetensors(noids));
+  // "ids" not a JSON list of strings.
+  const auto badids = tmp.add("badids.safetensors");
+  genlm::io::write_safetensors(badids, {{"embeddings", two_d}}, {{"ids", "[1, 2]"}});
+  CHECK_ERROR(genlm::format_error, Contains(badids.string()) && Contains("not a JSON list of strings"),
+              genlm::protein_embeddings::from_safetensors(badids));
+  // Rows vs ids.
+  const auto count = tmp.add("count.safetensors");
+  genlm::io::write_safetensors(count, {{"embeddings", two_d}}, {{"ids", "[\"q1\", \"q2\", \"q3\"]"}});
+  CHECK_ERROR(genlm::shape_error,
+              Contains(count.string()) && Contains("'embeddings' has 2 rows but metadata 'ids' lists 3"),
+              genlm::protein_embeddings::from_safetensors(count));
+  // Duplicate ids.
+  const auto dup = tmp.add("dup.safetensors");
+  genlm::io::write_safetensors(dup, {{"embeddings", two_d}}, {{"ids", "[\"q1\", \"q1\"]"}});
+  CHECK_ERROR(genlm::format_error, Contains(dup.string()) && Contains("'q1' appears twice (rows 0 and 1)"),
+              genlm::protein_embeddings::from_safetensors(dup));
+  // Rank of "embeddings".
+  const auto rank = tmp.add("rank.safetensors");
+  genlm::io::write_safetensors(rank, {{"embeddings", array::from<float>({1, 2, 3}, std::vector<float>(6, 1.0f))}},
+                               {{"ids", "[\"q1\"]"}});
+  CHECK_ERROR(genlm::shape_error, Contains(rank.string()) && Contains("'embeddings' has shape rank 3, expected 2"),
+              genlm::protein_embeddings::from_safetensors(rank));
+
+  // One 1-D tensor per protein, ids = tensor names.
+  auto vec = [](float base, std::int64_t n) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = base + 0.01f * float(i);
+    return array::from<float>({n}, v);
+  };
+  const auto per = tmp.add("per.safetensors");
+  genlm::io::write_safetensors(per, {{"L1", vec(1, 32)}, {"L2", vec(2, 32)}, {"L3", vec(3, 32)}});
+  const auto ep = genlm::protein_embeddings::from_safetensors(per);
+  CHECK(ep.ids() == std::vector<std::string>{"L1", "L2", "L3"});
+  CHECK(ep.dim() == 32);
+  CHECK(ep.row(ep.find("L2", "test"))[0] == 2.0f);
+  // A tensor of another dimension.
+  const auto mixed = tmp.add("mixed.safetensors");
+  genlm::io::write_safetensors(mixed, {{"L1", vec(1, 32)}, {"L2", vec(2, 31)}});
+  CHECK_ERROR(genlm::shape_error, Contains(mixed.string()) && Contains("tensor 'L2' has 31 dims, expected 32"),
+              genlm::protein_embeddings::from_safetensors(mixed));
+  // A per-protein tensor that is not 1-D.
+  const auto r2 = tmp.add("r2.safetensors");
+  genlm::io::write_safetensors(
+      r2, {{"L1", vec(1, 4)}, {"L2", array::from<float>({2, 2}, std::vector<float>(4, 1.0f))}});
+  CHECK_ERROR(genlm::shape_error, Contains(r2.string()) && Contains("tensor 'L2' has rank 2, expected 1"),
+              genlm::protein_embeddings::from_safetensors(r2));
+}
+
+TEST_CASE("simulation: sizes past 2^31 elements are a value_error naming the options", "[data][simulate][errors]") {
+  genlm::simulation_options o;
+  o.contigs = 3;
+  CHECK(genlm::simulate_contigs(o).contigs.size() == 3);  // small sizes are fine
+  auto big = o;
+  big.dim = std::int64_t(1) << 30;
+  CHECK_ERROR(genlm::value_error,
+              Contains("simulate_contigs: (families 40 + 2 x paralog_pairs 0) x dim 1073741824 family centroid "
+                       "values") &&
+                  Contains("at most 2^31 = 2147483648"),
+              genlm::simulate_contigs(big));
+  big = o;
+  big.contigs = 1'000'000'000;
+  CHECK_ERROR(genlm::value_error, Contains("contigs 1000000000 x contig_max 30 genes"), genlm::simulate_contigs(big));
+  big = o;
+  big.contigs = 10'000'000;  // 3e8 genes are allowed, but not x dim 16 values
+  CHECK_ERROR(genlm::value_error, Contains("contigs 10000000 x contig_max 30 x dim 16 protein embedding values"),
+              genlm::simulate_contigs(big));
+  big = o;
+  big.modules = std::numeric_limits<std::int64_t>::max() / 2;  // the product would overflow int64
+  big.module_max = 1000;
+  CHECK_ERROR(genlm::value_error, Contains("module_max 1000 module genes"), genlm::simulate_contigs(big));
+  big = o;
+  big.families = std::numeric_limits<std::int64_t>::max();
+  big.dim = std::numeric_limits<std::int64_t>::max();
+  CHECK_ERROR(genlm::value_error, Contains("family centroid values"), genlm::simulate_contigs(big));
 }

@@ -46,12 +46,13 @@ class protein_embeddings {
     }
   }
 
-  /// (N, D) float32/float16/float64 .npy plus a text file with one protein id per line.
+  /// (N, D) float32/float16/float64 .npy plus a text file with one protein id per line (surrounding
+  /// whitespace, CRLF and a UTF-8 BOM ignored, blank lines skipped; ids must be unique).
   static protein_embeddings from_npy(const std::filesystem::path& npy, const std::filesystem::path& ids_file) {
     const io::array a = io::read_npy(npy);
     check<shape_error>(a.shape.size() == 2, "embeddings file '", npy.string(), "': shape has ", a.shape.size(),
                        " dimension(s), expected 2 (proteins, dim)");
-    std::vector<std::string> ids = read_ids(ids_file);
+    std::vector<std::string> ids = read_ids(ids_file);  // trimmed, blank lines skipped, unique
     check<shape_error>(index_t(ids.size()) == a.shape[0], "embeddings file '", npy.string(), "' has ", a.shape[0],
                        " rows but id file '", ids_file.string(), "' lists ", ids.size(), " ids");
     return protein_embeddings(std::move(ids), a.shape[1], a.to<float>(), "embeddings file '" + npy.string() + "'");
@@ -97,8 +98,11 @@ class protein_embeddings {
   }
 
   /// The built-in stand-in features (NOT a pLM; see data/featurizer.hpp) of every gene with a
-  /// protein sequence in `genome`, keyed by gene id.
+  /// protein sequence in `genome`, keyed by gene id. A gene without a protein, or with one that has
+  /// no residues ("---") or a character featurize_protein rejects, is an error naming `source`,
+  /// the gene and its contig.
   static protein_embeddings featurize(const std::vector<contig>& genome, std::size_t dim, const std::string& source) {
+    (void)feature_layout(dim);  // a bad dim is reported as such, not as a problem of the first gene
     std::vector<std::string> ids;
     std::vector<float> values;
     std::map<std::string, std::pair<const std::string*, const std::string*>> seen;  // id -> (protein, contig)
@@ -114,8 +118,19 @@ class protein_embeddings {
           continue;
         }
         seen.emplace(g.id, std::make_pair(&g.protein, &c.id));
+        auto where = [&] {
+          return detail::concat(source, ": gene '", g.id, "' on contig '", c.id, "' (", g.start, "..", g.end, ")");
+        };
+        std::vector<float> f;
+        try {
+          f = featurize_protein(g.protein, dim);
+        } catch (const value_error& e) {  // e.g. a digit in the sequence: say which gene
+          throw value_error(detail::concat(where(), ": ", e.what()));
+        }
+        if (feature_residue_count(g.protein) == 0)  // would be the all-zero vector
+          throw format_error(detail::concat(where(), ": protein sequence '", data_detail::shown(g.protein),
+                                            "' has no residues (only gaps '-', '.' or a stop '*')"));
         ids.push_back(g.id);
-        const auto f = featurize_protein(g.protein, dim);
         values.insert(values.end(), f.begin(), f.end());
       }
     return protein_embeddings(std::move(ids), index_t(dim), std::move(values), source + " (built-in features)");
@@ -138,15 +153,23 @@ class protein_embeddings {
   }
 
  private:
+  /// One id per line, surrounding whitespace, CR and a UTF-8 BOM stripped, blank lines skipped;
+  /// a repeated id is a format_error naming both lines of the id file.
   static std::vector<std::string> read_ids(const std::filesystem::path& p) {
-    std::ifstream in(p);
+    std::ifstream in(p, std::ios::binary);
     check<format_error>(bool(in), "cannot open protein id file '", p.string(), "'");
+    data_detail::line_reader lines(in, p.string());
     std::vector<std::string> ids;
+    std::map<std::string, std::size_t> first_line;
     std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty()) continue;
-      ids.push_back(line);
+    while (lines.next(line)) {
+      const std::string id(data_detail::trim(line));
+      if (id.empty()) continue;
+      const auto [it, fresh] = first_line.emplace(id, lines.line());
+      if (!fresh)
+        data_detail::fail_format(p.string(), lines.line(), "protein id (row " + std::to_string(ids.size()) + ")", id,
+                                 "unique ids (first seen on line " + std::to_string(it->second) + ")");
+      ids.push_back(id);
     }
     check<format_error>(!ids.empty(), "protein id file '", p.string(), "' is empty");
     return ids;

@@ -361,6 +361,19 @@ inline void featurize_protein_into(std::string_view aa_sequence, std::span<float
   for (std::size_t i = 0; i < lay.dim; ++i) out[i] = static_cast<float>(v[i]);
 }
 
+/// Number of residues featurize_protein counts in a sequence (L of the header comment): letters
+/// and '*', less a single final stop; whitespace, '-' and '.' skipped. 0 (e.g. "", "---", ".")
+/// means the all-zero vector. Other characters are not counted (featurize_protein rejects them).
+inline std::size_t feature_residue_count(std::string_view aa_sequence) {
+  using namespace data_detail;
+  std::size_t last = aa_sequence.size();
+  while (last > 0 && is_space(aa_sequence[last - 1])) --last;
+  if (last > 0 && aa_sequence[last - 1] == '*') --last;  // terminal stop
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < last; ++i) n += is_alpha(aa_sequence[i]) || aa_sequence[i] == '*';
+  return n;
+}
+
 /// Features of one protein: a dim-length vector (dim >= 32; default 1280 like ESM2-650M).
 inline std::vector<float> featurize_protein(std::string_view aa_sequence,
                                             std::size_t dim = default_feature_dim) {

@@ -18,7 +18,9 @@
 // Errors (format_error) name the file, the line, the field and what was seen vs expected: missing
 // LOCUS, missing '//', unterminated quoted values, malformed locations, coordinates past the
 // sequence end, ORIGIN length != LOCUS length, ORIGIN position numbers out of step, bad
-// /codon_start or /transl_table, non-letters in /translation.
+// /codon_start or /transl_table, non-letters in /translation (the character and its residue
+// position), a feature key that is not one (e.g. a qualifier indented 5 columns instead of 21), a
+// continuation line after a value that is already complete (a closed quoted value or a flag).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -141,7 +143,8 @@ struct gb_qualifier {
   std::string value;  // without the quotes; "" unescaped
   std::size_t line = 0;
   bool quoted = false;
-  bool open = false;  // closing quote not seen yet
+  bool open = false;       // closing quote not seen yet
+  bool has_value = false;  // '=' seen (flags such as /pseudo have none)
 };
 
 struct gb_feature {
@@ -170,6 +173,35 @@ inline bool append_quoted(gb_qualifier& q, std::string_view chunk, bool first_ch
     q.value.push_back(c);
   }
   return false;
+}
+
+/// True for an INSDC feature key: letters, digits, '_', '-', '\'' and '*', at least one letter
+/// (CDS, misc_feature, 5'UTR, -10_signal).
+inline bool is_feature_key(std::string_view k) {
+  bool letter = false;
+  for (char c : k) {
+    if (is_alpha(c))
+      letter = true;
+    else if (!is_digit(c) && c != '_' && c != '-' && c != '\'' && c != '*')
+      return false;
+  }
+  return letter;
+}
+
+/// Appends the residues of a translation value (GenBank /translation, GFF3 translation=) to
+/// `protein`, skipping whitespace; format_error naming the first character that is neither a
+/// letter nor '*' and its 1-based residue position in the value.
+inline void append_translation(std::string& protein, std::string_view value, std::string_view source,
+                               std::size_t line, std::string_view field) {
+  std::size_t residue = 0;
+  for (char c : value) {
+    if (is_space(c)) continue;
+    ++residue;
+    if (!is_alpha(c) && c != '*')
+      fail_format(source, line, std::string(field) + ", residue " + std::to_string(residue), std::string(1, c),
+                  "an amino-acid letter or '*'");
+    protein.push_back(c);
+  }
 }
 
 inline const gb_qualifier* find_qualifier(const gb_feature& f, std::string_view name) {
@@ -318,12 +350,7 @@ inline std::vector<contig> parse_genbank(std::istream& in, const std::string& so
           const auto v = trim(q.value);
           if (!v.empty()) g.ec_numbers.emplace_back(v);
         } else if (q.name == "translation") {
-          for (char c : q.value) {
-            if (is_space(c)) continue;
-            if (!is_alpha(c) && c != '*')
-              fail_format(source, q.line, "qualifier /translation", q.value, "amino-acid letters");
-            g.protein.push_back(c);
-          }
+          append_translation(g.protein, q.value, source, q.line, "qualifier /translation");
           if (!g.protein.empty() && g.protein.back() == '*') g.protein.pop_back();
         } else if (q.name == "pseudo" || q.name == "pseudogene") {
           pseudo = true;
@@ -448,9 +475,12 @@ inline std::vector<contig> parse_genbank(std::istream& in, const std::string& so
     // Feature table line.
     if (trim(l).empty()) continue;
     if (l.size() > 5 && l.substr(0, 5) == "     " && l[5] != ' ') {
-      flush_feature();
       std::size_t e = 5;
       while (e < l.size() && !is_space(l[e])) ++e;
+      if (!is_feature_key(l.substr(5, e - 5)))
+        fail_format(source, lines.line(), "feature key (column 6)", l.substr(5, e - 5),
+                    "a feature key such as CDS or gene, or a qualifier /name=... indented 21 columns");
+      flush_feature();
       feat = gb_feature{};
       feat.key = std::string(l.substr(5, e - 5));
       feat.location = std::string(trim(l.substr(e)));
@@ -474,6 +504,7 @@ inline std::vector<contig> parse_genbank(std::istream& in, const std::string& so
       const std::size_t eq = t.find('=');
       q.name = std::string(t.substr(1, eq == std::string_view::npos ? std::string_view::npos : eq - 1));
       if (eq != std::string_view::npos) {
+        q.has_value = true;
         const std::string_view v = t.substr(eq + 1);
         if (!v.empty() && v.front() == '"') {
           q.quoted = true;
@@ -489,6 +520,10 @@ inline std::vector<contig> parse_genbank(std::istream& in, const std::string& so
       feat.location += t;  // location continued on the next line
     } else {
       auto& q = feat.qualifiers.back();  // unquoted value continued (lenient)
+      if (q.quoted || !q.has_value)      // ... but a closed quoted value or a flag is complete
+        fail_format(source, lines.line(), "feature table line", t,
+                    "a qualifier /name=... or a feature key (/" + q.name + " on line " + std::to_string(q.line) +
+                        " is already complete)");
       q.value.push_back(' ');
       q.value += t;
     }

@@ -22,7 +22,9 @@
 // Prodigal .faa: headers ">contig_N # start # end # strand # ID=..;partial=..;..." (strand 1/-1).
 // The contig is the id without its "_N" suffix; the trailing '*' is stripped; genes get
 // id = contig_N, coordinates, strand and partial (partial != 00).
-// Errors: format_error naming file:line, the field, the value seen and the one expected.
+// Errors: format_error naming file:line, the field, the value seen and the one expected; among them
+// a CDS end past its sequence's length (##sequence-region end, else ##FASTA length), a ##FASTA
+// sequence shorter than its ##sequence-region, non-letters in a translation attribute.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -144,6 +146,7 @@ inline std::vector<contig> parse_gff(std::istream& in, const std::string& source
   std::string line;
   std::vector<std::string> contig_order;
   std::map<std::string, std::int64_t> lengths;
+  std::map<std::string, std::size_t> region_line;  // seqid -> ##sequence-region line giving its length
   std::vector<gff_cds> cdss;
   std::map<std::string, std::size_t> cds_by_id;
   std::vector<fasta_record> fasta;
@@ -170,6 +173,7 @@ inline std::vector<contig> parse_gff(std::istream& in, const std::string& source
         fail_format(source, lines.line(), "##sequence-region", l, "'##sequence-region seqid start end'");
       const std::string id = gff_decode(tok[1], source, lines.line(), "seqid");
       see_contig(id);
+      if (b > lengths[id]) region_line[id] = lines.line();
       lengths[id] = std::max(lengths[id], b);
       continue;
     }
@@ -241,6 +245,10 @@ inline std::vector<contig> parse_gff(std::istream& in, const std::string& source
                   "unique ids (first seen on line " + std::to_string(it->second->line) + ")");
     if (lengths.count(r.id) && lengths[r.id] == 0)
       lengths[r.id] = static_cast<std::int64_t>(r.sequence.size());
+    else if (region_line.count(r.id) && static_cast<std::int64_t>(r.sequence.size()) < lengths[r.id])
+      fail_format(source, r.line, "##FASTA sequence '" + r.id + "' length", std::to_string(r.sequence.size()),
+                  "at least " + std::to_string(lengths[r.id]) + " bp, the end of its ##sequence-region on line " +
+                      std::to_string(region_line[r.id]));
   }
 
   std::vector<contig> out;
@@ -260,6 +268,15 @@ inline std::vector<contig> parse_gff(std::istream& in, const std::string& source
     };
     std::sort(c.segments.begin(), c.segments.end(),
               [](const gff_segment& a, const gff_segment& b) { return a.start < b.start; });
+    const std::int64_t len = lengths.at(c.seqid);
+    for (const auto& s : c.segments)
+      if (len > 0 && s.end > len)
+        fail_format(source, s.line, "end (column 5) of a CDS on '" + c.seqid + "'", std::to_string(s.end),
+                    "a coordinate within 1.." + std::to_string(len) +
+                        (region_line.count(c.seqid)
+                             ? " (##sequence-region on line " + std::to_string(region_line[c.seqid]) + ")"
+                             : " (the length of its ##FASTA sequence)") +
+                        "; a CDS across the origin is two segments sharing an ID");
     gene g;
     g.contig = c.seqid;
     g.strand = c.strand;
@@ -296,8 +313,7 @@ inline std::vector<contig> parse_gff(std::istream& in, const std::string& source
 
     const std::string pseudo = get("pseudo");
     const bool is_pseudo = pseudo == "true" || pseudo == "True" || pseudo == "TRUE";
-    for (char ch : get("translation"))
-      if (!is_space(ch)) g.protein.push_back(ch);
+    append_translation(g.protein, get("translation"), source, c.line, "attribute translation");
     if (!g.protein.empty() && g.protein.back() == '*') g.protein.pop_back();
     if (is_pseudo && g.protein.empty()) continue;
     if (g.protein.empty() && has_fasta) {

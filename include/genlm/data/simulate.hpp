@@ -90,6 +90,25 @@ inline simulated_data simulate_contigs(const simulation_options& o) {
                      "paralog_rate in [0, 1)");
   check<value_error>(o.paralog_pairs == 0 || o.paralog_rate > 0, "simulate_contigs: paralog_pairs ", o.paralog_pairs,
                      " needs paralog_rate > 0 to place them");
+  // Sizes: at most 2^31 elements per array (a guard against typos such as dim 1280000, so that they
+  // give this message rather than std::bad_alloc; products taken in double, so they cannot overflow).
+  auto check_size = [](const std::string& what, double n) {
+    constexpr double limit = 2147483648.0;  // 2^31
+    check<value_error>(n <= limit, "simulate_contigs: ", what, " = ", n, " elements requested, at most 2^31 = ",
+                       std::int64_t(limit), " supported");
+  };
+  const double contigs = double(std::max<index_t>(o.contigs, 0));
+  check_size("(families " + std::to_string(o.families) + " + 2 x paralog_pairs " + std::to_string(o.paralog_pairs) +
+                 ") x dim " + std::to_string(o.dim) + " family centroid values",
+             (double(o.families) + 2.0 * double(o.paralog_pairs)) * double(o.dim));
+  check_size("modules " + std::to_string(o.modules) + " x module_max " + std::to_string(o.module_max) +
+                 " module genes",
+             double(o.modules) * double(o.module_max));
+  check_size("contigs " + std::to_string(o.contigs) + " x contig_max " + std::to_string(o.contig_max) + " genes",
+             contigs * double(o.contig_max));
+  check_size("contigs " + std::to_string(o.contigs) + " x contig_max " + std::to_string(o.contig_max) + " x dim " +
+                 std::to_string(o.dim) + " protein embedding values",
+             contigs * double(o.contig_max) * double(o.dim));
   rng g(o.seed, 0x51);
   std::vector<double> centroid(std::size_t(o.families * o.dim));
   for (auto& v : centroid) v = g.normal();
