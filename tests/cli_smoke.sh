@@ -112,5 +112,12 @@ expect_error "unknown heatmap window" "--heatmap-window 'nosuchgene' is neither"
   --heatmap-window nosuchgene
 [ "$(cat "$tmp/op.tsv")" = OLD ] && [ ! -e "$tmp/h.svg" ] && ok "failed runs left the old output" \
   || bad "failed runs left the old output"
+# a contig named like another contig's window would overwrite that window's attention maps
+"$genlm" simulate -o "$tmp/sim" --contigs 2 > /dev/null
+awk -F'\t' 'NR == 1 { print "X\t" $2 } NR == 2 { split($2, g, ";"); print "X:1-10\t" g[1] ";" g[2] ";" g[3] }' \
+  "$tmp/sim/contigs.tsv" > "$tmp/clash.tsv"
+expect_error "window id clash" "two windows have the id 'X:1-10'" \
+  "$genlm" embed -m "$tmp/m.safetensors" -c "$tmp/clash.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 --overlap 0 \
+  -o "$tmp/x.npy" --attention "$tmp/clash.safetensors"
 [ $fail -eq 0 ] && echo "all CLI checks passed"
 exit $fail

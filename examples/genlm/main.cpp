@@ -427,6 +427,9 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
     cb = [&](const gene_window& w, std::size_t layer, const std::vector<float>& p, index_t H, index_t L) {
       auto& buf = att_buf[w.id];
       if (layer == 0) {
+        check<value_error>(!att_meta.count("genes." + w.id), "--attention: two windows have the id '", w.id,
+                           "' (a contig whose id looks like a window id, e.g. 'c:1-30' next to contig 'c'?); rename "
+                           "that contig");
         buf.clear();
         nlohmann::json ids = nlohmann::json::array();
         const contig_window& cw = in.windows[std::size_t(&w - gws.data())];  // gws mirrors in.windows
