@@ -3,10 +3,12 @@
 // safetensors); the expected values below must match that script.
 #include <catch2/catch.hpp>
 
+#include <genlm/backend/cpu.hpp>
 #include <genlm/io/array.hpp>
 #include <genlm/io/atomic_file.hpp>
 #include <genlm/io/npy.hpp>
 #include <genlm/io/safetensors.hpp>
+#include <genlm/io/state_dict.hpp>
 
 #include <atomic>
 #include <bit>
@@ -158,6 +160,34 @@ std::vector<std::byte> make_npy(std::string dict, std::size_t n, int major = 1) 
   s += dict;
   s.append(n, '\x01');
   return to_bytes(s);
+}
+
+/// Whether allocating `bytes` is certain to fail on this host, so that a test may provoke it
+/// safely: Linux refuses an allocation beyond RAM + swap unless it overcommits unconditionally
+/// (vm.overcommit_memory = 1, where the test would instead fill memory).
+bool allocation_must_fail(std::uint64_t bytes) {
+#if defined(__linux__)
+  if (read_text("/proc/sys/vm/overcommit_memory").rfind('1', 0) == 0) return false;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::uint64_t kb = 0, total_kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemTotal:" || key == "SwapTotal:") total_kb += kb;
+  return total_kb > 0 && total_kb < bytes / 1024 / 2;
+#else
+  (void)bytes;
+  return false;
+#endif
+}
+
+/// Writes `head` and extends the file (sparsely) to head.size() + data bytes; false if the file
+/// system refuses a file that large.
+bool write_sparse(const fs::path& p, const std::vector<std::byte>& head, std::uint64_t data) {
+  write_bytes(p, head);
+  std::error_code ec;
+  fs::resize_file(p, head.size() + data, ec);
+  return !ec;
 }
 
 }  // namespace
@@ -403,7 +433,20 @@ TEST_CASE("write_file_atomic: a process dying mid-write leaves the old file inta
   }
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
+  // The child reached the "crash" inside the writer (exit code 0, not the catch-all's 1)...
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
   CHECK(read_text(p) == "stable");
+  // ... after its 2 MiB had gone to a temporary sibling, which it left behind.
+  const std::string stale = "crash.txt.tmp." + std::to_string(child) + ".";
+  std::size_t stale_files = 0;
+  for (const auto& e : fs::directory_iterator(dir.path)) {
+    if (e.path().filename().string().rfind(stale, 0) != 0) continue;
+    ++stale_files;
+    CHECK(fs::file_size(e.path()) == (2u << 20));
+  }
+  CHECK(stale_files == 1);
+  CHECK(dir.count_entries() == 2);
 }
 
 TEST_CASE("write_file_atomic keeps permissions and reports errors with path and errno text",
@@ -814,5 +857,203 @@ TEST_CASE("safetensors: errors name the file and the field", "[io][safetensors]"
   SECTION("missing file") {
     const auto p = dir / "absent.safetensors";
     CHECK_THAT(message_of<genlm::error>([&] { read_safetensors(p); }), Contains(p.string()));
+  }
+}
+
+TEST_CASE("safetensors: deeply nested or huge JSON values give short format errors", "[io][safetensors]") {
+  auto err = [](const std::string& header, std::size_t n = 0) {
+    return message_of<format_error>([&] { read_safetensors_from_memory(make_st(header, n), "deep.safetensors"); });
+  };
+  const auto nest = [](std::size_t depth, const std::string& open, const std::string& inner,
+                       const std::string& close) {
+    std::string t;
+    for (std::size_t i = 0; i < depth; ++i) t += open;
+    t += inner;
+    for (std::size_t i = 0; i < depth; ++i) t += close;
+    return t;
+  };
+  SECTION("nesting deeper than the reference's limit of 128, anywhere in the header") {
+    // 200000 levels used to overflow the stack when the value was dumped into the message.
+    for (const std::string& h :
+         {R"({"a":{"dtype":"F32","shape":[)" + nest(200000, "[", "", "]") + R"(],"data_offsets":[0,0]}})",
+          R"({"a":{"dtype":)" + nest(200000, "[", "", "]") + R"(,"shape":[],"data_offsets":[0,4]}})",
+          R"({"__metadata__":)" + nest(200000, R"({"k":)", "1", "}") + "}",
+          R"({"__metadata__":{"k":)" + nest(129, "[", "", "]") + "}}"}) {
+      const auto msg = err(h, 4);
+      CHECK_THAT(msg, Contains("deep.safetensors") && Contains("nests deeper than 128 levels"));
+      CHECK(msg.size() < 200);
+    }
+  }
+  SECTION("values within the depth limit are described by type and a short excerpt") {
+    auto msg = err(R"({"a":{"dtype":)" + nest(100, "[", "", "]") + R"(,"shape":[],"data_offsets":[0,4]}})", 4);
+    CHECK_THAT(msg, Contains("tensor 'a'") && Contains("'dtype' must be a string, got array [[...]]"));
+    msg = err(R"({"__metadata__":{"k":)" + nest(100, R"({"x":)", "1", "}") + "}}");
+    CHECK_THAT(msg, Contains("'__metadata__' entry 'k'") && Contains("got object {\"x\":{...}}"));
+    // a 1 MB string and a 100000-element array are cut to a few dozen characters
+    msg = err(R"({"a":{"dtype":")" + std::string(1 << 20, 'Q') + R"(","shape":[],"data_offsets":[0,4]}})", 4);
+    CHECK_THAT(msg, Contains("unsupported value \"QQQQ") && Contains("QQQ...\""));
+    CHECK(msg.size() < 400);
+    std::string many = "[";
+    for (int i = 0; i < 100000; ++i) many += "1,";
+    many += "2.5]";
+    msg = err(R"({"a":{"dtype":"F32","shape":)" + many + R"(,"data_offsets":[0,4]}})", 4);
+    CHECK_THAT(msg, Contains("'shape' must contain integers, got [1,1,1,") && Contains(",...]") &&
+                        Contains("number at index 100000"));
+    CHECK(msg.size() < 400);
+  }
+}
+
+TEST_CASE("safetensors: a NUL byte in the header is refused naming its offset", "[io][safetensors]") {
+  const std::string ok = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+  // Trailing spaces are the format's padding and stay valid.
+  CHECK(read_safetensors_from_memory(make_st(ok + "     ", 1), "pad").at("a").numel() == 1);
+  // nlohmann's parser stops at a NUL: anything after it used to be ignored.
+  const std::string hidden = ok + std::string(1, '\0') + R"({"b":1})";
+  temp_dir dir;
+  const auto p = dir / "nul.safetensors";
+  write_bytes(p, make_st(hidden, 1));
+  const std::string at = std::to_string(ok.size());
+  CHECK_THAT(message_of<format_error>([&] { read_safetensors(p); }),
+             Contains(p.string()) && Contains("NUL byte at header offset " + at) &&
+                 Contains("file offset " + std::to_string(ok.size() + 8)));
+  CHECK_THAT(message_of<format_error>([&] { read_safetensors_from_memory(make_st(ok + '\0', 1), "m"); }),
+             Contains("'m'") && Contains("NUL byte at header offset " + at));
+}
+
+TEST_CASE("a tensor too large to allocate names the file, the tensor and the byte count", "[io][safetensors][npy]") {
+  // 2^62 bytes exceeds every address space: the allocation fails on any host.
+  const std::uint64_t huge = std::uint64_t{1} << 62;
+  static std::vector<std::byte> keep;  // the buffer escapes: the compiler may not elide the allocation
+  CHECK_THAT(message_of<genlm::error>([&] { keep = io::detail::allocate_bytes(huge, "file 'f': tensor 't'"); }),
+             Contains("file 'f': tensor 't'") && Contains("cannot allocate 4611686018427387904 bytes"));
+  keep = io::detail::allocate_bytes(3, "x");
+  CHECK(keep.size() == 3);
+
+  // Whole files: a 1 TiB sparse file whose header is consistent with its size.
+  const std::uint64_t tib = std::uint64_t{1} << 40;
+  if (!allocation_must_fail(tib)) {
+    WARN("skipping the 1 TiB file checks: this host might grant the allocation");
+    return;
+  }
+  temp_dir dir;
+  const auto st = dir / "sparse.safetensors";
+  const auto np = dir / "sparse.npy";
+  if (!write_sparse(st, make_st(R"({"big":{"dtype":"U8","shape":[1099511627776],"data_offsets":[0,1099511627776]}})", 0),
+                    tib) ||
+      !write_sparse(np, make_npy("{'descr': '|u1', 'fortran_order': False, 'shape': (1099511627776,), }", 0), tib)) {
+    WARN("skipping the 1 TiB file checks: the file system refuses sparse 1 TiB files");
+    return;
+  }
+  auto msg = message_of<genlm::error>([&] { read_safetensors(st); });
+  CHECK_THAT(msg, Contains(st.string()) && Contains("tensor 'big'") && Contains("cannot allocate 1099511627776 bytes"));
+  msg = message_of<genlm::error>([&] { read_npy(np); });
+  CHECK_THAT(msg, Contains(np.string()) && Contains("cannot allocate 1099511627776 bytes"));
+}
+
+TEST_CASE("array::to refuses float64 values beyond the range of float", "[io][array]") {
+  const double v[] = {1.0, 1e300, -1e300};
+  const auto a = array::from<double>({3}, v);
+  CHECK_THAT(message_of<value_error>([&] { a.to<float>(); }),
+             Contains("array::to: element 1 (1e+300)") && Contains("outside the range of a 32-bit float"));
+  CHECK_THAT(message_of<value_error>([&] { a.to<float>("file 'x': tensor 'w'"); }),
+             Contains("file 'x': tensor 'w': element 1 (1e+300)"));
+  CHECK(a.to<double>() == std::vector<double>{1.0, 1e300, -1e300});
+  const double edge[] = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                         std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
+  const auto e = array::from<double>({4}, edge).to<float>();  // the extremes and NaN/Inf convert
+  CHECK(e[0] == std::numeric_limits<float>::max());
+  CHECK(e[1] == -std::numeric_limits<float>::max());
+  CHECK(std::isinf(e[2]));
+  CHECK(std::isnan(e[3]));
+  const double just_over[] = {-std::nextafter(double(std::numeric_limits<float>::max()), 1e300)};
+  CHECK_THAT(message_of<value_error>([&] { array::from<double>({1}, just_over).to<float>(); }),
+             Contains("element 0"));
+}
+
+// =============================================================================================
+// state_dict
+// =============================================================================================
+
+namespace {
+/// A finalized store with parameters "a" (2) and "z" (2, 3), filled with known values.
+struct small_store {
+  parameter_store<float, cpu> ps;
+  small_store() {
+    ps.add("a", shape_t{2});
+    ps.add("z", shape_t{2, 3});
+    ps.finalize();
+    ps.set("a", shape_t{2}, std::vector<float>{7, 8});
+    ps.set("z", shape_t{2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+  }
+  bool unchanged() const {
+    return ps.get("a") == std::vector<float>{7, 8} && ps.get("z") == std::vector<float>{1, 2, 3, 4, 5, 6};
+  }
+};
+
+safetensors_file state_file(std::map<std::string, array> t) {
+  safetensors_file f;
+  f.source = "model.safetensors";
+  f.tensors = std::move(t);
+  return f;
+}
+
+array farr(std::vector<std::int64_t> shape, std::vector<float> v) { return array::from<float>(std::move(shape), v); }
+}  // namespace
+
+TEST_CASE("load_state_dict: ignore prefixes ending in a dot or a star", "[io][state_dict]") {
+  small_store s;
+  auto f = state_file({{"a", farr({2}, {1, 2})}, {"z", farr({2, 3}, {0, 0, 0, 0, 0, 0})},
+                       {"lm_head.bias", farr({2}, {0, 0})}, {"pooler.w", farr({1}, {0})}});
+  load_options o;
+  o.ignore = {"lm_head.", "pooler*"};
+  const auto rep = load_state_dict(s.ps, f, o);
+  CHECK(rep.ignored == std::vector<std::string>{"lm_head.bias", "pooler.w"});
+  CHECK(s.ps.get("a") == std::vector<float>{1, 2});
+  // "lm_head." matches only names that start with "lm_head." (dot included)
+  f.tensors.emplace("lm_headx", farr({1}, {0}));
+  CHECK_THAT(message_of<format_error>([&] { load_state_dict(s.ps, f, o); }),
+             Contains("model.safetensors") && Contains("unexpected tensor 'lm_headx'"));
+}
+
+TEST_CASE("load_state_dict: a tensor of rank above 4 names the file, the tensor and both shapes", "[io][state_dict]") {
+  small_store s;
+  const auto f = state_file({{"a", farr({1, 1, 1, 1, 2}, {1, 2})}, {"z", farr({2, 3}, {0, 0, 0, 0, 0, 0})}});
+  CHECK_THAT(message_of<shape_error>([&] { load_state_dict(s.ps, f); }),
+             Contains("safetensors file 'model.safetensors': tensor 'a' has shape (1, 1, 1, 1, 2)") &&
+                 Contains("expects (2,) for parameter 'a'"));
+  CHECK(s.unchanged());
+}
+
+TEST_CASE("load_state_dict: non-floating dtypes, NaN/Inf and float overflow are refused", "[io][state_dict]") {
+  small_store s;
+  const array z = farr({2, 3}, {0, 0, 0, 0, 0, 0});
+  SECTION("integer and bool dtypes") {
+    auto f = state_file({{"a", array::from<std::int64_t>({2}, std::vector<std::int64_t>{7, 7})}, {"z", z}});
+    CHECK_THAT(message_of<format_error>([&] { load_state_dict(s.ps, f); }),
+               Contains("'model.safetensors'") && Contains("tensor 'a' has dtype I64") &&
+                   Contains("floating-point dtype"));
+    f.tensors["a"] = array::from<bool>({2}, std::vector<bool>{true, false});
+    CHECK_THAT(message_of<format_error>([&] { load_state_dict(s.ps, f); }), Contains("tensor 'a' has dtype BOOL"));
+    CHECK(s.unchanged());
+  }
+  SECTION("NaN and Inf, with the flat index") {
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    auto f = state_file({{"a", farr({2}, {0, 0})}, {"z", farr({2, 3}, {0, 0, 0, 0, nan, 0})}});
+    CHECK_THAT(message_of<value_error>([&] { load_state_dict(s.ps, f); }),
+               Contains("'model.safetensors'") && Contains("tensor 'z' has a non-finite value nan at flat index 4"));
+    f.tensors["z"] = farr({2, 3}, {0, -inf, 0, 0, 0, 0});
+    CHECK_THAT(message_of<value_error>([&] { load_state_dict(s.ps, f); }),
+               Contains("tensor 'z' has a non-finite value -inf at flat index 1"));
+    CHECK(s.unchanged());  // "a" was fine but is not written when "z" is refused
+  }
+  SECTION("float64 beyond the float range") {
+    auto f = state_file({{"a", array::from<double>({2}, std::vector<double>{0.5, 1e300})}, {"z", z}});
+    CHECK_THAT(message_of<value_error>([&] { load_state_dict(s.ps, f); }),
+               Contains("safetensors file 'model.safetensors': tensor 'a': element 1 (1e+300)") &&
+                   Contains("outside the range"));
+    CHECK(s.unchanged());
+    f.tensors["a"] = array::from<double>({2}, std::vector<double>{0.5, -2.0});  // in range: converted
+    load_state_dict(s.ps, f);
+    CHECK(s.ps.get("a") == std::vector<float>{0.5f, -2.0f});
   }
 }

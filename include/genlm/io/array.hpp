@@ -228,6 +228,22 @@ inline void store_le(std::byte* p, T v) noexcept {
   std::memcpy(p, &u, sizeof(U));
 }
 
+/// A buffer of `n` bytes for the data of `what` (e.g. "safetensors file 'x': tensor 'w'"),
+/// zero-filled or copied from `init`. A size the host cannot allocate (a header-consistent but
+/// huge tensor) throws genlm::error naming `what` and the byte count instead of a bare
+/// std::bad_alloc / std::length_error.
+inline std::vector<std::byte> allocate_bytes(std::uint64_t n, std::string_view what,
+                                             const std::byte* init = nullptr) {
+  try {
+    check(n <= std::numeric_limits<std::size_t>::max(), "too large for this host");
+    if (init) return std::vector<std::byte>(init, init + static_cast<std::size_t>(n));
+    return std::vector<std::byte>(static_cast<std::size_t>(n));
+  } catch (const std::exception& e) {  // std::bad_alloc, std::length_error, the check above
+    throw error(
+        genlm::detail::concat(what, ": cannot allocate ", n, " bytes for the data (", e.what(), ")"));
+  }
+}
+
 /// Reverses the bytes of each `elem`-byte element in place (endianness conversion).
 inline void byteswap_elements(std::span<std::byte> data, std::size_t elem) noexcept {
   if (elem <= 1) return;
@@ -345,28 +361,31 @@ struct array {
   /// All elements converted to T (float, double, any integer type, or bool), C order.
   /// f16 / bf16 are decoded exactly. Float -> integer conversion truncates toward zero and
   /// throws value_error for NaN/inf/out-of-range; integer -> integer throws value_error when
-  /// the value does not fit T. bool elements read as 0/1 (any nonzero byte is true).
+  /// the value does not fit T; a finite float64 beyond the range of a float T throws value_error
+  /// (NaN/inf convert as they are). bool elements read as 0/1 (any nonzero byte is true).
+  /// Messages start with `what` (callers pass the file and tensor) and name the element index
+  /// and its value.
   template <class T>
-  std::vector<T> to() const {
+  std::vector<T> to(std::string_view what = "array::to") const {
     static_assert(std::is_arithmetic_v<T>, "array::to<T>: T must be arithmetic");
-    validate("array::to");
+    validate(what);
     const auto n = static_cast<std::size_t>(numel());
     std::vector<T> out(n);
     const std::byte* p = bytes.data();
     switch (dtype) {
       case io::dtype::f16:
         for (std::size_t i = 0; i < n; ++i)
-          out[i] = convert<T>(half_to_float(detail::load_le<std::uint16_t>(p + 2 * i)), i);
+          out[i] = convert<T>(half_to_float(detail::load_le<std::uint16_t>(p + 2 * i)), i, what);
         break;
       case io::dtype::bf16:
         for (std::size_t i = 0; i < n; ++i)
-          out[i] = convert<T>(bf16_to_float(detail::load_le<std::uint16_t>(p + 2 * i)), i);
+          out[i] = convert<T>(bf16_to_float(detail::load_le<std::uint16_t>(p + 2 * i)), i, what);
         break;
-      case io::dtype::f32: convert_all<float, T>(p, out); break;
-      case io::dtype::f64: convert_all<double, T>(p, out); break;
-      case io::dtype::i32: convert_all<std::int32_t, T>(p, out); break;
-      case io::dtype::i64: convert_all<std::int64_t, T>(p, out); break;
-      case io::dtype::u8: convert_all<std::uint8_t, T>(p, out); break;
+      case io::dtype::f32: convert_all<float, T>(p, out, what); break;
+      case io::dtype::f64: convert_all<double, T>(p, out, what); break;
+      case io::dtype::i32: convert_all<std::int32_t, T>(p, out, what); break;
+      case io::dtype::i64: convert_all<std::int64_t, T>(p, out, what); break;
+      case io::dtype::u8: convert_all<std::uint8_t, T>(p, out, what); break;
       case io::dtype::bool_:
         for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i] != std::byte{0});
         break;
@@ -383,32 +402,38 @@ struct array {
   }
 
   template <class S, class T>
-  static void convert_all(const std::byte* p, std::vector<T>& out) {
+  static void convert_all(const std::byte* p, std::vector<T>& out, std::string_view what) {
     if constexpr (std::is_same_v<S, T> && std::endian::native == std::endian::little) {
       if (!out.empty()) std::memcpy(out.data(), p, out.size() * sizeof(T));
     } else {
       for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = convert<T>(detail::load_le<S>(p + i * sizeof(S)), i);
+        out[i] = convert<T>(detail::load_le<S>(p + i * sizeof(S)), i, what);
     }
   }
 
   /// One element S -> T with the range checks documented on to().
   template <class T, class S>
-  static T convert(S v, std::size_t index) {
+  static T convert(S v, std::size_t index, std::string_view what) {
     if constexpr (std::is_same_v<T, bool>) {
       return v != S{0};
     } else if constexpr (std::is_floating_point_v<T>) {
+      if constexpr (std::is_floating_point_v<S> && sizeof(S) > sizeof(T)) {  // double -> float
+        constexpr S max = static_cast<S>(std::numeric_limits<T>::max());
+        check<value_error>(!std::isfinite(v) || std::fabs(v) <= max, what, ": element ", index, " (", v,
+                           ") is outside the range of a ", sizeof(T) * 8, "-bit float (max ",
+                           std::numeric_limits<T>::max(), ")");
+      }
       return static_cast<T>(v);
     } else if constexpr (std::is_floating_point_v<S>) {
       const double d = std::trunc(static_cast<double>(v));
       const double hi = std::ldexp(1.0, std::numeric_limits<T>::digits);  // exclusive bound
       const double lo = std::is_signed_v<T> ? -hi : 0.0;                   // inclusive bound
-      check<value_error>(std::isfinite(d) && d >= lo && d < hi, "array::to: element ", index,
+      check<value_error>(std::isfinite(d) && d >= lo && d < hi, what, ": element ", index,
                          " (", v, ") cannot be converted to a ", sizeof(T) * 8, "-bit ",
                          std::is_signed_v<T> ? "signed" : "unsigned", " integer");
       return static_cast<T>(d);
     } else {
-      check<value_error>(std::in_range<T>(v), "array::to: element ", index, " (", +v,
+      check<value_error>(std::in_range<T>(v), what, ": element ", index, " (", +v,
                          ") does not fit in a ", sizeof(T) * 8, "-bit ",
                          std::is_signed_v<T> ? "signed" : "unsigned", " integer");
       return static_cast<T>(v);

@@ -11,7 +11,8 @@
 // `(a, b, ...)`. fortran_order True arrays are TRANSPOSED into C order on load, so the returned
 // array always has the file's logical shape in row-major layout. Structured/object dtypes, bad
 // magic, unsupported versions, malformed headers and truncated data (or trailing bytes after the
-// data) throw genlm::format_error naming the file and the field.
+// data) throw genlm::format_error naming the file and the field; data too large to allocate
+// throws genlm::error naming the file and the byte count.
 //
 // Writer: version 1.0 (2.0 only if the header would not fit, as numpy does), little-endian,
 // fortran_order False, header padded exactly like numpy so files are byte-identical to np.save.
@@ -355,7 +356,7 @@ inline npy_header npy_read_header(
 }
 
 /// Converts the freshly read element bytes to our layout: little-endian, C order.
-inline void npy_finish(const npy_header& h, array& a) {
+inline void npy_finish(const npy_header& h, array& a, const std::string& src) {
   const std::size_t es = element_size(a.dtype);
   if (h.swap) byteswap_elements(a.bytes, es);
   if (a.dtype == dtype::bool_)  // normalise to 0/1 like numpy's bool
@@ -370,7 +371,8 @@ inline void npy_finish(const npy_header& h, array& a) {
     fstride[j] = s;
     s *= a.shape[j];
   }
-  std::vector<std::byte> out(a.bytes.size());
+  std::vector<std::byte> out =
+      allocate_bytes(a.bytes.size(), npy_where(src) + ": transposing fortran_order data");
   const auto n = static_cast<std::size_t>(a.numel());
   std::int64_t foff = 0;
   for (std::size_t c = 0; c < n; ++c) {
@@ -437,10 +439,10 @@ inline array read_npy_from_memory(std::span<const std::byte> data,
     return k;
   };
   const auto h = detail::npy_read_header(read, data.size(), name_for_errors);
-  array a{h.dtype, h.shape, {}};
   const auto body = data.subspan(static_cast<std::size_t>(h.data_offset));
-  a.bytes.assign(body.begin(), body.end());
-  detail::npy_finish(h, a);
+  array a{h.dtype, h.shape,
+          detail::allocate_bytes(body.size(), detail::npy_where(name_for_errors), body.data())};
+  detail::npy_finish(h, a, name_for_errors);
   return a;
 }
 
@@ -459,12 +461,12 @@ inline array read_npy(const std::filesystem::path& path) {
     return static_cast<std::size_t>(in.gcount());
   };
   const auto h = detail::npy_read_header(read, total, src);
-  array a{h.dtype, h.shape, std::vector<std::byte>(static_cast<std::size_t>(total - h.data_offset))};
+  array a{h.dtype, h.shape, detail::allocate_bytes(total - h.data_offset, detail::npy_where(src))};
   check<format_error>(a.bytes.empty() || read(a.bytes.data(), a.bytes.size(), h.data_offset) ==
                                              a.bytes.size(),
                       detail::npy_where(src), ": expected ", a.bytes.size(),
                       " bytes of data, the read came up short (file truncated while reading?)");
-  detail::npy_finish(h, a);
+  detail::npy_finish(h, a, src);
   return a;
 }
 

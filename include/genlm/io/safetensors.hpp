@@ -10,6 +10,10 @@
 // element_size(dtype) * prod(shape), and the ranges, sorted by begin, must tile the data buffer
 // exactly (start at 0, no gaps, no overlaps, end at the end of the file). Every violation throws
 // genlm::format_error naming the file, the tensor and the field with the values seen/expected.
+// The header must not contain a NUL byte (the JSON parser would stop there) and may nest at
+// most st_max_depth levels (serde_json's recursion limit in the reference); offending JSON
+// values are quoted only as short excerpts. A tensor too large to allocate throws genlm::error
+// naming the file, the tensor and the byte count.
 //
 // The writer lays tensors out like the reference implementation (dtype size class descending,
 // then name ascending - this keeps every tensor naturally aligned), writes the header in that
@@ -71,6 +75,10 @@ namespace detail {
 /// The reference implementation refuses headers larger than this.
 inline constexpr std::uint64_t safetensors_max_header = 100'000'000;
 
+/// Deepest JSON nesting accepted in a header (serde_json's default recursion limit; a valid
+/// header nests 3 levels: object > tensor entry > shape array).
+inline constexpr int st_max_depth = 128;
+
 struct st_entry {
   std::string name;
   io::dtype dtype;
@@ -101,11 +109,53 @@ inline std::uint64_t st_header_length(std::span<const std::byte> first8, std::ui
   return n;
 }
 
-/// Parses JSON and rejects duplicate keys in any object (nlohmann would keep the last one).
+/// A short description of a JSON value for messages: scalars as JSON text, arrays / objects as
+/// JSON text of their first few members ("[...]" / "{...}" for nested ones), strings cut to 80
+/// characters and containers to the members that fit in about 80 characters. Never dumps a
+/// whole value: nlohmann's dump() recurses once per nesting level (a deeply nested value would
+/// overflow the stack) and a huge value would flood the message.
+inline std::string st_describe(const nlohmann::json& v) {
+  using json = nlohmann::json;
+  constexpr std::size_t limit = 80;
+  auto scalar = [&](const json& x) -> std::string {
+    if (x.is_array()) return x.empty() ? "[]" : "[...]";
+    if (x.is_object()) return x.empty() ? "{}" : "{...}";
+    if (!x.is_string()) return x.dump();
+    const auto& str = x.get_ref<const std::string&>();
+    if (str.size() <= limit) return x.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string t = json(str.substr(0, limit)).dump(-1, ' ', false, json::error_handler_t::replace);
+    t.insert(t.size() - 1, "...");
+    return t;
+  };
+  if (!v.is_structured()) return scalar(v);
+  std::string out(1, v.is_array() ? '[' : '{');
+  bool first = true;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    if (!first) out += ',';
+    if (out.size() > limit) {
+      out += "...";
+      break;
+    }
+    first = false;
+    if (v.is_object()) out += scalar(json(it.key())) + ':';
+    out += scalar(*it);
+  }
+  return out + (v.is_array() ? ']' : '}');
+}
+
+/// Parses JSON and rejects duplicate keys in any object (nlohmann would keep the last one), NUL
+/// bytes (nlohmann's lexer ends the input at the first one) and nesting deeper than st_max_depth.
 inline nlohmann::json st_parse_json(std::string_view text, const std::string& src) {
   using json = nlohmann::json;
+  const auto nul = text.find('\0');
+  check<format_error>(nul == std::string_view::npos, st_where(src),
+                      ": header contains a NUL byte at header offset ", nul, " (file offset ", nul + 8,
+                      "); the header must be JSON text, padded with spaces");
   std::vector<std::set<std::string>> seen;
-  auto cb = [&](int, json::parse_event_t ev, json& parsed) {
+  auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
+    if (ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start)
+      check<format_error>(depth < st_max_depth, st_where(src), ": header JSON nests deeper than ",
+                          st_max_depth, " levels");
     if (ev == json::parse_event_t::object_start) seen.emplace_back();
     else if (ev == json::parse_event_t::object_end) seen.pop_back();
     else if (ev == json::parse_event_t::key && !seen.empty()) {
@@ -126,10 +176,10 @@ inline nlohmann::json st_parse_json(std::string_view text, const std::string& sr
 inline std::uint64_t st_uint(const nlohmann::json& v, const std::string& src,
                              const std::string& name, std::string_view field) {
   check<format_error>(v.is_number_integer(), st_where(src), ": tensor '", name, "': field '",
-                      field, "' must contain integers, got ", v.dump());
+                      field, "' must contain integers, got ", v.type_name(), " ", st_describe(v));
   check<format_error>(v.is_number_unsigned() || v.get<std::int64_t>() >= 0, st_where(src),
                       ": tensor '", name, "': field '", field,
-                      "' must not contain negative values, got ", v.dump());
+                      "' must not contain negative values, got ", st_describe(v));
   return v.get<std::uint64_t>();
 }
 
@@ -148,7 +198,7 @@ inline st_header parse_safetensors_header(std::string_view text, std::uint64_t b
                           "strings, got ", v.type_name());
       for (const auto& [k, s] : v.items()) {
         check<format_error>(s.is_string(), where, ": field '__metadata__' entry '", k,
-                            "' must be a string, got ", s.type_name(), " ", s.dump());
+                            "' must be a string, got ", s.type_name(), " ", st_describe(s));
         h.metadata.emplace(k, s.get<std::string>());
       }
       continue;
@@ -162,21 +212,23 @@ inline st_header parse_safetensors_header(std::string_view text, std::uint64_t b
     st_entry e;
     e.name = name;
     const auto& jd = v.at("dtype");
-    check<format_error>(jd.is_string(), tw, ": field 'dtype' must be a string, got ", jd.dump());
+    check<format_error>(jd.is_string(), tw, ": field 'dtype' must be a string, got ", jd.type_name(), " ",
+                        st_describe(jd));
     const auto dt = dtype_from_name(jd.get_ref<const std::string&>());
-    check<format_error>(dt.has_value(), tw, ": field 'dtype' has unsupported value ", jd.dump(),
+    check<format_error>(dt.has_value(), tw, ": field 'dtype' has unsupported value ", st_describe(jd),
                         " (supported: ", dtype_name_list(), ")");
     e.dtype = *dt;
 
     const auto& js = v.at("shape");
-    check<format_error>(js.is_array(), tw, ": field 'shape' must be an array, got ", js.dump());
+    check<format_error>(js.is_array(), tw, ": field 'shape' must be an array, got ", js.type_name(), " ",
+                        st_describe(js));
     for (std::size_t i = 0; i < js.size(); ++i) {
       const auto& d = js[i];
       check<format_error>(d.is_number_integer(), tw, ": field 'shape' must contain integers, got ",
-                          js.dump());
+                          st_describe(js), " (", d.type_name(), " at index ", i, ")");
       check<format_error>(d.is_number_unsigned() || d.get<std::int64_t>() >= 0, tw,
                           ": field 'shape' has negative dimension ", d.dump(), " at index ", i,
-                          " in ", js.dump());
+                          " in ", st_describe(js));
       check<format_error>(d.get<std::uint64_t>() <= static_cast<std::uint64_t>(
                                                          std::numeric_limits<std::int64_t>::max()),
                           tw, ": field 'shape' dimension ", d.dump(), " is too large");
@@ -185,7 +237,8 @@ inline st_header parse_safetensors_header(std::string_view text, std::uint64_t b
 
     const auto& jo = v.at("data_offsets");
     check<format_error>(jo.is_array() && jo.size() == 2, tw,
-                        ": field 'data_offsets' must be [begin, end], got ", jo.dump());
+                        ": field 'data_offsets' must be [begin, end], got ", jo.type_name(), " ",
+                        st_describe(jo));
     e.begin = st_uint(jo[0], src, name, "data_offsets");
     e.end = st_uint(jo[1], src, name, "data_offsets");
     check<format_error>(e.begin <= e.end, tw, ": field 'data_offsets' [", e.begin, ", ", e.end,
@@ -316,8 +369,9 @@ inline safetensors_file read_safetensors_from_memory(std::span<const std::byte> 
   for (auto& e : h.entries) {
     const auto bytes = buf.subspan(static_cast<std::size_t>(e.begin),
                                    static_cast<std::size_t>(e.end - e.begin));
-    f.tensors.emplace(std::move(e.name), array{e.dtype, std::move(e.shape),
-                                               std::vector<std::byte>(bytes.begin(), bytes.end())});
+    auto copy = detail::allocate_bytes(
+        bytes.size(), detail::st_where(name_for_errors) + ": tensor '" + e.name + "'", bytes.data());
+    f.tensors.emplace(std::move(e.name), array{e.dtype, std::move(e.shape), std::move(copy)});
   }
   f.source = std::move(name_for_errors);
   return f;
@@ -355,7 +409,8 @@ inline safetensors_file read_safetensors(const std::filesystem::path& path) {
   f.source = src;
   f.metadata = std::move(h.metadata);
   for (auto& e : h.entries) {
-    std::vector<std::byte> bytes(static_cast<std::size_t>(e.end - e.begin));
+    std::vector<std::byte> bytes =
+        detail::allocate_bytes(e.end - e.begin, detail::st_where(src) + ": tensor '" + e.name + "'");
     if (!bytes.empty())
       read_exact(bytes.data(), bytes.size(), 8 + n + e.begin, ("tensor '" + e.name + "'").c_str());
     f.tensors.emplace(std::move(e.name), array{e.dtype, std::move(e.shape), std::move(bytes)});

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -59,7 +60,13 @@ std::string read_checkpoint_image(Comm& comm, const std::filesystem::path& path)
     check(!ec, "cannot read checkpoint '", path.string(), "': ", ec.message());
     std::ifstream in(path, std::ios::binary);
     check(bool(in), "cannot open checkpoint '", path.string(), "'");
-    bytes.resize(std::size_t(n));
+    try {
+      check(n <= bytes.max_size(), "too large for this host");
+      bytes.resize(std::size_t(n));
+    } catch (const std::exception& e) {  // std::bad_alloc, std::length_error, the check above
+      throw error(genlm::detail::concat("checkpoint '", path.string(), "': cannot allocate ", n,
+                                        " bytes to read it (", e.what(), ")"));
+    }
     in.read(bytes.data(), std::streamsize(n));
     check(in.gcount() == std::streamsize(n), "checkpoint '", path.string(), "': read ", in.gcount(), " of ", n,
           " bytes");
@@ -68,17 +75,23 @@ std::string read_checkpoint_image(Comm& comm, const std::filesystem::path& path)
   return bytes;
 }
 
-/// Loads the AdamW state of a checkpoint image (format_error when it has none), and the loss
-/// scaler's state when `scaler` is given and the image has one (else the scaler is left as it is).
+/// Loads the AdamW state of a checkpoint image (format_error when it has none or only part of
+/// it), and the loss scaler's state when `scaler` is given and the image has one (else the scaler
+/// is left as it is). A failure leaves both unchanged.
 template <class T, class Backend>
 void load_optimizer_image(const std::string& bytes, const std::string& name, adamw<T, Backend>& optimizer,
                           loss_scaler* scaler = nullptr) {
   const io::safetensors_file f =
       io::read_safetensors_from_memory(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), name);
-  check<format_error>(f.contains("optimizer.exp_avg"), "checkpoint '", name,
+  check<format_error>(ckpt_detail::has_optimizer_state(f, "checkpoint '" + name + "'"), "checkpoint '", name,
                       "' has no optimizer state; cannot resume training from it");
+  std::optional<loss_scaler> sc;  // checked before the optimizer is written: a failure changes neither
+  if (scaler) {
+    sc = *scaler;
+    sc->load_from(f, "scaler.");
+  }
   optimizer.load_from(f, "optimizer.");
-  if (scaler) scaler->load_from(f, "scaler.");
+  if (scaler) *scaler = *sc;
 }
 
 /// Collective: rank 0 reads `path`, every rank loads the same bytes. Errors (missing file, other
