@@ -3,6 +3,9 @@
 // pictures, and clear errors for bad input.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -243,13 +246,78 @@ TEST_CASE("paralog matching and probe reject bad input", "[analysis][errors]") {
   CHECK_THROWS_WITH(match_paralogs(u.model, u.feat, u.ws, {}, cand), Catch::Contains("no queries"));
   CHECK_THROWS_WITH(match_paralogs(u.model, u.feat, u.ws, {{0, 1, 5}}, cand), Catch::Contains("true candidate 5"));
   CHECK_THROWS_AS(match_paralogs(u.model, u.feat, u.ws, {{0, 1, 0}}, dmatrix(3, 2)), shape_error);
-  // the masked gene's own label as a candidate among others: a well-defined rank in 1..3
-  const auto r = match_paralogs(u.model, u.feat, u.ws, {{0, 0, 0}, {0, 1, 1}, {0, 2, 2}},
-                                candidate_labels(u.feat, {u.ws[0].genes[0].protein, u.ws[0].genes[1].protein,
-                                                          u.ws[0].genes[2].protein}));
-  CHECK(r.candidates == 3);
-  CHECK(r.chance == Approx(1.0 / 3));
-  for (index_t k : r.rank) CHECK((k >= 1 && k <= 3));
+  // features that do not fit the model, and batch sizes below 1
+  {
+    gene_features other = u.feat;  // 5 PCA components, the model predicts 7
+    other.pca_dim = 5;
+    other.pca.assign(std::size_t(other.size() * 5), 0.0);
+    REQUIRE_THROWS_AS(match_paralogs(u.model, other, u.ws, {{0, 1, 0}}, dmatrix(3, 5)), shape_error);
+    REQUIRE_THROWS_WITH(match_paralogs(u.model, other, u.ws, {{0, 1, 0}}, dmatrix(3, 5)),
+                        Catch::Contains("pca_dim 5") && Catch::Contains("pca_components 7"));
+    REQUIRE_THROWS_WITH(match_paralogs(u.model, other, u.ws, {{0, 1, 0}}, dmatrix(3, 5), 4,
+                                       paralog_scoring::nearest_hypothesis),
+                        Catch::Contains("pca_dim 5"));
+    gene_features short_pca = u.feat;
+    short_pca.pca.resize(10);
+    REQUIRE_THROWS_AS(candidate_labels(short_pca, {0}), shape_error);
+    REQUIRE_THROWS_WITH(candidate_labels(short_pca, {0}), Catch::Contains("pca.size() = 10"));
+    REQUIRE_THROWS_AS(match_paralogs(u.model, u.feat, u.ws, {{0, 1, 0}}, cand, 0), value_error);
+    REQUIRE_THROWS_WITH(match_paralogs(u.model, u.feat, u.ws, {{0, 1, 0}}, cand, 0),
+                        Catch::Contains("match_paralogs: batch_size = 0"));
+    REQUIRE_THROWS_WITH(match_paralogs(u.model, u.feat, u.ws, {{0, 1, 0}}, cand, -2),
+                        Catch::Contains("match_paralogs: batch_size = -2"));
+    REQUIRE_THROWS_AS(attention_pair_features(u.model, u.feat, u.ws, 0), value_error);
+    REQUIRE_THROWS_WITH(attention_pair_features(u.model, u.feat, u.ws, -1),
+                        Catch::Contains("attention_pair_features: batch_size = -1"));
+  }
+  // the masked genes' own labels as candidates: ranks recomputed here from the predictions
+  const std::vector<paralog_query> queries = {{0, 0, 0}, {0, 1, 1}, {0, 2, 2}};
+  const dmatrix own = candidate_labels(u.feat, {u.ws[0].genes[0].protein, u.ws[0].genes[1].protein,
+                                                u.ws[0].genes[2].protein});
+  const auto preds = predict_masked(u.model, u.feat, u.ws, {{0, 0}, {0, 1}, {0, 2}}, 16);
+  REQUIRE(preds.size() == 3);
+  const index_t P = u.feat.pca_dim, D = configs::tiny.label_dim(), K = configs::tiny.hypotheses;
+  auto expected = [&](bool nearest) {
+    std::vector<index_t> ranks, best;
+    for (std::size_t i = 0; i < 3; ++i) {
+      std::vector<double> d(3, std::numeric_limits<double>::infinity());
+      for (index_t k = 0; k < K; ++k) {
+        if (!nearest && k != preds[i].most_likely) continue;
+        for (index_t c = 0; c < 3; ++c) {
+          double s = 0;
+          for (index_t j = 0; j < P; ++j) s += std::pow(preds[i].hypotheses[std::size_t(k * D + j)] - own(c, j), 2);
+          d[std::size_t(c)] = std::min(d[std::size_t(c)], s);
+        }
+      }
+      index_t rank = 1;
+      for (index_t c = 0; c < 3; ++c) rank += c != index_t(i) && d[std::size_t(c)] <= d[i];
+      ranks.push_back(rank);
+      best.push_back(index_t(std::min_element(d.begin(), d.end()) - d.begin()));
+    }
+    return std::make_pair(ranks, best);
+  };
+  for (const bool nearest : {false, true}) {
+    INFO("nearest_hypothesis " << nearest);
+    const auto r = match_paralogs(u.model, u.feat, u.ws, queries, own, 16,
+                                  nearest ? paralog_scoring::nearest_hypothesis : paralog_scoring::most_likely);
+    const auto [ranks, best] = expected(nearest);
+    CHECK(r.candidates == 3);
+    CHECK(r.chance == Approx(1.0 / 3));
+    CHECK(r.rank == ranks);
+    CHECK(r.predicted == best);
+    CHECK(r.correct == index_t(std::count(ranks.begin(), ranks.end(), index_t(1))));
+    CHECK(r.mean_rank == Approx(double(ranks[0] + ranks[1] + ranks[2]) / 3));
+  }
+  // candidates at known distances 0, P and 4P from gene 1's most likely prediction: ranks 1, 2, 3
+  dmatrix near(3, P);
+  for (index_t c = 0; c < 3; ++c)
+    for (index_t j = 0; j < P; ++j)
+      near(c, j) = preds[1].hypotheses[std::size_t(preds[1].most_likely * D + j)] + double(c);
+  const auto rk = match_paralogs(u.model, u.feat, u.ws, {{0, 1, 2}, {0, 1, 0}, {0, 1, 1}}, near);
+  CHECK(rk.rank == std::vector<index_t>{3, 1, 2});
+  CHECK(rk.predicted == std::vector<index_t>{0, 0, 0});
+  CHECK(rk.correct == 1);
+  CHECK(rk.mean_rank == Approx(2.0));
 
   dmatrix X(6, 2, {0, 1, 1, 0, 2, 1, 0, 3, 1, 1, 2, 2});
   CHECK_THROWS_WITH(linear_probe(dmatrix(0, 2), {}, 2, {}), Catch::Contains("empty data"));

@@ -410,3 +410,128 @@ TEST_CASE("GLM rejects bad input with clear messages", "[model][errors]") {
     CHECK_THROWS_WITH(lin.forward(x, y), Catch::Contains("linear 'fc': input shape (2, 4), expected last dimension 3"));
   }
 }
+
+TEST_CASE("masked-gene loss rejects empty dimensions, non-finite labels, bad options and duplicate genes",
+          "[model][loss][errors]") {
+  std::vector<double> dh, dl;
+  SECTION("K = 0 or D = 0") {
+    std::vector<double> none, logits(2, 0.0);
+    REQUIRE_THROWS_AS(masked_gene_loss<double>(none, logits, 1, 1, 2, 0, {{0, 0}}, {}, &dh, &dl), shape_error);
+    REQUIRE_THROWS_WITH(masked_gene_loss<double>(none, logits, 1, 1, 2, 0, {{0, 0}}, {}, &dh, &dl),
+                        Catch::Contains("D = 0"));
+    REQUIRE_THROWS_AS(masked_gene_loss<double>(none, none, 1, 1, 0, 3, {{0, 0}}, {1, 2, 3}, &dh, &dl), shape_error);
+    REQUIRE_THROWS_WITH(masked_gene_loss<double>(none, none, 1, 1, 0, 3, {{0, 0}}, {1, 2, 3}, &dh, &dl),
+                        Catch::Contains("K = 0"));
+  }
+  // B = 1, L = 2, K = 2, D = 4
+  const std::vector<double> hyp(16, 0.5), logits(4, 0.0);
+  SECTION("NaN / Inf labels name their row, column and value") {
+    std::vector<double> labels = {1, 2, 3, 4, 5, 6, std::nan(""), 8};
+    REQUIRE_THROWS_AS(masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 0}, {0, 1}}, labels, &dh, &dl),
+                      value_error);
+    REQUIRE_THROWS_WITH(masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 0}, {0, 1}}, labels, &dh, &dl),
+                        Catch::Contains("label (row 1, column 2) is nan"));
+    labels[6] = 7;
+    labels[1] = -std::numeric_limits<double>::infinity();
+    REQUIRE_THROWS_WITH(masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 0}, {0, 1}}, labels, nullptr, nullptr),
+                        Catch::Contains("label (row 0, column 1) is -inf"));
+  }
+  SECTION("options: ce_weight finite >= 0, label_clip finite > 0") {
+    const std::vector<double> labels = {100, 1, 2, 3};
+    auto with = [&](double ce, double clip) {
+      masked_gene_loss_options o;
+      o.ce_weight = ce;
+      o.label_clip = clip;
+      return masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 0}}, labels, &dh, &dl, o);
+    };
+    REQUIRE_THROWS_AS(with(-5, 10), value_error);
+    REQUIRE_THROWS_WITH(with(-5, 10), Catch::Contains("ce_weight = -5"));
+    REQUIRE_THROWS_WITH(with(std::nan(""), 10), Catch::Contains("ce_weight = nan"));
+    REQUIRE_THROWS_WITH(with(1e-4, -1), Catch::Contains("label_clip = -1"));
+    REQUIRE_THROWS_WITH(with(1e-4, 0), Catch::Contains("label_clip = 0"));
+    REQUIRE_THROWS_WITH(with(1e-4, std::nan("")), Catch::Contains("label_clip = nan"));
+    REQUIRE_THROWS_WITH(with(1e-4, std::numeric_limits<double>::infinity()), Catch::Contains("label_clip = inf"));
+    masked_gene_loss_options ok;
+    ok.ce_weight = 0;  // allowed: no cross entropy
+    ok.label_clip = 2;
+    const auto m = masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 0}}, labels, &dh, &dl, ok);
+    // clipped label (2, 1, 2, 2) against h = 0.5: ((1.5)^2 + 0.25 + 2.25 + 2.25) / 4
+    CHECK(m.mse == Approx((2.25 + 0.25 + 2.25 + 2.25) / 4).epsilon(1e-12));
+    CHECK(m.loss == Approx(m.mse).epsilon(1e-12));
+    for (double g : dl) CHECK(g == 0.0);
+  }
+  SECTION("a gene masked twice") {
+    const std::vector<double> labels = {1, 1, 1, 1, -1, -1, -1, -1, 0, 0, 0, 0};
+    REQUIRE_THROWS_AS(masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 1}, {0, 0}, {0, 1}}, labels, &dh, &dl),
+                      value_error);
+    REQUIRE_THROWS_WITH(masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 1}, {0, 0}, {0, 1}}, labels, &dh, &dl),
+                        Catch::Contains("gene (0, 1) is masked more than once"));
+    // a reused workspace is not fooled by an earlier call's positions
+    masked_gene_loss_workspace ws;
+    masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 1}}, {1, 1, 1, 1}, &dh, &dl, {}, ws);
+    const auto m = masked_gene_loss<double>(hyp, logits, 1, 2, 2, 4, {{0, 1}}, {1, 1, 1, 1}, &dh, &dl, {}, ws);
+    CHECK(m.masked == 1);
+  }
+}
+
+TEST_CASE("GLM forward rejects attention masks other than 0 and 1 or without a gene", "[model][errors]") {
+  GLM<configs::tiny, cpu> m;
+  auto x = random_input<decltype(m)>(2, 4, 1);
+  tensor<float, cpu> mask({2, 4});
+  for (auto& v : mask.span()) v = 1;
+  mask.at({1, 3}) = 0;  // padding is fine
+  REQUIRE_NOTHROW(m.forward({}, x, mask));
+  SECTION("NaN") {
+    mask.at({1, 1}) = std::numeric_limits<float>::quiet_NaN();
+    REQUIRE_THROWS_AS(m.forward({}, x, mask), value_error);
+    REQUIRE_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("mask value nan at contig 1, gene 1"));
+  }
+  SECTION("values other than 0 and 1") {
+    mask.at({0, 2}) = 2;
+    REQUIRE_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("mask value 2 at contig 0, gene 2"));
+    mask.at({0, 2}) = 0.5f;
+    REQUIRE_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("mask value 0.5 at contig 0, gene 2"));
+    mask.at({0, 2}) = -1;
+    REQUIRE_THROWS_AS(m.forward({}, x, mask), value_error);
+  }
+  SECTION("a contig without genes") {
+    for (index_t l = 0; l < 4; ++l) mask.at({1, l}) = 0;
+    REQUIRE_THROWS_AS(m.forward({}, x, mask), value_error);
+    REQUIRE_THROWS_WITH(m.forward({}, x, mask), Catch::Contains("attention mask of contig 1 is all zero"));
+  }
+}
+
+TEST_CASE("GLM backward uses the forward's input even when the caller's tensor changed or is gone",
+          "[model][gradcheck]") {
+  using M = GLM<micro, cpu, double>;
+  M m;
+  const index_t B = 2, L = 3, K = micro.hypotheses, D = micro.label_dim();
+  tensor<double, cpu> mask({B, L}), dh({B, L, K, D}), dl({B, L, K});
+  for (auto& v : mask.span()) v = 1;
+  rng g(9);
+  for (auto& v : dh.span()) v = g.normal();
+  for (auto& v : dl.span()) v = g.normal();
+  const auto x = random_input<M>(B, L, 4);
+  // reference: the input alive and unchanged
+  m.forward({}, x, mask);
+  m.backward(dh, dl);
+  const auto want = m.parameters().get_grad("dense.weight");
+  REQUIRE(std::any_of(want.begin(), want.end(), [](double v) { return v != 0; }));
+  SECTION("overwritten after forward") {
+    auto y = x;
+    m.forward({}, y, mask);
+    for (auto& v : y.span()) v = 7.0;
+    m.backward(dh, dl);
+    CHECK(m.parameters().get_grad("dense.weight") == want);
+  }
+  SECTION("destroyed after forward") {
+    {
+      auto y = x;
+      m.forward({}, y, mask);
+    }
+    const auto z = random_input<M>(B, L, 5);  // likely reuses the freed memory
+    REQUIRE(z.numel() == x.numel());
+    m.backward(dh, dl);
+    CHECK(m.parameters().get_grad("dense.weight") == want);
+  }
+}

@@ -15,6 +15,7 @@
 #include <genlm/io/safetensors.hpp>
 #include <genlm/train/optimizer.hpp>
 #include <genlm/train/pca.hpp>
+#include <genlm/train/trainer.hpp>
 
 #ifndef GENLM_FIXTURE_DIR
 #define GENLM_FIXTURE_DIR "tests/fixtures"
@@ -690,5 +691,256 @@ TEMPLATE_TEST_CASE("adamw with clip_value fused equals clip_grad_value then adam
     const auto msg = error_message<value_error>([&] { b1.step(fused.ps, o.lr, -1.0); });
     CHECK_THAT(msg, Catch::Contains("clip_value = -1"));
     error_message<value_error>([&] { b1.step(fused.ps, o.lr, std::numeric_limits<double>::quiet_NaN()); });
+  }
+}
+
+// ------------------------------------------------------------------------- option and state checks
+
+TEST_CASE("adamw refuses eps of zero, which gives 0/0 for a zero gradient", "[train][adamw][errors]") {
+  two_param_store<double> s;
+  adamw_options o;
+  o.eps = 0;
+  using adam_d = adamw<double, cpu>;
+  REQUIRE_THROWS_AS(adam_d(s.ps, o), value_error);
+  REQUIRE_THROWS_WITH(adam_d(s.ps, o), Catch::Contains("eps = 0 must be finite and > 0"));
+  o.eps = -1e-8;
+  REQUIRE_THROWS_WITH(o.validate(), Catch::Contains("eps = -1e-08"));
+  o.eps = std::numeric_limits<double>::infinity();
+  REQUIRE_THROWS_WITH(o.validate(), Catch::Contains("eps = inf"));
+  adamw<double, cpu> a(s.ps);
+  o.eps = 0;
+  REQUIRE_THROWS_WITH(a.set_options(o), Catch::Contains("eps = 0"));
+}
+
+TEST_CASE("adamw load_from refuses the state of another layout with the same flat size", "[train][adamw][errors]") {
+  two_param_store<double> s;  // a (4, 5), b (30): flat size 64
+  adamw<double, cpu> a(s.ps);
+  s.set_grads(std::vector<double>(50, 0.25));
+  a.step(s.ps, 1e-3);
+  std::map<std::string, io::array> m;
+  a.save_to(m);
+  REQUIRE(m.count("optimizer.layout"));
+  CHECK(m.at("optimizer.layout").dtype == io::dtype::u8);
+  const auto bytes = m.at("optimizer.layout").to<std::uint8_t>();
+  CHECK(std::string(bytes.begin(), bytes.end()) == "a\t(4, 5)\nb\t(30)\n");
+
+  auto other = [&](std::vector<std::pair<std::string, shape_t>> params) {
+    auto ps = std::make_unique<parameter_store<double, cpu>>();
+    for (auto& [name, shape] : params) ps->add(name, shape);
+    ps->finalize();
+    REQUIRE(ps->flat_size() == s.ps.flat_size());
+    return ps;
+  };
+  SECTION("another shape") {
+    auto ps = other({{"a", {5, 4}}, {"b", {30}}});
+    adamw<double, cpu> b(*ps);
+    REQUIRE_THROWS_AS(b.load_from(round_trip(m)), shape_error);
+    REQUIRE_THROWS_WITH(b.load_from(round_trip(m)), Catch::Contains("parameter 0 of the optimizer state") &&
+                                                        Catch::Contains("is 'a' (4, 5)") &&
+                                                        Catch::Contains("parameter 0 is 'a' (5, 4)"));
+    CHECK(b.steps() == 0);  // nothing loaded
+  }
+  SECTION("another name") {
+    auto ps = other({{"a", {4, 5}}, {"c", {30}}});
+    adamw<double, cpu> b(*ps);
+    REQUIRE_THROWS_WITH(b.load_from(round_trip(m)), Catch::Contains("parameter 1") &&
+                                                        Catch::Contains("'b' (30)") && Catch::Contains("'c' (30)"));
+  }
+  SECTION("more parameters") {
+    auto ps = other({{"a", {4, 5}}, {"b", {10}}, {"d", {10}}});
+    adamw<double, cpu> b(*ps);
+    REQUIRE_THROWS_WITH(b.load_from(round_trip(m)), Catch::Contains("parameter 1") &&
+                                                        Catch::Contains("'b' (30)") && Catch::Contains("'b' (10)"));
+  }
+  SECTION("the same layout, and files without a layout (written before it was saved)") {
+    two_param_store<double> s2;
+    adamw<double, cpu> b(s2.ps);
+    b.load_from(round_trip(m));
+    CHECK(b.steps() == 1);
+    CHECK(b.exp_avg().to_host() == a.exp_avg().to_host());
+    auto old = m;
+    old.erase("optimizer.layout");
+    auto ps = other({{"a", {5, 4}}, {"b", {30}}});
+    adamw<double, cpu> c(*ps);
+    c.load_from(round_trip(old));  // only the flat size can be checked
+    CHECK(c.steps() == 1);
+  }
+  SECTION("a layout tensor of the wrong dtype") {
+    auto bad = m;
+    bad["optimizer.layout"] = io::array::from<float>({2}, std::vector<float>{1, 2});
+    two_param_store<double> s2;
+    adamw<double, cpu> b(s2.ps);
+    REQUIRE_THROWS_AS(b.load_from(round_trip(bad)), format_error);
+    REQUIRE_THROWS_WITH(b.load_from(round_trip(bad)), Catch::Contains("optimizer.layout"));
+  }
+}
+
+namespace {
+using tiny_model = GLM<configs::tiny, cpu>;
+
+gene_features random_features(index_t N, index_t plm, index_t pca) {
+  gene_features f;
+  f.plm_dim = plm;
+  f.pca_dim = pca;
+  rng g(1);
+  f.normalized.resize(std::size_t(N * plm));
+  for (auto& v : f.normalized) v = float(g.normal());
+  f.pca.resize(std::size_t(N * pca));
+  for (auto& v : f.pca) v = g.normal();
+  return f;
+}
+
+std::vector<gene_window> chain_windows(index_t nw, index_t len, index_t N) {
+  std::vector<gene_window> ws;
+  for (index_t w = 0; w < nw; ++w) {
+    gene_window gw;
+    gw.id = "w" + std::to_string(w);
+    gw.source_id = gw.id;
+    gw.source_size = std::size_t(len);
+    for (index_t l = 0; l < len; ++l) gw.genes.push_back({(w * len + l) % N, l % 2 ? 1 : -1});
+    ws.push_back(gw);
+  }
+  return ws;
+}
+}  // namespace
+
+TEST_CASE("feature_pipeline load_from refuses a normalizer and a PCA of different widths", "[train][pca][errors]") {
+  rng g(1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back("p" + std::to_string(i));
+  std::vector<float> v32(10 * 32), v16(10 * 16);
+  for (auto& x : v32) x = float(g.normal());
+  for (auto& x : v16) x = float(g.normal());
+  const protein_embeddings e32(ids, 32, v32, "e32"), e16(ids, 16, v16, "e16");
+  feature_pipeline a, b;
+  a.fit(e32, 4);
+  b.fit(e16, 4);
+  std::map<std::string, io::array> t;
+  a.norm.save_to(t, "norm.");
+  b.pc.save_to(t, "pca.");
+  feature_pipeline p;
+  REQUIRE_THROWS_AS(p.load_from(round_trip(t)), shape_error);
+  REQUIRE_THROWS_WITH(p.load_from(round_trip(t)), Catch::Contains("normalizer of 32 features") &&
+                                                      Catch::Contains("PCA of 16 features"));
+  CHECK(!p.fitted());  // left unchanged
+  std::map<std::string, io::array> good;
+  a.save_to(good);
+  p.load_from(round_trip(good));
+  CHECK(p.fitted());
+  CHECK(p.features(e32).pca == a.features(e32).pca);
+}
+
+TEST_CASE("context_free_baseline refuses K below 1, D of 0, unfitted use and labels of another width",
+          "[train][baseline][errors]") {
+  context_free_baseline b;
+  std::vector<double> y(10 * 4);
+  rng g(3);
+  for (auto& v : y) v = g.normal();
+  REQUIRE_THROWS_AS(b.fit(y, 10, 4, 0, 1), value_error);
+  REQUIRE_THROWS_WITH(b.fit(y, 10, 4, 0, 1), Catch::Contains("K = 0"));
+  REQUIRE_THROWS_WITH(b.fit(y, 10, 4, -2, 1), Catch::Contains("K = -2"));
+  REQUIRE_THROWS_AS(b.fit({}, 10, 0, 2, 1), shape_error);
+  REQUIRE_THROWS_WITH(b.fit({}, 10, 0, 2, 1), Catch::Contains("D = 0"));
+  CHECK(!b.fitted());
+  REQUIRE_THROWS_AS(b.score(y, 10), value_error);
+  REQUIRE_THROWS_WITH(b.score(y, 10), Catch::Contains("not fitted"));
+  b.fit(y, 10, 4, 2, 1);
+  REQUIRE(b.fitted());
+  const std::vector<double> wide(3 * 8, 0.25), narrow(3 * 2, 0.25);
+  REQUIRE_THROWS_AS(b.score(wide, 3), shape_error);
+  REQUIRE_THROWS_WITH(b.score(wide, 3), Catch::Contains("labels hold 24 values, expected 3 genes x D = 4"));
+  REQUIRE_THROWS_WITH(b.score(narrow, 3), Catch::Contains("labels hold 6 values, expected 3 genes x D = 4"));
+  const auto s = b.score(std::vector<double>(3 * 4, 0.25), 3);
+  CHECK(s.masked == 3);
+}
+
+TEST_CASE("trainer validates its options, naming the field and the value", "[train][trainer][errors]") {
+  const auto f = random_features(40, 32, 7);
+  const auto ws = chain_windows(8, 10, 40);
+  tiny_model m;
+  train_options base;
+  base.batch_size = 4;
+  auto refused = [&](auto&& change) {
+    train_options o = base;
+    change(o);
+    return error_message<value_error>([&] { trainer<tiny_model> t(m, f, ws, o); });
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  CHECK_THAT(refused([](auto& o) { o.lr = 0; }), Catch::Contains("lr = 0"));
+  CHECK_THAT(refused([&](auto& o) { o.lr = nan; }), Catch::Contains("lr = nan"));
+  CHECK_THAT(refused([](auto& o) { o.warmup_steps = -5; }), Catch::Contains("warmup_steps = -5"));
+  CHECK_THAT(refused([&](auto& o) { o.clip_value = nan; }), Catch::Contains("clip_value = nan"));
+  CHECK_THAT(refused([&](auto& o) { o.clip_value = inf; }), Catch::Contains("clip_value = inf"));
+  CHECK_THAT(refused([&](auto& o) { o.clip_norm = nan; }), Catch::Contains("clip_norm = nan"));
+  CHECK_THAT(refused([](auto& o) { o.masking.probability = 0; }), Catch::Contains("masking.probability = 0"));
+  CHECK_THAT(refused([](auto& o) { o.masking.probability = 1; }), Catch::Contains("masking.probability = 1"));
+  CHECK_THAT(refused([&](auto& o) { o.masking.probability = nan; }), Catch::Contains("masking.probability = nan"));
+  CHECK_THAT(refused([](auto& o) { o.masking.mask_value = std::numeric_limits<float>::quiet_NaN(); }),
+             Catch::Contains("masking.mask_value = nan"));
+  CHECK_THAT(refused([](auto& o) { o.loss.ce_weight = -1; }), Catch::Contains("ce_weight = -1"));
+  CHECK_THAT(refused([](auto& o) { o.loss.label_clip = -3; }), Catch::Contains("label_clip = -3"));
+  CHECK_THAT(refused([](auto& o) { o.batch_size = 0; }), Catch::Contains("batch_size must be >= 1, got 0"));
+  // clipping switched off with <= 0, as documented
+  train_options off = base;
+  off.clip_value = 0;
+  off.clip_norm = -1;
+  off.masking.probability = 0.5;
+  trainer<tiny_model> t(m, f, ws, off);
+  const auto r = t.step();
+  CHECK(r.masked > 0);
+  CHECK(t.optimizer().steps() == 1);
+}
+
+TEST_CASE("trainer, evaluator and labels refuse features, baselines and batch sizes that do not fit",
+          "[train][trainer][errors]") {
+  auto f = random_features(40, 32, 7);
+  const auto ws = chain_windows(8, 10, 40);
+  tiny_model m;
+  train_options o;
+  o.batch_size = 4;
+  SECTION("gene_features whose pca is short") {
+    auto bad = f;
+    bad.pca.resize(5 * 7);
+    REQUIRE_THROWS_AS(trainer<tiny_model>(m, bad, ws, o), shape_error);
+    REQUIRE_THROWS_WITH(trainer<tiny_model>(m, bad, ws, o), Catch::Contains("pca.size() = 35, expected 40 proteins"));
+    const auto b = make_batch<float>(ws, {1}, bad, 32);
+    REQUIRE_THROWS_AS(batch_labels(b, {{0, 4}}, bad), shape_error);
+    REQUIRE_THROWS_WITH(batch_labels(b, {{0, 4}}, bad), Catch::Contains("pca.size() = 35"));
+    REQUIRE_THROWS_WITH(batch_labels(b, {{0, 10}}, f), Catch::Contains("gene (0, 10) outside window 'w1'"));
+    REQUIRE_THROWS_WITH(batch_labels(b, {{1, 0}}, f), Catch::Contains("gene (1, 0) outside the batch"));
+    // features shrunk after the trainer was built
+    auto later = f;
+    trainer<tiny_model> t(m, later, ws, o);
+    index_t n = 0;
+    CHECK(t.training_labels(n).size() == std::size_t(80 * 8));
+    later.pca.resize(10);
+    REQUIRE_THROWS_WITH(t.training_labels(n), Catch::Contains("pca.size() = 10"));
+  }
+  SECTION("evaluation: batch size, baseline, masking probability") {
+    trainer<tiny_model> t(m, f, ws, o);
+    index_t n = 0;
+    const auto labels = t.training_labels(n);
+    context_free_baseline base;
+    REQUIRE_THROWS_AS(t.evaluate(ws, base, 3), value_error);
+    REQUIRE_THROWS_WITH(t.evaluate(ws, base, 3), Catch::Contains("baseline is not fitted"));
+    context_free_baseline narrow;
+    narrow.fit(std::vector<double>(10 * 4, 0.5), 10, 4, 2, 1);
+    REQUIRE_THROWS_AS(t.evaluate(ws, narrow, 3), shape_error);
+    REQUIRE_THROWS_WITH(t.evaluate(ws, narrow, 3), Catch::Contains("D = 4, expected the model's label_dim 8"));
+    base.fit(labels, n, 8, 4, 1);
+    REQUIRE_THROWS_AS(t.evaluate(ws, base, 3, -1), value_error);
+    REQUIRE_THROWS_WITH(t.evaluate(ws, base, 3, -1), Catch::Contains("batch_size = -1"));
+    const auto [a, b] = t.evaluate(ws, base, 3, 0);  // 0: the training batch size
+    const auto [a2, b2] = t.evaluate(ws, base, 3, 4);
+    CHECK(a.masked > 0);
+    CHECK(a.masked == a2.masked);
+    CHECK(b.mse_most_likely == b2.mse_most_likely);
+    masking_options none;
+    none.probability = 0;
+    REQUIRE_THROWS_AS(masked_gene_evaluator<tiny_model>(m, f, none, {}), value_error);
+    REQUIRE_THROWS_WITH(masked_gene_evaluator<tiny_model>(m, f, none, {}), Catch::Contains("masking.probability = 0"));
+    masked_gene_loss_options bad_loss;
+    bad_loss.label_clip = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE_THROWS_WITH(masked_gene_evaluator<tiny_model>(m, f, {}, bad_loss), Catch::Contains("label_clip = nan"));
   }
 }

@@ -77,6 +77,7 @@ pair_features attention_pair_features(Model& model, const gene_features& feat, c
                                       index_t batch_size = 16,
                                       const std::function<void(std::size_t)>& on_batch = {}) {
   check<value_error>(!windows.empty(), "attention_pair_features: no windows");
+  check<value_error>(batch_size >= 1, "attention_pair_features: batch_size = ", batch_size, ", expected >= 1");
   const index_t NL = index_t(Model::num_layers()), H = Model::config.heads;
   struct acc {
     std::vector<double> sum;

@@ -38,6 +38,7 @@ struct paralog_result {
 
 /// Candidate vectors: the label-space (PCA) vectors of the given protein rows, (n, pca_dim).
 inline dmatrix candidate_labels(const gene_features& feat, const std::vector<index_t>& proteins) {
+  feat.check_labels("candidate_labels");
   dmatrix out(index_t(proteins.size()), feat.pca_dim);
   for (std::size_t i = 0; i < proteins.size(); ++i) {
     check<lookup_error>(proteins[i] >= 0 && proteins[i] < feat.size(), "candidate_labels: protein row ", proteins[i],
@@ -49,15 +50,19 @@ inline dmatrix candidate_labels(const gene_features& feat, const std::vector<ind
 
 /// Masks each query gene on its own, predicts it from its context, and ranks the candidates
 /// (rows of `candidates`, label space without the strand: pca_dim columns) by L2 distance to the
-/// prediction. value_error for no queries / candidates, shape_error for a candidate width other
-/// than pca_dim, lookup_error for a query's candidate index out of range.
+/// prediction. value_error for no queries / candidates or batch_size < 1, shape_error for features
+/// whose pca_dim is not the model's pca_components or a candidate width other than pca_dim,
+/// lookup_error for a query's candidate index out of range.
 template <class Model>
 paralog_result match_paralogs(Model& model, const gene_features& feat, const std::vector<gene_window>& windows,
                               const std::vector<paralog_query>& queries, const dmatrix& candidates,
                               index_t batch_size = 16, paralog_scoring scoring = paralog_scoring::most_likely) {
   check<value_error>(!queries.empty(), "match_paralogs: no queries");
   check<value_error>(candidates.rows >= 1, "match_paralogs: no candidates");
+  check<value_error>(batch_size >= 1, "match_paralogs: batch_size = ", batch_size, ", expected >= 1");
   const index_t P = feat.pca_dim, D = Model::config.label_dim(), K = Model::config.hypotheses;
+  check<shape_error>(P == Model::config.pca_components, "match_paralogs: features have pca_dim ", P,
+                     " but the model predicts labels of pca_components ", Model::config.pca_components);
   check<shape_error>(candidates.cols == P, "match_paralogs: candidates have ", candidates.cols,
                      " columns, expected the label's ", P, " PCA components");
   std::vector<std::pair<std::size_t, std::size_t>> genes;

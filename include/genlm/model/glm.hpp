@@ -9,6 +9,7 @@
 #pragma once
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <genlm/layers/embeddings.hpp>
 #include <genlm/layers/encoder.hpp>
@@ -78,6 +79,9 @@ class GLM {
   };
 
   /// x (B, L, plm_dim + 1) inputs (masked genes = -1), mask (B, L) 1 = gene, 0 = padding.
+  /// shape_error for wrong shapes; value_error for NaN/Inf inputs, mask values other than 0 and 1,
+  /// or a contig whose mask is all zero (each naming the contig, and the gene where it applies).
+  /// x is copied (into a buffer reused across calls): backward() does not need the caller's x.
   outputs forward(const run_context& ctx, const tensor_t& x, const tensor_t& mask) {
     check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape(),
                        ", expected (batch, genes, ", C.input_dim(), ") = plm_dim ", C.plm_dim, " + strand");
@@ -86,6 +90,7 @@ class GLM {
     check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
                        C.max_positions, "; split long contigs into windows (data::windows)");
     expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");
+    check_mask(mask, B, L);
     if (const index_t bad = Backend::count_nonfinite(x.data(), x.numel())) {
       const auto h = x.to_host();
       index_t i = 0;
@@ -94,7 +99,7 @@ class GLM {
                                        i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
                                        i % C.input_dim()));
     }
-    x_ = &x;
+    x_ = x;  // kept for backward (dense's weight gradient); no allocation once grown
     dense_.forward(x, h0_);                                   // (B, L, hidden)
     const tensor_t& e = emb_.forward(ctx, h0_);               // (B, L, hidden)
     const tensor_t& h = enc_.forward(ctx, e, &mask);          // (B, L, hidden)
@@ -111,8 +116,8 @@ class GLM {
   /// Backward from d(hypotheses) (B, L, K, label) and d(logits) (B, L, K); all parameter
   /// gradients assigned.
   void backward(const tensor_t& d_hyp, const tensor_t& d_logits) {
-    check(x_ != nullptr, "GLM::backward called before forward");
-    const index_t B = x_->dim(0), L = x_->dim(1);
+    check(x_.rank() == 3, "GLM::backward called before forward");
+    const index_t B = x_.dim(0), L = x_.dim(1);
     expect_shape(d_hyp.shape(), {B, L, C.hypotheses, C.label_dim()}, "GLM backward: d(hypotheses)");
     expect_shape(d_logits.shape(), {B, L, C.hypotheses}, "GLM backward: d(logits)");
     const tensor_t& h = enc_.layer(enc_.num_layers() - 1).output();
@@ -125,16 +130,44 @@ class GLM {
     enc_.backward(d_h_, d_e_);
     d_h0_.resize_zero(h0_.shape());
     emb_.backward(d_e_, d_h0_);
-    dense_.backward(*x_, d_h0_, nullptr);
+    dense_.backward(x_, d_h0_, nullptr);
   }
 
  private:
+  /// mask (B, L) must hold only 0 (padding) and 1 (gene), with at least one gene per contig: a
+  /// NaN would be undefined in the attention kernels, other values would scale the attention, and
+  /// a contig without genes has no key to attend to. Read on the host (a copy for other backends).
+  void check_mask(const tensor_t& mask, index_t B, index_t L) {
+    const T* m = nullptr;
+    if constexpr (Backend::host_memory) {
+      m = mask.data();
+    } else {
+      mask.to_host(mask_host_);
+      m = mask_host_.data();
+    }
+    for (index_t b = 0; b < B; ++b) {
+      bool gene = false;
+      for (index_t l = 0; l < L; ++l) {
+        const T v = m[b * L + l];
+        if (v == T(1)) {
+          gene = true;
+        } else if (v != T(0)) {
+          throw value_error(detail::concat("GLM forward: attention mask value ", v, " at contig ", b, ", gene ", l,
+                                           "; expected 0 (padding) or 1 (gene)"));
+        }
+      }
+      check<value_error>(gene, "GLM forward: the attention mask of contig ", b,
+                         " is all zero (no genes); drop empty contigs from the batch");
+    }
+  }
+
   model_options opt_;
   parameter_store<T, Backend> ps_;
   linear<T, Backend> dense_, hyp_, prob_;
   input_embeddings<T, Backend> emb_;
   encoder<T, Backend, Variant, Activation> enc_;
-  const tensor_t* x_ = nullptr;
+  tensor_t x_;                 // the last forward's input (for backward)
+  std::vector<T> mask_host_;   // host copy of the mask (backends without host memory)
   tensor_t h0_, hyp_out_, logits_;
   tensor_t d_h_, d_hyp_flat_, d_e_, d_h0_;
 };

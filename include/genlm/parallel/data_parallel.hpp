@@ -106,6 +106,7 @@ class data_parallel_trainer {
     check<value_error>(src_ != nullptr, "data_parallel_trainer: no window source");
     // Rank-local argument errors would leave peers waiting: turn them into collective errors.
     collective_try(comm_, "data_parallel_trainer setup", [&] {
+      o.validate();  // every option, naming the field and the value
       check<shape_error>(feat.plm_dim == C.plm_dim, "trainer: protein embeddings have ", feat.plm_dim,
                          " dims but the model config expects plm_dim ", C.plm_dim);
       check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
@@ -405,7 +406,9 @@ class data_parallel_trainer {
   std::pair<masked_gene_metrics, masked_gene_metrics> evaluate(const std::vector<gene_window>& windows,
                                                                const context_free_baseline& base, std::uint64_t seed,
                                                                index_t batch_size = 0) {
-    if (batch_size <= 0) batch_size = opt_.batch_size;
+    check<value_error>(batch_size >= 0, "data_parallel_trainer::evaluate: batch_size = ", batch_size,
+                       " must be >= 1 (or 0: the training batch size)");
+    if (batch_size == 0) batch_size = opt_.batch_size;
     masked_gene_evaluator<Model> ev(model_, feat_, opt_.masking, opt_.loss);
     metrics_sum ms, bs;
     for (std::size_t bi = 0; bi < ev.num_batches(windows, batch_size); ++bi)

@@ -19,6 +19,11 @@ struct gene_features {
   std::vector<float> normalized;  // (N, plm_dim)
   std::vector<double> pca;        // (N, pca_dim)
   index_t size() const { return plm_dim ? index_t(normalized.size()) / plm_dim : 0; }
+  /// Throws shape_error (naming `who`) unless pca holds size() rows of pca_dim values.
+  void check_labels(const char* who) const {
+    check<shape_error>(pca_dim >= 0 && index_t(pca.size()) == size() * pca_dim, who, ": gene_features pca.size() = ",
+                       pca.size(), ", expected ", size(), " proteins x pca_dim ", pca_dim, " = ", size() * pca_dim);
+  }
 };
 
 /// A batch of windows in host memory, padded to the longest window.
@@ -79,11 +84,18 @@ host_batch<T> make_batch(const std::vector<gene_window>& windows, const std::vec
 template <class T>
 void batch_labels(const host_batch<T>& b, const std::vector<gene_pos>& genes, const gene_features& feat,
                   std::vector<double>& y) {
+  feat.check_labels("batch_labels");
   const index_t D = feat.pca_dim + 1;
   y.resize(genes.size() * std::size_t(D));
   for (std::size_t i = 0; i < genes.size(); ++i) {
+    check<shape_error>(genes[i].b >= 0 && genes[i].b < index_t(b.windows.size()), "batch_labels: gene (", genes[i].b,
+                       ", ", genes[i].l, ") outside the batch of ", b.windows.size(), " windows");
     const auto& w = *b.windows[std::size_t(genes[i].b)];
+    check<shape_error>(genes[i].l >= 0 && genes[i].l < index_t(w.genes.size()), "batch_labels: gene (", genes[i].b,
+                       ", ", genes[i].l, ") outside window '", w.id, "' of ", w.genes.size(), " genes");
     const gene_ref& g = w.genes[std::size_t(genes[i].l)];
+    check<shape_error>(g.protein >= 0 && g.protein < feat.size(), "batch_labels: window '", w.id,
+                       "' refers to protein row ", g.protein, " of ", feat.size());
     const double* src = &feat.pca[std::size_t(g.protein * feat.pca_dim)];
     std::copy(src, src + feat.pca_dim, &y[i * std::size_t(D)]);
     y[i * std::size_t(D) + std::size_t(feat.pca_dim)] = 0.5 * g.strand;

@@ -10,6 +10,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -25,8 +26,17 @@ struct gene_pos {
 };
 
 struct masked_gene_loss_options {
-  double ce_weight = 1e-4;
-  double label_clip = 10.0;
+  double ce_weight = 1e-4;   ///< weight of the cross entropy; finite and >= 0
+  double label_clip = 10.0;  ///< labels are clipped to [-label_clip, label_clip]; finite and > 0
+
+  /// Throws value_error naming the first invalid field and its value.
+  void validate() const {
+    const char* who = "masked_gene_loss_options";
+    check<value_error>(std::isfinite(ce_weight) && ce_weight >= 0, who, ": ce_weight = ", ce_weight,
+                       " must be finite and >= 0");
+    check<value_error>(std::isfinite(label_clip) && label_clip > 0, who, ": label_clip = ", label_clip,
+                       " must be finite and > 0");
+  }
 };
 
 struct masked_gene_metrics {
@@ -72,19 +82,25 @@ struct masked_gene_loss_workspace {
   std::vector<double> y, pred, terms;
   std::vector<std::int64_t> rows;
   std::vector<std::int32_t> choice;
-  /// Capacity for up to n masked genes of label dimension D (the sizes masked_gene_loss uses).
+  std::vector<std::uint8_t> seen;  // (B, L): which positions are masked (duplicate check)
+  /// Capacity for up to n masked genes of label dimension D in batches of up to n positions
+  /// (B x L <= n; the sizes masked_gene_loss uses).
   void reserve(std::size_t n, std::size_t D) {
     y.reserve(n * D);
     pred.reserve(n * D);
     terms.reserve(2 * n);
     choice.reserve(2 * n);
     rows.reserve(n);
+    seen.reserve(n);
   }
 };
 
 /// Computes the loss and metrics on host copies of the model outputs and writes the gradients
 /// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes).
 /// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
+/// shape_error for K or D < 1, sizes that do not match or a masked gene outside the batch;
+/// value_error for invalid options, a gene masked twice, or a NaN/Inf label (naming its row,
+/// column and value).
 template <class T>
 masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
                                      index_t K, index_t D, const std::vector<gene_pos>& masked,
@@ -92,6 +108,10 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
                                      std::vector<T>* d_logits, const masked_gene_loss_options& opt,
                                      masked_gene_loss_workspace& ws) {
   const index_t n = index_t(masked.size());
+  opt.validate();
+  check<shape_error>(K >= 1, "masked_gene_loss: K = ", K, " hypotheses, expected >= 1");
+  check<shape_error>(D >= 1, "masked_gene_loss: D = ", D, " label dimensions, expected >= 1");
+  check<shape_error>(B >= 0 && L >= 0, "masked_gene_loss: batch (", B, ", ", L, ") has a negative dimension");
   check<shape_error>(index_t(hyp.size()) == B * L * K * D, "masked_gene_loss: hypotheses hold ", hyp.size(),
                      " values, expected ", B * L * K * D);
   check<shape_error>(index_t(logits.size()) == B * L * K, "masked_gene_loss: logits hold ", logits.size(),
@@ -108,14 +128,24 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   std::vector<double>& pred = ws.pred;
   y.assign(labels.begin(), labels.end());
   pred.resize(std::size_t(n * D));
-  for (auto& v : y) v = std::clamp(v, -opt.label_clip, opt.label_clip);
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    if (!std::isfinite(y[i]))
+      throw value_error(detail::concat("masked_gene_loss: label (row ", index_t(i) / D, ", column ", index_t(i) % D,
+                                       ") is ", y[i], "; labels must be finite"));
+    y[i] = std::clamp(y[i], -opt.label_clip, opt.label_clip);
+  }
   std::vector<std::int64_t>& rows = ws.rows;
   rows.resize(static_cast<std::size_t>(n));
+  std::vector<std::uint8_t>& seen = ws.seen;  // each position at most once: the gradients are assigned per row
+  seen.assign(std::size_t(B * L), 0);
   for (index_t i = 0; i < n; ++i) {
     const gene_pos& g = masked[std::size_t(i)];
     check<shape_error>(g.b >= 0 && g.b < B && g.l >= 0 && g.l < L, "masked_gene_loss: masked gene (", g.b, ", ", g.l,
                        ") outside the batch (", B, ", ", L, ")");
     rows[std::size_t(i)] = g.b * L + g.l;
+    check<value_error>(!seen[std::size_t(g.b * L + g.l)], "masked_gene_loss: gene (", g.b, ", ", g.l,
+                       ") is masked more than once (entry ", i, " of the masked list)");
+    seen[std::size_t(g.b * L + g.l)] = 1;
   }
   // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
   // the most likely hypothesis k^: the backend op (host memory here)

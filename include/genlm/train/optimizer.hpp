@@ -79,7 +79,8 @@ struct adamw_options {
     check<value_error>(std::isfinite(lr) && lr >= 0, who, ": lr = ", lr, " must be finite and >= 0");
     check<value_error>(beta1 >= 0 && beta1 < 1, who, ": beta1 = ", beta1, " must be in [0, 1)");
     check<value_error>(beta2 >= 0 && beta2 < 1, who, ": beta2 = ", beta2, " must be in [0, 1)");
-    check<value_error>(std::isfinite(eps) && eps >= 0, who, ": eps = ", eps, " must be finite and >= 0");
+    check<value_error>(std::isfinite(eps) && eps > 0, who, ": eps = ", eps,
+                       " must be finite and > 0 (0 divides 0 by 0 for a zero gradient)");
     check<value_error>(std::isfinite(weight_decay) && weight_decay >= 0, who, ": weight_decay = ", weight_decay,
                        " must be finite and >= 0");
   }
@@ -92,12 +93,15 @@ class adamw {
   using store_type = parameter_store<T, Backend>;
   using tensor_type = tensor<T, Backend>;
 
-  /// The store must be finalized; the state is zero-initialised to its flat size.
+  /// The store must be finalized; the state is zero-initialised to its flat size. The store's
+  /// layout (parameter names and shapes) is recorded for save_to / load_from.
   explicit adamw(const store_type& store, adamw_options options = {}) : opt_(options) {
     opt_.validate();
     check(store.finalized(), "adamw: the parameter_store must be finalized before creating the optimizer");
     exp_avg_.resize_zero({store.flat_size()});
     exp_avg_sq_.resize_zero({store.flat_size()});
+    for (const auto& e : store.entries())
+      layout_.append(e.name).append(1, '\t').append(e.shape.str()).append(1, '\n');
   }
 
   /// One AdamW step with learning rate lr on store.values() using store.grads(). clip_value > 0
@@ -147,17 +151,23 @@ class adamw {
     step_ = 0;
   }
 
-  /// Writes prefix + "exp_avg", "exp_avg_sq" (flat 1-D, dtype of T) and "step" (I64, shape (1,)).
+  /// Writes prefix + "exp_avg", "exp_avg_sq" (flat 1-D, dtype of T), "step" (I64, shape (1,))
+  /// and "layout" (U8, the parameter store's layout as text: one "name<TAB>(shape)" line per
+  /// parameter, in flat-buffer order).
   void save_to(std::map<std::string, io::array>& out, const std::string& prefix = "optimizer.") const {
     const std::int64_t n = exp_avg_.numel();
     out.insert_or_assign(prefix + "exp_avg", io::array::from<T>({n}, exp_avg_.to_host()));
     out.insert_or_assign(prefix + "exp_avg_sq", io::array::from<T>({n}, exp_avg_sq_.to_host()));
     out.insert_or_assign(prefix + "step", io::array::from<std::int64_t>({1}, std::vector<std::int64_t>{step_}));
+    const std::vector<std::uint8_t> layout(layout_.begin(), layout_.end());
+    out.insert_or_assign(prefix + "layout", io::array::from<std::uint8_t>({std::int64_t(layout.size())}, layout));
   }
 
   /// Reads what save_to wrote. The moments may be any floating dtype but must be 1-D with the
   /// store's flat size (shape_error naming the tensor and both sizes); the step must be an integer
-  /// tensor of one element, >= 0; exp_avg_sq must be finite and >= 0 (value_error).
+  /// tensor of one element, >= 0; exp_avg_sq must be finite and >= 0 (value_error). When the file
+  /// holds a "layout" (files written before it was added do not), it must equal this store's:
+  /// shape_error naming the first parameter that differs (the state of another model).
   void load_from(const io::safetensors_file& f, const std::string& prefix = "optimizer.") {
     constexpr const char* who = "adamw::load_from";
     const std::int64_t n = exp_avg_.numel();
@@ -168,7 +178,7 @@ class adamw {
       check<shape_error>(a.shape.size() == 1 && a.shape[0] == n, who, ": tensor '", name, "' in '", f.source,
                          "' has shape ", io::shape_to_string(a.shape), ", expected (", n,
                          ",) (the parameter store's flat size)");
-      std::vector<T> v = a.to<T>();
+      std::vector<T> v = a.to<T>(std::string(who) + ": tensor '" + name + "' in '" + f.source + "'");
       for (std::size_t i = 0; i < v.size(); ++i)
         check<value_error>(std::isfinite(v[i]), who, ": tensor '", name, "' in '", f.source,
                            "' has a non-finite value ", v[i], " at index ", i);
@@ -186,15 +196,49 @@ class adamw {
                        io::shape_to_string(s.shape), ", expected (1,)");
     const std::int64_t st = s.to<std::int64_t>()[0];
     check<value_error>(st >= 0, who, ": tensor '", ns, "' in '", f.source, "' holds step ", st, ", expected >= 0");
+    if (f.contains(prefix + "layout")) check_layout(f, prefix + "layout");
     exp_avg_.from_host({n}, m);
     exp_avg_sq_.from_host({n}, v);
     step_ = st;
   }
 
  private:
+  /// Compares the saved layout (tensor `name` of f) with this store's, line by line.
+  void check_layout(const io::safetensors_file& f, const std::string& name) const {
+    constexpr const char* who = "adamw::load_from";
+    const io::array& a = f.at(name);
+    check<format_error>(a.dtype == io::dtype::u8 && a.shape.size() == 1, who, ": tensor '", name, "' in '", f.source,
+                        "' has dtype ", io::dtype_name(a.dtype), " and shape ", io::shape_to_string(a.shape),
+                        ", expected a 1-D U8 tensor (the parameter layout)");
+    const std::vector<std::uint8_t> bytes = a.to<std::uint8_t>(name);
+    const std::string saved(bytes.begin(), bytes.end());
+    auto next_line = [](const std::string& s, std::size_t& pos) {
+      if (pos >= s.size()) return std::string();
+      std::size_t end = s.find('\n', pos);
+      if (end == std::string::npos) end = s.size();
+      std::string line = s.substr(pos, end - pos);
+      pos = end + 1;
+      return line;
+    };
+    auto describe = [](const std::string& line) {
+      if (line.empty()) return std::string("absent");
+      const std::size_t tab = line.find('\t');
+      if (tab == std::string::npos) return "'" + line + "'";
+      return "'" + line.substr(0, tab) + "' " + line.substr(tab + 1);
+    };
+    std::size_t ps = 0, pm = 0;
+    for (std::size_t i = 0; ps < saved.size() || pm < layout_.size(); ++i) {
+      const std::string ls = next_line(saved, ps), lm = next_line(layout_, pm);
+      check<shape_error>(ls == lm, who, ": parameter ", i, " of the optimizer state in '", f.source, "' is ",
+                         describe(ls), " but this store's parameter ", i, " is ", describe(lm),
+                         " (the optimizer state of a different model?)");
+    }
+  }
+
   adamw_options opt_;
   tensor_type exp_avg_, exp_avg_sq_;
   std::int64_t step_ = 0;
+  std::string layout_;  // "name\t(shape)\n" per parameter of the store, in order
 };
 
 /// Learning-rate schedules of transformers (LambdaLR indexing: at(k) is the lr of the k-th

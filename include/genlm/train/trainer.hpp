@@ -2,6 +2,7 @@
 // evaluation against a context-free baseline, checkpoints with bit-identical resume.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -57,9 +58,18 @@ struct feature_pipeline {
     norm.save_to(out, "norm.");
     pc.save_to(out, "pca.");
   }
+  /// Loads what save_to wrote; shape_error when the normaliser and the PCA were fitted on
+  /// different feature widths (the pipeline is left unchanged on error).
   void load_from(const io::safetensors_file& f) {
-    norm.load_from(f, "norm.");
-    pc.load_from(f, "pca.");
+    normalizer n;
+    pca<double> p;
+    n.load_from(f, "norm.");
+    p.load_from(f, "pca.");
+    check<shape_error>(n.n_features() == p.n_features(), "feature_pipeline::load_from: '", f.source,
+                       "' holds a normalizer of ", n.n_features(), " features (norm.mean) but a PCA of ",
+                       p.n_features(), " features (pca.components); both must be the protein embedding dimension");
+    norm = std::move(n);
+    pc = std::move(p);
   }
 };
 
@@ -73,6 +83,8 @@ struct context_free_baseline {
   std::vector<double> prediction;  // (D) centre of the largest cluster
 
   void fit(const std::vector<double>& labels, index_t n, index_t dim, index_t K, std::uint64_t seed, int iters = 50) {
+    check<value_error>(K >= 1, "context_free_baseline: K = ", K, " centres, expected >= 1");
+    check<shape_error>(dim >= 1, "context_free_baseline: label dimension D = ", dim, ", expected >= 1");
     check<shape_error>(n >= 1 && index_t(labels.size()) == n * dim, "context_free_baseline: ", labels.size(),
                        " label values for ", n, " x ", dim);
     D = dim;
@@ -123,8 +135,13 @@ struct context_free_baseline {
     prediction.assign(centres.begin() + big * D, centres.begin() + (big + 1) * D);
   }
 
+  bool fitted() const { return D >= 1 && index_t(prediction.size()) == D; }
+
   /// Metrics of predicting `prediction` for every gene of `labels` (n, D) (one evaluation batch).
   masked_gene_metrics score(const std::vector<double>& labels, index_t n) const {
+    check<value_error>(fitted(), "context_free_baseline::score: not fitted (call fit first)");
+    check<shape_error>(n >= 0 && index_t(labels.size()) == n * D, "context_free_baseline::score: labels hold ",
+                       labels.size(), " values, expected ", n, " genes x D = ", D);
     masked_gene_metrics m;
     m.masked = n;
     std::vector<double> pred(std::size_t(n * D));
@@ -146,13 +163,31 @@ struct train_options {
   index_t batch_size = 16;
   double lr = 1e-4;
   std::int64_t warmup_steps = 0;   // linear warm-up, then constant (the reference's schedule)
-  double clip_value = 1.0;         // clip_grad_value_ (reference); <= 0 disables
-  double clip_norm = 0.0;          // clip_grad_norm_ (optional); <= 0 disables
+  double clip_value = 1.0;         // clip_grad_value_ (reference); <= 0 disables; finite
+  double clip_norm = 0.0;          // clip_grad_norm_ (optional); <= 0 disables; finite
   std::uint64_t seed = 0;          // data order, masking and dropout
-  masking_options masking;
+  masking_options masking;         // probability in (0, 1) for training
   masked_gene_loss_options loss;   // ce_weight 1e-4 and label clip 10 (SPEC.md)
   adamw_options adam;              // lr is taken from `lr` and the schedule
   loss_scale_options scaling;      // dynamic loss scaling; enabled = automatic: on for fp16 backends
+
+  /// Throws value_error naming the first invalid field and its value (the trainer calls it; adam
+  /// and scaling are validated by the optimizer and the loss scaler).
+  void validate() const {
+    const char* who = "train_options";
+    check<value_error>(batch_size >= 1, "trainer: batch_size must be >= 1, got ", batch_size);
+    check<value_error>(std::isfinite(lr) && lr > 0, who, ": lr = ", lr, " must be finite and > 0");
+    check<value_error>(warmup_steps >= 0, who, ": warmup_steps = ", warmup_steps, " must be >= 0");
+    check<value_error>(std::isfinite(clip_value), who, ": clip_value = ", clip_value,
+                       " must be finite (<= 0 disables clipping by value)");
+    check<value_error>(std::isfinite(clip_norm), who, ": clip_norm = ", clip_norm,
+                       " must be finite (<= 0 disables clipping by norm)");
+    check<value_error>(masking.probability > 0 && masking.probability < 1, who, ": masking.probability = ",
+                       masking.probability, " must be in (0, 1) (0 masks no gene, 1 leaves no context)");
+    check<value_error>(std::isfinite(masking.mask_value), who, ": masking.mask_value = ", masking.mask_value,
+                       " must be finite");
+    loss.validate();
+  }
 };
 
 /// Adds up evaluation metrics over batches.
@@ -186,9 +221,18 @@ class masked_gene_evaluator {
  public:
   using T = typename Model::scalar;
   static constexpr model_config C = Model::config;
+  /// value_error for a masking probability outside (0, 1] (0 masks nothing to evaluate) or
+  /// invalid loss options; shape_error for features whose labels do not match the model.
   masked_gene_evaluator(Model& model, const gene_features& feat, const masking_options& masking,
                         const masked_gene_loss_options& loss)
-      : model_(model), feat_(feat), masking_(masking), loss_(loss) {}
+      : model_(model), feat_(feat), masking_(masking), loss_(loss) {
+    check<value_error>(masking.probability > 0 && masking.probability <= 1,
+                       "masked_gene_evaluator: masking.probability = ", masking.probability, " must be in (0, 1]");
+    loss.validate();
+    check<shape_error>(feat.pca_dim == C.pca_components, "masked_gene_evaluator: labels have ", feat.pca_dim,
+                       " PCA components but the model config expects ", C.pca_components);
+    feat.check_labels("masked_gene_evaluator");
+  }
 
   static std::size_t num_batches(const std::vector<gene_window>& windows, index_t batch_size) {
     return (windows.size() + std::size_t(batch_size) - 1) / std::size_t(batch_size);
@@ -228,8 +272,10 @@ class trainer {
   using tensor_t = tensor<T, Backend>;
   static constexpr model_config C = Model::config;
 
+  /// value_error for invalid options (train_options::validate, adamw_options, loss scaling),
+  /// shape_error for features that do not match the model or no training windows.
   trainer(Model& model, const gene_features& feat, std::vector<gene_window> train, const train_options& o)
-      : model_(model), feat_(feat), train_(std::move(train)), opt_(o),
+      : model_(model), feat_(feat), train_(std::move(train)), opt_((o.validate(), o)),
         adam_(model.parameters(), [&] {
           adamw_options a = o.adam;
           a.lr = o.lr;
@@ -240,6 +286,7 @@ class trainer {
                        " dims but the model config expects plm_dim ", C.plm_dim);
     check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
                        " PCA components but the model config expects ", C.pca_components);
+    feat.check_labels("trainer");
     check<shape_error>(!train_.empty(), "trainer: no training windows");
     check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
     schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
@@ -314,11 +361,17 @@ class trainer {
   }
 
   /// Masked-gene metrics of the model (no dropout) and of the context-free baseline on the same
-  /// masked genes of `windows` (deterministic masking from `seed`).
+  /// masked genes of `windows` (deterministic masking from `seed`). batch_size 0: the training
+  /// batch size; negative: value_error. The baseline must be fitted on labels of label_dim.
   std::pair<masked_gene_metrics, masked_gene_metrics> evaluate(const std::vector<gene_window>& windows,
                                                                const context_free_baseline& base, std::uint64_t seed,
                                                                index_t batch_size = 0) {
-    if (batch_size <= 0) batch_size = opt_.batch_size;
+    check<value_error>(batch_size >= 0, "trainer::evaluate: batch_size = ", batch_size,
+                       " must be >= 1 (or 0: the training batch size)");
+    check<value_error>(base.fitted(), "trainer::evaluate: the context-free baseline is not fitted (call fit first)");
+    check<shape_error>(base.D == C.label_dim(), "trainer::evaluate: the baseline was fitted on labels of D = ", base.D,
+                       ", expected the model's label_dim ", C.label_dim());
+    if (batch_size == 0) batch_size = opt_.batch_size;
     masked_gene_evaluator<Model> ev(model_, feat_, opt_.masking, opt_.loss);
     metrics_sum ms, bs;
     for (std::size_t bi = 0; bi < ev.num_batches(windows, batch_size); ++bi)
@@ -326,14 +379,18 @@ class trainer {
     return {ms.mean(), bs.mean()};
   }
 
-  /// All genes' labels of the training windows (for the baseline), (n, label_dim).
+  /// All genes' labels of the training windows (for the baseline), (n, label_dim), clipped to
+  /// +-loss.label_clip as the loss sees them.
   std::vector<double> training_labels(index_t& n) const {
+    feat_.check_labels("trainer::training_labels");
     std::vector<double> y;
     n = 0;
     for (const auto& w : train_)
       for (const auto& g : w.genes) {
+        check<shape_error>(g.protein >= 0 && g.protein < feat_.size(), "trainer::training_labels: window '", w.id,
+                           "' refers to protein row ", g.protein, " of ", feat_.size());
         const double* src = &feat_.pca[std::size_t(g.protein * feat_.pca_dim)];
-        for (index_t j = 0; j < feat_.pca_dim; ++j) y.push_back(std::clamp(src[j], -10.0, 10.0));
+        for (index_t j = 0; j < feat_.pca_dim; ++j) y.push_back(std::clamp(src[j], -opt_.loss.label_clip, opt_.loss.label_clip));
         y.push_back(0.5 * g.strand);
         ++n;
       }
