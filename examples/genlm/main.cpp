@@ -1095,12 +1095,7 @@ int run_simulate(const simulate_cli& o) {
   io::write_safetensors(dir / "proteins.safetensors",
                         {{"embeddings", io::array::from<float>({s.proteins.size(), s.proteins.dim()}, s.proteins.values())}},
                         {{"ids", ids.dump()}, {"genlm.simulation_seed", std::to_string(o.so.seed)}});
-  auto open = [&](const char* name) {
-    std::ofstream f(dir / name);
-    check(bool(f), "cannot write '", (dir / name).string(), "'");
-    return f;
-  };
-  auto op = open("operon_pairs.tsv");
+  std::ostringstream op, fn, pp;  // written atomically below
   op << "gene_a\tgene_b\tsame_operon\n";
   long long pos = 0, neg = 0;
   for (std::size_t c = 0; c < s.contigs.size(); ++c) {
@@ -1110,7 +1105,6 @@ int run_simulate(const simulate_cli& o) {
       (lab[i] ? pos : neg) += 1;
     }
   }
-  auto fn = open("functions.tsv");
   fn << "gene\tfunction\n";
   long long with_function = 0;
   for (index_t r = 0; r < s.proteins.size(); ++r)
@@ -1118,7 +1112,6 @@ int run_simulate(const simulate_cli& o) {
       fn << s.proteins.ids()[std::size_t(r)] << "\tF" << s.function_of[std::size_t(r)] << '\n';
       ++with_function;
     }
-  auto pp = open("paralog_pairs.tsv");
   pp << "masked_gene\tpartner\tparalog\n";
   long long pairs = 0;
   for (const auto& e : s.contigs)
@@ -1129,7 +1122,9 @@ int run_simulate(const simulate_cli& o) {
       pp << e.genes[i].first << '\t' << e.genes[j].first << "\tA" << s.paralog_of[r] << '\n';
       ++pairs;
     }
-  for (auto* f : {&op, &fn, &pp}) check(bool(*f), "error writing the simulation files in '", o.dir, "'");
+  analysis::write_text_file(dir / "operon_pairs.tsv", [&](std::ostream& f) { f << op.str(); });
+  analysis::write_text_file(dir / "functions.tsv", [&](std::ostream& f) { f << fn.str(); });
+  analysis::write_text_file(dir / "paralog_pairs.tsv", [&](std::ostream& f) { f << pp.str(); });
   std::printf("simulated %zu contigs, %lld genes (%lld-d protein embeddings, %lld families, %lld modules of %lld-%lld "
               "genes, noise genes at rate %.2f) into %s/:\n",
               s.contigs.size(), (long long)s.proteins.size(), (long long)o.so.dim, (long long)o.so.families,

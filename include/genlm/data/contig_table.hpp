@@ -128,10 +128,7 @@ inline void write_contig_table(std::ostream& out, const std::vector<contig_entry
 }
 
 inline void write_contig_table(const std::filesystem::path& path, const std::vector<contig_entry>& entries) {
-  auto out = data_detail::open_output(path);
-  write_contig_table(out, entries);
-  out.flush();
-  data_detail::check_written(out, path.string());
+  data_detail::write_text_atomic(path, [&](std::ostream& out) { write_contig_table(out, entries); });
 }
 
 /// A genome contig as a contig-table entry (gene ids and strands).

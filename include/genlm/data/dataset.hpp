@@ -55,7 +55,8 @@ class protein_embeddings {
     std::vector<std::string> ids = read_ids(ids_file);  // trimmed, blank lines skipped, unique
     check<shape_error>(index_t(ids.size()) == a.shape[0], "embeddings file '", npy.string(), "' has ", a.shape[0],
                        " rows but id file '", ids_file.string(), "' lists ", ids.size(), " ids");
-    return protein_embeddings(std::move(ids), a.shape[1], a.to<float>(), "embeddings file '" + npy.string() + "'");
+    const std::string src = "embeddings file '" + npy.string() + "'";
+    return protein_embeddings(std::move(ids), a.shape[1], a.to<float>(src), src);
   }
 
   /// safetensors with either a 2-D tensor "embeddings" (N, D) and metadata "ids" (JSON list of N
@@ -78,7 +79,7 @@ class protein_embeddings {
       }
       check<shape_error>(index_t(ids.size()) == a.shape[0], src, ": 'embeddings' has ", a.shape[0],
                          " rows but metadata 'ids' lists ", ids.size());
-      return protein_embeddings(std::move(ids), a.shape[1], a.to<float>(), src);
+      return protein_embeddings(std::move(ids), a.shape[1], a.to<float>(src + ", tensor 'embeddings'"), src);
     }
     check<format_error>(!f.tensors.empty(), src, ": holds no tensors");
     std::vector<std::string> ids;
@@ -91,7 +92,7 @@ class protein_embeddings {
       check<shape_error>(a.shape[0] == dim, src, ": tensor '", name, "' has ", a.shape[0], " dims, expected ", dim,
                          " like the others");
       ids.push_back(name);
-      const auto v = a.to<float>();
+      const auto v = a.to<float>(src + ", tensor '" + name + "'");
       values.insert(values.end(), v.begin(), v.end());
     }
     return protein_embeddings(std::move(ids), dim, std::move(values), src);

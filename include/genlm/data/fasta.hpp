@@ -133,10 +133,7 @@ inline void write_fasta(std::ostream& out, const std::vector<fasta_record>& reco
 
 inline void write_fasta(const std::filesystem::path& path, const std::vector<fasta_record>& records,
                         std::size_t width = 60) {
-  auto out = data_detail::open_output(path);
-  write_fasta(out, records, width);
-  out.flush();
-  data_detail::check_written(out, path.string());
+  data_detail::write_text_atomic(path, [&](std::ostream& out) { write_fasta(out, records, width); });
 }
 
 /// id -> sequence map; value_error naming both header lines for a duplicate id.
