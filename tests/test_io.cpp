@@ -3,6 +3,8 @@
 // safetensors); the expected values below must match that script.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <genlm/backend/cpu.hpp>
 #include <genlm/io/array.hpp>
 #include <genlm/io/atomic_file.hpp>
@@ -87,17 +89,7 @@ struct temp_dir {
   }
 };
 
-/// Runs f, requires it to throw E, returns the message.
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("expected an exception, none was thrown");
-  return {};
-}
+using genlm_test::message_of;
 
 std::uint16_t f16_bits_from_double(double d) { return float_to_half(static_cast<float>(d)); }
 

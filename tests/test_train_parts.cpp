@@ -3,6 +3,8 @@
 // gradient clipping. Fixtures: scripts/gen_train_fixtures.py -> tests/fixtures/train/.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -52,18 +54,7 @@ io::safetensors_file round_trip(const std::map<std::string, io::array>& tensors)
   return io::read_safetensors_from_memory(io::serialize_safetensors(tensors), "<test>");
 }
 
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return {};
-}
+using genlm_test::message_of;
 
 }  // namespace
 
@@ -146,25 +137,25 @@ TEST_CASE("pca save_to / load_from round trip and shape checks", "[train][pca]")
   SECTION("mean of the wrong length") {
     auto bad = m;
     bad["pca.mean"] = io::array::from<double>({d - 1}, std::vector<double>(std::size_t(d - 1), 0.0));
-    const auto msg = error_message<shape_error>([&] { r.load_from(round_trip(bad)); });
+    const auto msg = message_of<shape_error>([&] { r.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("pca.mean") && Catch::Contains("(23,)") && Catch::Contains("(24,)"));
   }
   SECTION("explained_variance of the wrong length") {
     auto bad = m;
     bad["pca.explained_variance"] = io::array::from<double>({6}, std::vector<double>(6, 1.0));
-    const auto msg = error_message<shape_error>([&] { r.load_from(round_trip(bad)); });
+    const auto msg = message_of<shape_error>([&] { r.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("pca.explained_variance") && Catch::Contains("(6,)") && Catch::Contains("(5,)"));
   }
   SECTION("components not 2-D") {
     auto bad = m;
     bad["pca.components"] = io::array::from<double>({5 * d}, p.components());
-    const auto msg = error_message<shape_error>([&] { r.load_from(round_trip(bad)); });
+    const auto msg = message_of<shape_error>([&] { r.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("pca.components") && Catch::Contains("(120,)"));
   }
   SECTION("missing tensor") {
     auto bad = m;
     bad.erase("pca.mean");
-    const auto msg = error_message<lookup_error>([&] { r.load_from(round_trip(bad)); });
+    const auto msg = message_of<lookup_error>([&] { r.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("pca.mean"));
   }
   SECTION("custom prefix") {
@@ -182,38 +173,38 @@ TEST_CASE("pca error paths", "[train][pca]") {
   pca<double> p;
 
   SECTION("too many components") {
-    auto msg = error_message<value_error>([&] { p.fit(X.data(), 10, 4, 5); });
+    auto msg = message_of<value_error>([&] { p.fit(X.data(), 10, 4, 5); });
     CHECK_THAT(msg, Catch::Contains("n_components = 5") && Catch::Contains("min(10, 4) = 4"));
-    msg = error_message<value_error>([&] { p.fit(X.data(), 3, 4, 4); });  // min is n here
+    msg = message_of<value_error>([&] { p.fit(X.data(), 3, 4, 4); });  // min is n here
     CHECK_THAT(msg, Catch::Contains("n_components = 4") && Catch::Contains("= 3"));
-    error_message<value_error>([&] { p.fit(X.data(), 10, 4, 0); });
+    message_of<value_error>([&] { p.fit(X.data(), 10, 4, 0); });
     CHECK_FALSE(p.fitted());
   }
   SECTION("too few samples") {
-    const auto msg = error_message<shape_error>([&] { p.fit(X.data(), 1, 4, 1); });
+    const auto msg = message_of<shape_error>([&] { p.fit(X.data(), 1, 4, 1); });
     CHECK_THAT(msg, Catch::Contains("n_samples = 1"));
   }
   SECTION("NaN / Inf in the data") {
     X[2 * 4 + 3] = std::numeric_limits<double>::quiet_NaN();
-    auto msg = error_message<value_error>([&] { p.fit(X.data(), 10, 4, 2); });
+    auto msg = message_of<value_error>([&] { p.fit(X.data(), 10, 4, 2); });
     CHECK_THAT(msg, Catch::Contains("NaN/Inf") && Catch::Contains("row 2, column 3"));
     X[2 * 4 + 3] = 0;
     X[7 * 4] = std::numeric_limits<double>::infinity();
-    msg = error_message<value_error>([&] { p.fit(X.data(), 10, 4, 2); });
+    msg = message_of<value_error>([&] { p.fit(X.data(), 10, 4, 2); });
     CHECK_THAT(msg, Catch::Contains("inf") && Catch::Contains("row 7, column 0"));
     X[7 * 4] = 0;
     p.fit(X.data(), 10, 4, 2);
     std::vector<double> x1(X.begin(), X.begin() + 4);
     x1[1] = std::numeric_limits<double>::quiet_NaN();
-    msg = error_message<value_error>([&] { (void)p.transform(x1); });
+    msg = message_of<value_error>([&] { (void)p.transform(x1); });
     CHECK_THAT(msg, Catch::Contains("pca::transform") && Catch::Contains("column 1"));
   }
   SECTION("width mismatch and unfitted use") {
-    error_message<error>([&] { (void)p.transform(std::vector<double>(4, 0.0)); });
+    message_of<error>([&] { (void)p.transform(std::vector<double>(4, 0.0)); });
     p.fit(X.data(), 10, 4, 2);
-    const auto msg = error_message<shape_error>([&] { (void)p.transform(std::vector<double>(6, 0.0)); });
+    const auto msg = message_of<shape_error>([&] { (void)p.transform(std::vector<double>(6, 0.0)); });
     CHECK_THAT(msg, Catch::Contains("n_features = 4"));
-    error_message<shape_error>([&] { (void)p.inverse_transform(std::vector<double>(3, 0.0)); });
+    message_of<shape_error>([&] { (void)p.inverse_transform(std::vector<double>(3, 0.0)); });
   }
 }
 
@@ -292,19 +283,19 @@ TEST_CASE("normalizer matches numpy mean / std (ddof=0), constant column -> std 
     CHECK(back.stddev == nz.stddev);
     auto bad = m;
     bad["norm.std"] = io::array::from<double>({d + 1}, std::vector<double>(std::size_t(d + 1), 1.0));
-    auto msg = error_message<shape_error>([&] { back.load_from(round_trip(bad)); });
+    auto msg = message_of<shape_error>([&] { back.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("norm.std") && Catch::Contains("(25,)") && Catch::Contains("(24,)"));
     bad = m;
     bad["norm.std"] = io::array::from<double>({d}, std::vector<double>(std::size_t(d), 0.0));
-    msg = error_message<value_error>([&] { back.load_from(round_trip(bad)); });
+    msg = message_of<value_error>([&] { back.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("norm.std"));
   }
   SECTION("errors") {
-    error_message<shape_error>([&] { nz.fit(X.data(), 0, d); });
+    message_of<shape_error>([&] { nz.fit(X.data(), 0, d); });
     X[17] = std::numeric_limits<double>::quiet_NaN();
-    const auto msg = error_message<value_error>([&] { nz.fit(X.data(), n, d); });
+    const auto msg = message_of<value_error>([&] { nz.fit(X.data(), n, d); });
     CHECK_THAT(msg, Catch::Contains("normalizer::fit") && Catch::Contains("row 0, column 17"));
-    error_message<shape_error>([&] { (void)nz.apply(std::span<const double>(X.data(), std::size_t(d + 1))); });
+    message_of<shape_error>([&] { (void)nz.apply(std::span<const double>(X.data(), std::size_t(d + 1))); });
   }
 }
 
@@ -478,25 +469,25 @@ TEST_CASE("adamw state save / load", "[train][adamw]") {
     small.add("w", {10});
     small.finalize();
     adamw<double, cpu> a3(small, o);
-    auto msg = error_message<shape_error>([&] { a3.load_from(round_trip(m)); });
+    auto msg = message_of<shape_error>([&] { a3.load_from(round_trip(m)); });
     CHECK_THAT(msg, Catch::Contains("optimizer.exp_avg") && Catch::Contains("(64,)") && Catch::Contains("(16,)"));
     auto bad = m;
     bad["optimizer.exp_avg_sq"] = io::array::from<double>({63}, std::vector<double>(63, 0.0));
-    msg = error_message<shape_error>([&] { a2.load_from(round_trip(bad)); });
+    msg = message_of<shape_error>([&] { a2.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("optimizer.exp_avg_sq") && Catch::Contains("(63,)") && Catch::Contains("(64,)"));
   }
   SECTION("bad values and missing tensors") {
     auto bad = m;
     bad["optimizer.exp_avg_sq"] = io::array::from<double>({64}, std::vector<double>(64, -1.0));
-    auto msg = error_message<value_error>([&] { a2.load_from(round_trip(bad)); });
+    auto msg = message_of<value_error>([&] { a2.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("optimizer.exp_avg_sq"));
     bad = m;
     bad["optimizer.step"] = io::array::from<std::int64_t>({1}, std::vector<std::int64_t>{-3});
-    msg = error_message<value_error>([&] { a2.load_from(round_trip(bad)); });
+    msg = message_of<value_error>([&] { a2.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("optimizer.step"));
     bad = m;
     bad.erase("optimizer.step");
-    msg = error_message<lookup_error>([&] { a2.load_from(round_trip(bad)); });
+    msg = message_of<lookup_error>([&] { a2.load_from(round_trip(bad)); });
     CHECK_THAT(msg, Catch::Contains("optimizer.step"));
   }
   SECTION("a float optimizer reads a double checkpoint") {
@@ -509,7 +500,7 @@ TEST_CASE("adamw state save / load", "[train][adamw]") {
     parameter_store<double, cpu> other;
     other.add("w", {100});
     other.finalize();
-    const auto msg = error_message<shape_error>([&] { a1.step(other); });
+    const auto msg = message_of<shape_error>([&] { a1.step(other); });
     CHECK_THAT(msg, Catch::Contains("112") && Catch::Contains("64"));
   }
 }
@@ -538,7 +529,7 @@ TEST_CASE("lr schedules match transformers' LambdaLR values", "[train][schedule]
   CHECK(s.at(2500) == Approx(5e-5).epsilon(1e-15));
   CHECK(s.at(5000) == 1e-4);
   CHECK(s.at(1'296'959) == 1e-4);
-  error_message<value_error>([&] { (void)s.at(-1); });
+  message_of<value_error>([&] { (void)s.at(-1); });
 }
 
 // ------------------------------------------------------------------------------------- clipping
@@ -610,8 +601,8 @@ TEMPLATE_TEST_CASE("gradient clipping matches torch.nn.utils", "[train][clip]", 
   g2[4] = std::numeric_limits<T>::infinity();
   cs.set_grads(g2);
   CHECK_FALSE(grads_finite(cs.ps));
-  error_message<value_error>([&] { clip_grad_value(cs.ps, -1.0); });
-  error_message<value_error>([&] { (void)clip_grad_norm(cs.ps, -1.0); });
+  message_of<value_error>([&] { clip_grad_value(cs.ps, -1.0); });
+  message_of<value_error>([&] { (void)clip_grad_norm(cs.ps, -1.0); });
 }
 
 TEMPLATE_TEST_CASE("cpu clip_by_value and count_nonfinite on large buffers, 1 and 2 threads", "[train][clip]", double,
@@ -688,9 +679,9 @@ TEMPLATE_TEST_CASE("adamw with clip_value fused equals clip_grad_value then adam
     b1.step(fused.ps, o.lr, 0.0);
     b2.step(separate.ps, o.lr);
     CHECK(fused.values() == separate.values());
-    const auto msg = error_message<value_error>([&] { b1.step(fused.ps, o.lr, -1.0); });
+    const auto msg = message_of<value_error>([&] { b1.step(fused.ps, o.lr, -1.0); });
     CHECK_THAT(msg, Catch::Contains("clip_value = -1"));
-    error_message<value_error>([&] { b1.step(fused.ps, o.lr, std::numeric_limits<double>::quiet_NaN()); });
+    message_of<value_error>([&] { b1.step(fused.ps, o.lr, std::numeric_limits<double>::quiet_NaN()); });
   }
 }
 
@@ -863,7 +854,7 @@ TEST_CASE("trainer validates its options, naming the field and the value", "[tra
   auto refused = [&](auto&& change) {
     train_options o = base;
     change(o);
-    return error_message<value_error>([&] { trainer<tiny_model> t(m, f, ws, o); });
+    return message_of<value_error>([&] { trainer<tiny_model> t(m, f, ws, o); });
   };
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   CHECK_THAT(refused([](auto& o) { o.lr = 0; }), Catch::Contains("lr = 0"));

@@ -1,6 +1,8 @@
 // End-to-end training of a tiny gLM on structured synthetic contigs; checkpoints and resume.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -40,17 +42,7 @@ std::size_t temp_siblings(const fs::path& p) {
   return n;
 }
 
-/// Runs f, requires it to throw E, returns the message.
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("expected an exception, none was thrown");
-  return {};
-}
+using genlm_test::message_of;
 
 /// A loss scaler that is on (a float32 CPU trainer's own one is off), with a known state.
 loss_scaler scaler_on(double scale) {
