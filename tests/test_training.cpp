@@ -492,3 +492,32 @@ TEST_CASE("checkpoints: a checkpoint too large to allocate names the file and th
              Catch::Contains(p.string()) && Catch::Contains("cannot allocate 1099511627776 bytes"));
   fs::remove(p);
 }
+
+TEST_CASE("checkpoints: the attention variant and activation are recorded and checked", "[training][checkpoint]") {
+  fixture_data d;
+  const fs::path base = reference_checkpoint(d, "variant_base.safetensors");
+  const fs::path bad = temp_path("variant_bad.safetensors");
+  const auto f = io::read_safetensors(base);
+  CHECK(f.metadata.at("genlm.attention") == "relative_key_query");
+  CHECK(f.metadata.at("genlm.activation") == "gelu");
+  Model m;
+  feature_pipeline p;
+  // a checkpoint of a relative_key model: the same shapes, another function
+  rewrite(base, bad, [](auto&, auto& meta) { meta["genlm.attention"] = "relative_key"; });
+  CHECK_THAT(message_of<shape_error>([&] { load_checkpoint(bad, m, p); }),
+             Catch::Contains(bad.string()) && Catch::Contains("'genlm.attention' = 'relative_key'") &&
+                 Catch::Contains("'relative_key_query'"));
+  rewrite(base, bad, [](auto&, auto& meta) { meta["genlm.activation"] = "relu"; });
+  CHECK_THAT(message_of<shape_error>([&] { load_checkpoint(bad, m, p); }), Catch::Contains("'genlm.activation' = 'relu'"));
+  // files written before the fields existed load
+  rewrite(base, bad, [](auto&, auto& meta) {
+    meta.erase("genlm.attention");
+    meta.erase("genlm.activation");
+  });
+  CHECK_NOTHROW(load_checkpoint(bad, m, p));
+  // and a relative_key model refuses this relative_key_query checkpoint
+  GLM<configs::tiny, cpu, float, relative_key> rk;
+  CHECK_THROWS_WITH(load_checkpoint(base, rk, p), Catch::Contains("'genlm.attention' = 'relative_key_query'"));
+  fs::remove(base);
+  fs::remove(bad);
+}

@@ -44,6 +44,8 @@ class GLM {
   static constexpr model_config config = C;
   using scalar = T;
   using backend = Backend;
+  using variant = Variant;        // attention variant (its ::name is recorded in checkpoints)
+  using activation = Activation;  // FFN activation (likewise)
   using tensor_t = tensor<T, Backend>;
 
   explicit GLM(const model_options& o = {}) : opt_(o) {

@@ -3,7 +3,8 @@
 //
 // Tensor names: the model's state-dict names ("dense.weight", "roberta.encoder.layer.0...."),
 // "norm.*", "pca.*", "optimizer.*", "scaler.*" (only from runs with loss scaling). Metadata: "genlm.format", "genlm.config" (the model_config),
-// "genlm.scalar", "genlm.step", "genlm.seed", plus caller-supplied entries.
+// "genlm.scalar", "genlm.attention", "genlm.activation" (the attention variant's and activation's
+// names; checked when present), "genlm.step", "genlm.seed", plus caller-supplied entries.
 //
 // Every checkpoint holds a fitted feature pipeline: save_checkpoint refuses an unfitted one
 // (value_error), since every consumer (resume, embed, predict) needs it. load_checkpoint first
@@ -61,6 +62,8 @@ void save_checkpoint(const std::filesystem::path& path, const Model& model, cons
   metadata["genlm.format"] = checkpoint_format;
   metadata["genlm.config"] = Model::config.str();
   metadata["genlm.scalar"] = scalar_name<Model>();
+  metadata["genlm.attention"] = Model::variant::name;
+  metadata["genlm.activation"] = Model::activation::name;
   metadata["genlm.step"] = std::to_string(step);
   metadata["genlm.seed"] = std::to_string(seed);
   io::write_safetensors(path, tensors, metadata);
@@ -164,6 +167,15 @@ checkpoint_info load_checkpoint(const io::safetensors_file& f, Model& model, fea
   check<format_error>(scalar == "float32" || scalar == "float64", src, ": metadata 'genlm.scalar' is '",
                       ckpt_detail::excerpt(scalar), "', expected 'float32' or 'float64' (the model type here is ",
                       scalar_name<Model>(), ")");
+  // Attention variant and activation: parameters of the same shapes, another function. Files
+  // written before these fields existed (all relative_key_query + gelu) have neither.
+  for (const auto& [key, here] : {std::pair<std::string, std::string>{"genlm.attention", Model::variant::name},
+                                  {"genlm.activation", Model::activation::name}}) {
+    auto it = f.metadata.find(key);
+    check<shape_error>(it == f.metadata.end() || it->second == here, src, ": holds a model with metadata '", key,
+                       "' = '", it == f.metadata.end() ? std::string() : ckpt_detail::excerpt(it->second),
+                       "' but the model type here has '", here, "'");
+  }
   checkpoint_info info;
   info.metadata = f.metadata;
   info.step = std::int64_t(ckpt_detail::parse_count(src, "genlm.step", meta("genlm.step"),
