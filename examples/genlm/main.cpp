@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -304,8 +305,10 @@ int run_train(const input_options& io, const train_cli& o) {
   Model model(mo);
   feature_pipeline pipe;
   checkpoint_info resumed;
+  std::optional<io::safetensors_file> ck;  // the checkpoint resumed from, read once (optimizer state below)
   if (!o.resume.empty()) {
-    resumed = load_checkpoint(o.resume, model, pipe);
+    ck = io::read_safetensors(o.resume);
+    resumed = load_checkpoint(*ck, model, pipe);
     std::fprintf(stderr, "resuming from %s at step %lld\n", o.resume.c_str(), (long long)resumed.step);
   } else {
     pipe.fit(in.emb, C.pca_components);
@@ -325,10 +328,10 @@ int run_train(const input_options& io, const train_cli& o) {
   trainer<Model> tr(model, feat, train_g, to);
   if (!o.resume.empty()) {
     check<format_error>(resumed.has_optimizer, "checkpoint '", o.resume, "' has no optimizer state; cannot resume");
-    const auto ck = io::read_safetensors(o.resume);
-    tr.optimizer().load_from(ck, "optimizer.");
-    if (tr.loss_scaling_active()) tr.scaler().load_from(ck, "scaler.");  // absent: keep the initial scale
+    tr.optimizer().load_from(*ck, "optimizer.");
+    if (tr.loss_scaling_active()) tr.scaler().load_from(*ck, "scaler.");  // absent: keep the initial scale
     tr.set_step(resumed.step);
+    ck.reset();
   }
   index_t n = 0;
   const auto labels = tr.training_labels(n);
@@ -552,7 +555,7 @@ int run_predict(const input_options& io, const std::string& model_path, const st
         << (h[P] >= 0 ? '+' : '-') << '\t' << in.emb.ids()[std::size_t(nearest)] << '\t' << rank << '\t'
         << dot / std::max(1e-30, std::sqrt(nh * ny)) << '\n';
   }
-  analysis::write_text_file(out_path, [&](std::ostream& f) { f << out.str(); });
+  io::write_file_atomic(out_path, out.str());
   std::sort(ranks.begin(), ranks.end());
   const double n = double(std::max<std::size_t>(1, preds.size()));
   std::printf("masked each of %zu genes in turn and predicted it from its context (candidates: %lld proteins)\n",
@@ -676,7 +679,7 @@ int run_operons(const input_options& io, const operons_cli& o) {
         << '\t' << pr << '\t' << (held[i] ? "yes" : "no") << '\t' << (ia != in.info.end() ? ia->second.product : "")
         << '\t' << (ib != in.info.end() ? ib->second.product : "") << '\n';
   }
-  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
+  io::write_file_atomic(o.out, out.str());
 
   std::size_t best = 0;
   for (std::size_t j = 0; j < ev.feature_auc.size(); ++j)
@@ -875,7 +878,7 @@ int run_probe(const input_options& io, const probe_cli& o) {
   };
   report("gLM", rc);
   report("input", ri);
-  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
+  io::write_file_atomic(o.out, out.str());
   if (!o.predictions.empty()) {
     std::ostringstream pf;
     pf << "gene\tblock\tclass\tpredicted_gLM\tpredicted_input\n";
@@ -886,7 +889,7 @@ int run_probe(const input_options& io, const probe_cli& o) {
          << '\t' << cl.names[std::size_t(rc.y_pred[k])] << '\t' << cl.names[std::size_t(ri.y_pred[k])] << '\n';
       ++k;
     }
-    analysis::write_text_file(o.predictions, [&](std::ostream& f) { f << pf.str(); });
+    io::write_file_atomic(o.predictions, pf.str());
   }
 
   std::string dropped;
@@ -1050,7 +1053,7 @@ int run_paralogs(const input_options& io, const paralogs_cli& o) {
   for (std::size_t i = 0; i < pairs.size(); ++i)
     out << pairs[i].first << '\t' << pairs[i].second << '\t' << (group.empty() ? "" : group[i] + "\t") << r.rank[i]
         << '\t' << cand_name[std::size_t(r.predicted[i])] << '\t' << r.candidates << '\n';
-  analysis::write_text_file(o.out, [&](std::ostream& f) { f << out.str(); });
+  io::write_file_atomic(o.out, out.str());
   std::vector<index_t> ranks = r.rank;
   std::sort(ranks.begin(), ranks.end());
   std::printf("paralog matching: masked each of %zu genes and ranked the %lld candidates (%s) by distance to the "
@@ -1122,9 +1125,9 @@ int run_simulate(const simulate_cli& o) {
       pp << e.genes[i].first << '\t' << e.genes[j].first << "\tA" << s.paralog_of[r] << '\n';
       ++pairs;
     }
-  analysis::write_text_file(dir / "operon_pairs.tsv", [&](std::ostream& f) { f << op.str(); });
-  analysis::write_text_file(dir / "functions.tsv", [&](std::ostream& f) { f << fn.str(); });
-  analysis::write_text_file(dir / "paralog_pairs.tsv", [&](std::ostream& f) { f << pp.str(); });
+  io::write_file_atomic(dir / "operon_pairs.tsv", op.str());
+  io::write_file_atomic(dir / "functions.tsv", fn.str());
+  io::write_file_atomic(dir / "paralog_pairs.tsv", pp.str());
   std::printf("simulated %zu contigs, %lld genes (%lld-d protein embeddings, %lld families, %lld modules of %lld-%lld "
               "genes, noise genes at rate %.2f) into %s/:\n",
               s.contigs.size(), (long long)s.proteins.size(), (long long)o.so.dim, (long long)o.so.families,

@@ -11,9 +11,7 @@
 #include <functional>
 #include <limits>
 #include <ostream>
-#include <sstream>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -265,10 +263,7 @@ inline void write_scatter_svg(std::ostream& o, const std::vector<scatter_panel>&
 /// exception in `write` or a failed write leaves an existing file as it was. genlm::error names
 /// the path when it cannot be written.
 inline void write_text_file(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
-  std::ostringstream out;
-  write(out);
-  check(bool(out), "error formatting the text of '", path.string(), "'");
-  io::write_file_atomic(path, std::string_view(out.str()));
+  io::write_text_atomic(path, write);
 }
 
 }  // namespace genlm::analysis

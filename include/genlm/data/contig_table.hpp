@@ -29,6 +29,7 @@
 
 #include "genlm/core/error.hpp"
 #include "genlm/data/genome.hpp"
+#include "genlm/io/atomic_file.hpp"
 
 namespace genlm {
 
@@ -128,7 +129,7 @@ inline void write_contig_table(std::ostream& out, const std::vector<contig_entry
 }
 
 inline void write_contig_table(const std::filesystem::path& path, const std::vector<contig_entry>& entries) {
-  data_detail::write_text_atomic(path, [&](std::ostream& out) { write_contig_table(out, entries); });
+  io::write_text_atomic(path, [&](std::ostream& out) { write_contig_table(out, entries); });
 }
 
 /// A genome contig as a contig-table entry (gene ids and strands).

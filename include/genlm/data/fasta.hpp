@@ -25,6 +25,7 @@
 
 #include "genlm/core/error.hpp"
 #include "genlm/data/genome.hpp"
+#include "genlm/io/atomic_file.hpp"
 
 namespace genlm {
 
@@ -133,7 +134,7 @@ inline void write_fasta(std::ostream& out, const std::vector<fasta_record>& reco
 
 inline void write_fasta(const std::filesystem::path& path, const std::vector<fasta_record>& records,
                         std::size_t width = 60) {
-  data_detail::write_text_atomic(path, [&](std::ostream& out) { write_fasta(out, records, width); });
+  io::write_text_atomic(path, [&](std::ostream& out) { write_fasta(out, records, width); });
 }
 
 /// id -> sequence map; value_error naming both header lines for a duplicate id.

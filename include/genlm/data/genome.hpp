@@ -12,9 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <istream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -22,7 +20,6 @@
 #include <vector>
 
 #include "genlm/core/error.hpp"
-#include "genlm/io/atomic_file.hpp"
 
 namespace genlm {
 
@@ -190,15 +187,6 @@ inline std::ofstream open_output(const std::filesystem::path& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw error(detail::concat(path.string(), ": cannot open file for writing"));
   return out;
-}
-
-/// Writes a text file atomically: `fill` writes into memory, and the text replaces `path` only when
-/// complete (io::write_file_atomic), so a failure leaves an existing file as it was.
-inline void write_text_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& fill) {
-  std::ostringstream out;
-  fill(out);
-  if (!out) throw error(detail::concat(path.string(), ": formatting the text failed"));
-  io::write_file_atomic(path, std::string_view(out.str()));
 }
 
 /// Throws genlm::error if a stream went bad while writing.

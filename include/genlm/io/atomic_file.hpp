@@ -19,6 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <ostream>
+#include <sstream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -227,6 +229,16 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
 /// Atomically replaces (or creates) `path` with the text `text`.
 inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {
   write_file_atomic(path, std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
+/// Atomically replaces (or creates) `path` with the text `fill` writes to a stream: the text is
+/// built in memory and written only once complete, so an exception in `fill` leaves an existing
+/// file as it was. genlm::error names the path when formatting or writing fails.
+inline void write_text_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& fill) {
+  std::ostringstream out;
+  fill(out);
+  check(static_cast<bool>(out), "write_text_atomic: formatting the text of '", path.string(), "' failed");
+  write_file_atomic(path, std::string_view(out.str()));
 }
 
 }  // namespace genlm::io

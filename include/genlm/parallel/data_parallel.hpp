@@ -112,7 +112,6 @@ class data_parallel_trainer {
       check<shape_error>(feat.pca_dim == C.pca_components, "trainer: labels have ", feat.pca_dim,
                          " PCA components but the model config expects ", C.pca_components);
       check<shape_error>(src_->size() > 0, "trainer: no training windows");
-      check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
     });
     agree(comm_, settings(), "configuration");
     sampler_ = epoch_sampler(src_->size(), o.batch_size, o.seed);

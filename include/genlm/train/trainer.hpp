@@ -288,7 +288,6 @@ class trainer {
                        " PCA components but the model config expects ", C.pca_components);
     feat.check_labels("trainer");
     check<shape_error>(!train_.empty(), "trainer: no training windows");
-    check<value_error>(o.batch_size >= 1, "trainer: batch_size must be >= 1, got ", o.batch_size);
     schedule_ = lr_schedule::make_constant_with_warmup(o.lr, o.warmup_steps);
     reserve_host_scratch();
   }
