@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <unistd.h>
@@ -175,6 +176,18 @@ TEST_CASE("agree and collective_try on one rank", "[parallel]") {
   CHECK_NOTHROW(parallel::agree(one, {{"a", "1"}}));
   CHECK_THROWS_AS(parallel::collective_try(one, "x", [] { throw value_error("boom"); }), collective_error);
   CHECK_THROWS_WITH(parallel::collective_try(one, "x", [] { throw value_error("boom"); }), Catch::Contains("rank 0: boom"));
+}
+
+TEST_CASE("resize_bytes sizes a receive buffer or names what it could not allocate", "[parallel]") {
+  std::string s = "ab";
+  parallel::resize_bytes(s, 5, "test receive");
+  CHECK(s.size() == 5);
+  CHECK(s.substr(0, 2) == "ab");
+  const std::uint64_t huge = std::numeric_limits<std::uint64_t>::max();
+  CHECK_THROWS_AS(parallel::resize_bytes(s, huge, "comm (checkpoint broadcast) on rank 1"), error);
+  CHECK_THROWS_WITH(parallel::resize_bytes(s, huge, "comm (checkpoint broadcast) on rank 1"),
+                    Catch::StartsWith("comm (checkpoint broadcast) on rank 1: cannot allocate 18446744073709551615 bytes"));
+  CHECK(s.size() == 5);  // unchanged by the failed resize
 }
 
 TEST_CASE("parallel checkpoints: save and load through comm::single", "[parallel][checkpoint]") {

@@ -60,13 +60,7 @@ std::string read_checkpoint_image(Comm& comm, const std::filesystem::path& path)
     check(!ec, "cannot read checkpoint '", path.string(), "': ", ec.message());
     std::ifstream in(path, std::ios::binary);
     check(bool(in), "cannot open checkpoint '", path.string(), "'");
-    try {
-      check(n <= bytes.max_size(), "too large for this host");
-      bytes.resize(std::size_t(n));
-    } catch (const std::exception& e) {  // std::bad_alloc, std::length_error, the check above
-      throw error(genlm::detail::concat("checkpoint '", path.string(), "': cannot allocate ", n,
-                                        " bytes to read it (", e.what(), ")"));
-    }
+    parallel::resize_bytes(bytes, n, genlm::detail::concat("reading checkpoint '", path.string(), "'"));
     in.read(bytes.data(), std::streamsize(n));
     check(in.gcount() == std::streamsize(n), "checkpoint '", path.string(), "': read ", in.gcount(), " of ", n,
           " bytes");

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,6 +71,18 @@ class comm_error : public error {
 };
 
 namespace parallel {
+
+/// Sizes `bytes` to `n` bytes for a receive or a read; a size this host cannot allocate throws
+/// genlm::error naming `what` and the byte count instead of a bare std::bad_alloc /
+/// std::length_error.
+inline void resize_bytes(std::string& bytes, std::uint64_t n, std::string_view what) {
+  try {
+    check(n <= bytes.max_size(), "too large for this host");
+    bytes.resize(static_cast<std::size_t>(n));
+  } catch (const std::exception& e) {  // std::bad_alloc, std::length_error, the check above
+    throw error(genlm::detail::concat(what, ": cannot allocate ", n, " bytes (", e.what(), ")"));
+  }
+}
 
 /// 64-bit hash of a byte range (word-wise multiply-xor mixing; fast enough to hash a whole
 /// parameter buffer every few hundred steps). Equal bytes give equal hashes on every platform of

@@ -243,7 +243,7 @@ class mpi {
   void broadcast_bytes(std::string& bytes, int root, std::string_view what = "broadcast") {
     std::uint64_t n = bytes.size();
     broadcast_host(&n, 1, root, what);
-    if (rank_ != root) bytes.resize(std::size_t(n));
+    if (rank_ != root) parallel::resize_bytes(bytes, n, genlm::detail::concat("comm (", what, ") on rank ", rank_));
     broadcast_host(bytes.data(), std::size_t(n), root, what);
   }
   std::vector<std::string> allgather(const std::string& s, std::string_view what = "allgather") {
