@@ -6,7 +6,8 @@
 #   2. dependencies: Eigen 3.4, Catch2 2, Google Benchmark (from $GENLM_GPU_DEPS when staged there,
 #      else the system; missing ones are installed with apt-get when that works, else named)
 #   3. configure (Release, CMAKE_CUDA_ARCHITECTURES=90, tests + benchmarks on, examples off) and
-#      build only the GPU targets (tests/gpu + genlm_bench_cuda + genlm_workload_cuda), -j$(nproc)
+#      build only the GPU targets (tests/gpu, train_cuda, genlm_bench_cuda, genlm_workload_cuda,
+#      and train_nccl + train_mpi where MPI, CLI11 and NCCL are found) in one build, -j$(nproc)
 #   4. ctest -L gpu --output-on-failure
 #   5. genlm_bench_cuda (GEMM shapes vs cuBLAS peak, paper/small forward + training step, fp32 /
 #      tf32 / bf16) with a short min_time, JSON kept
@@ -256,17 +257,34 @@ elif [ "$CAN_BUILD" -eq 1 ]; then
         note "no GPU test target found (no tests/gpu/ and no target named *gpu*/*cuda*)"
       fi
     fi
+    # One build of everything the later steps run, so that the few heavy nvcc files compile side
+    # by side (-j $JOBS) rather than one build after another; Ninja keeps going past a failure
+    # (-k 0) so that one file that does not compile leaves the rest to run.
+    all_targets=()
     if [ ${#targets[@]} -gt 0 ]; then
-      if [ "${targets[0]}" = __dir_tests_gpu ]; then
-        run_step build-tests 420 "$OUTD/build.log" make -C "$BUILD/tests/gpu" -j "$JOBS" && TESTS_BUILT=1
+      if [ "${targets[0]}" = __dir_tests_gpu ]; then  # Makefiles: a directory is no --target
+        run_step build-tests 420 "$OUTD/build.log" make -C "$BUILD/tests/gpu" -j "$JOBS"
       else
-        run_step build-tests 420 "$OUTD/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" && TESTS_BUILT=1
+        all_targets+=("${targets[@]}")
       fi
-      # examples/train_cuda (run by the gpu-labelled ctest gpu_train_example*)
-      run_step build-train-example 300 "$OUTD/build.log" cmake --build "$BUILD" -j "$JOBS" --target genlm_train_cuda
+      # examples/train_cuda (run by the gpu-labelled ctest gpu_train_example*); train_nccl and
+      # train_mpi where they exist (MPI, CLI11 and NCCL found: the gpu-labelled nccl_train_* tests)
+      all_targets+=(genlm_train_cuda)
+      known=$(cmake --build "$BUILD" --target help 2>/dev/null)
+      for t in genlm_train_nccl genlm_train_mpi; do
+        grep -qE "(^|[ .])$t(:| |$)" <<<"$known" && all_targets+=("$t")
+      done
     fi
-    if [ "$WITH_BENCH" = ON ]; then
-      run_step build-bench 420 "$OUTD/build.log" cmake --build "$BUILD" -j "$JOBS" --target genlm_bench_cuda genlm_workload_cuda
+    [ "$WITH_BENCH" = ON ] && all_targets+=(genlm_bench_cuda genlm_workload_cuda)
+    if [ ${#all_targets[@]} -gt 0 ]; then
+      keep=()
+      [ "$GENERATOR" = Ninja ] && keep=(-- -k 0)
+      run_step build 480 "$OUTD/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${all_targets[@]}" "${keep[@]}" &&
+        [ ${#targets[@]} -gt 0 ] && TESTS_BUILT=1
+    fi
+    # after a failed build: run what of tests/gpu/ compiled (ctest reports each test whose binary is missing)
+    if [ ${#targets[@]} -gt 0 ] && [ -n "$(find "$BUILD/tests/gpu" -maxdepth 2 -type f -perm -u+x 2>/dev/null | head -1)" ]; then
+      TESTS_BUILT=1
     fi
   fi
 else
@@ -357,6 +375,8 @@ except Exception as e:  # a run cut short leaves an unterminated file
     print(f"\n(bench_cuda.json unreadable: {e})")
     sys.exit(0)
 bs = [b for b in d.get("benchmarks", []) if b.get("run_type", "iteration") == "iteration"]
+for b in bs:  # Google Benchmark appends /manual_time, /min_time:..., /iterations:N to names
+    b["name"] = re.sub(r"/(manual_time|real_time|min_time:[^/]*|iterations:\d+|repeats:\d+)", "", b.get("name", ""))
 errs = [b for b in bs if b.get("error_occurred")]
 ok = [b for b in bs if not b.get("error_occurred")]
 print(f"\n## genlm_bench_cuda ({len(ok)} benchmarks, {len(errs)} failed)\n")

@@ -134,8 +134,8 @@ class nccl {
     T* d = staging<T>(n);
     cuda_ok(cudaMemcpyAsync(d, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclBroadcast(d, d, n, type<T>(), root, comm_, stream_), what);
-    cuda_ok(cudaMemcpyAsync(host, d, n * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
     wait(what);
+    copy_out(host, d, n, what);
   }
   void broadcast_bytes(std::string& bytes, int root, std::string_view what = "broadcast") {
     std::uint64_t n = bytes.size();
@@ -163,8 +163,9 @@ class nccl {
     allreduce_sum_host(&x, 1, what);
   }
 
-  /// Buckets (last first) are all-reduced in order on the stream; host buffers are staged
-  /// bucket by bucket (H2D, all-reduce, D2H). on_bucket_done runs after the stream completes.
+  /// Buckets (last first) are all-reduced in order on the stream; a host buffer is staged whole
+  /// (H2D before the first all-reduce, D2H after the bounded wait: see copy_out). on_bucket_done
+  /// runs after the stream completes.
   template <class T, class F>
   void allreduce_sum_buckets(T* p, std::size_t n, bool host_pointer, std::size_t bucket_elems, F&& on_bucket_done,
                              std::string_view what = "bucketed allreduce") {
@@ -178,14 +179,11 @@ class nccl {
       buckets.emplace_back(lo, hi - lo);
       hi = lo;
     }
-    for (const auto& [lo, c] : buckets) {
-      if (host_pointer)
-        cuda_ok(cudaMemcpyAsync(d + lo, p + lo, c * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
+    if (host_pointer) cuda_ok(cudaMemcpyAsync(d, p, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
+    for (const auto& [lo, c] : buckets)
       nccl_ok(ncclAllReduce(d + lo, d + lo, c, type<T>(), ncclSum, comm_, stream_), what);
-      if (host_pointer)
-        cuda_ok(cudaMemcpyAsync(p + lo, d + lo, c * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
-    }
     wait(what);
+    if (host_pointer) copy_out(p, d, n, what);
     for (const auto& [lo, c] : buckets) on_bucket_done(p + lo, c);
   }
 
@@ -233,8 +231,8 @@ class nccl {
     T* d = staging<T>(n);
     cuda_ok(cudaMemcpyAsync(d, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclAllReduce(d, d, n, type<T>(), op, comm_, stream_), what);
-    cuda_ok(cudaMemcpyAsync(host, d, n * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
     wait(what);
+    copy_out(host, d, n, what);
   }
 
   /// host[r*count .. (r+1)*count) of every rank r gathered into every rank's host buffer.
@@ -246,7 +244,19 @@ class nccl {
     const std::size_t mine = std::size_t(rank_) * count;
     cuda_ok(cudaMemcpyAsync(d + mine, host + mine, count * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclAllGather(d + mine, d, count, type<T>(), comm_, stream_), what);
-    cuda_ok(cudaMemcpyAsync(host, d, total * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
+    wait(what);
+    copy_out(host, d, total, what);
+  }
+
+  /// Device -> host copy of a collective's result, issued only after wait() has seen the
+  /// collective complete. Host buffers here are pageable, and a copy into pageable memory returns
+  /// only when it is done, i.e. after all earlier work on the stream: issued before the bounded
+  /// wait, it would block on a collective whose peer hung, with no timeout and no abort. (A copy
+  /// from pageable memory may synchronise the stream first, so host -> device copies come before
+  /// the collectives, while the stream is idle.)
+  template <class T>
+  void copy_out(T* host, const T* d, std::size_t n, std::string_view what) {
+    cuda_ok(cudaMemcpyAsync(host, d, n * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
     wait(what);
   }
 

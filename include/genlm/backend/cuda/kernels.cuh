@@ -443,7 +443,9 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
   const T* z = logits + row * K;
   const double* y = labels + i * D;
   index_t ks = 0, kml = 0;
-  double best = 0, mx = 0;
+  // From +/-inf as on the CPU, so that a NaN distance or logit is skipped there and here alike.
+  const double inf = __longlong_as_double(0x7ff0000000000000LL);
+  double best = inf, mx = -inf;
   for (index_t k = 0; k < K; ++k) {
     double d = 0;
     for (index_t j = lane; j < D; j += 32) {
@@ -451,9 +453,9 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
       d += e * e;
     }
     d = warp_sum(d);  // identical in every lane
-    if (k == 0 || d < best) best = d, ks = k;
+    if (d < best) best = d, ks = k;
     const double zk = double(z[k]);
-    if (k == 0 || zk > mx) mx = zk, kml = k;
+    if (zk > mx) mx = zk, kml = k;
   }
   double se = 0;
   for (index_t k = 0; k < K; ++k) se += exp(double(z[k]) - mx);
