@@ -8,9 +8,9 @@
 // - allreduce_sum(T* device_ptr, n) and allreduce_sum_buckets(..., host_pointer = false, ...)
 //   work in place on device memory (what a CUDA backend's flat gradient buffer will use);
 // - the *_host operations and allreduce_sum_buckets(..., host_pointer = true, ...) stage host
-//   buffers through a device buffer (H2D copy, ncclAllReduce, D2H copy, all on the stream). Until
-//   genlm has a CUDA backend this is how the CPU model's gradients are reduced over NCCL (see
-//   examples/train_nccl.cpp and docs/DISTRIBUTED.md: correct, but not fast);
+//   buffers through a device buffer (H2D copy, the collectives, the bounded wait, then the D2H
+//   copy: see copy_out). This is how a CPU model's gradients are reduced over NCCL
+//   (train_nccl --backend cpu; docs/DISTRIBUTED.md: correct, but not fast);
 // - control operations (counts, strings, hashes) also go through NCCL, so a job needs MPI (or any
 //   other channel) only to share the ncclUniqueId; single-process multi-GPU (ncclCommInitAll,
 //   one thread per GPU) needs nothing else.
