@@ -21,6 +21,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -402,6 +403,31 @@ TEST_CASE("write_file_atomic keeps the old file when the writer throws", "[io][a
   CHECK_THROWS_AS(write_file_atomic(q, [](file_writer&) { throw std::runtime_error("x"); }),
                   std::runtime_error);
   CHECK_FALSE(fs::exists(q));
+  CHECK(dir.count_entries() == 1);
+}
+
+TEST_CASE("write_text_atomic writes what fill streams, or keeps the old file", "[io][atomic]") {
+  temp_dir dir;
+  const auto p = dir / "table.tsv";
+  write_text_atomic(p, [](std::ostream& o) { o << "a\t" << 1 << '\n'; });
+  CHECK(read_text(p) == "a\t1\n");
+  struct boom {};
+  CHECK_THROWS_AS(write_text_atomic(p,
+                                    [](std::ostream& o) {
+                                      o << "partial";
+                                      throw boom{};
+                                    }),
+                  boom);
+  CHECK(read_text(p) == "a\t1\n");
+  // a stream that went bad while formatting: genlm::error naming the path, the file as it was
+  CHECK_THAT(message_of<genlm::error>([&] {
+               write_text_atomic(p, [](std::ostream& o) {
+                 o << "x";
+                 o.setstate(std::ios::badbit);
+               });
+             }),
+             Contains("table.tsv") && Contains("formatting"));
+  CHECK(read_text(p) == "a\t1\n");
   CHECK(dir.count_entries() == 1);
 }
 

@@ -28,6 +28,7 @@
 #include <genlm/data/dataset.hpp>
 #include <genlm/data/gff.hpp>
 #include <genlm/data/simulate.hpp>
+#include <genlm/io/atomic_file.hpp>
 #include <genlm/io/npy.hpp>
 #include <genlm/io/safetensors.hpp>
 #include <genlm/model/inference.hpp>
@@ -393,7 +394,7 @@ void write_gene_table(const fs::path& path, const loaded_input& in, const std::v
     v.resize(w.source_size);
     for (std::size_t l = 0; l < w.entry.genes.size(); ++l) v[w.offset + l] = w.entry.genes[l];
   }
-  analysis::write_text_file(path, [&](std::ostream& out) {
+  io::write_text_atomic(path, [&](std::ostream& out) {
     out << "row\tgene\tcontig\tposition\tstrand\tproduct\tec\n";
     std::size_t row = 0;
     for (const auto& e : embs) {
@@ -737,7 +738,7 @@ int run_operons(const input_options& io, const operons_cli& o) {
       if (r >= 0 && labels[std::size_t(r)] == 1) ho.outlined.push_back({l, l + 1}), ho.outlined.push_back({l + 1, l});
     }
     ho.outline_label = o.labels.empty() ? "operon pair (proxy label)" : "operon pair (label)";
-    analysis::write_text_file(o.svg, [&](std::ostream& s) { analysis::write_heatmap_svg(s, m, L, L, lab, lab, ho); });
+    io::write_text_atomic(o.svg, [&](std::ostream& s) { analysis::write_heatmap_svg(s, m, L, L, lab, lab, ho); });
     std::fprintf(stderr, "wrote attention heatmap of window %s to %s\n", in.windows[w].entry.contig_id.c_str(),
                  o.svg.c_str());
   }
@@ -931,7 +932,7 @@ int run_probe(const input_options& io, const probe_cli& o) {
     analysis::scatter_panel a{in.featurized ? "input protein features (built-in)" : "input protein embeddings",
                               analysis::pca_2d(Xi), cl.y};
     analysis::scatter_panel b{"gLM contextualised embeddings", analysis::pca_2d(Xc), cl.y};
-    analysis::write_text_file(o.svg, [&](std::ostream& s) {
+    io::write_text_atomic(o.svg, [&](std::ostream& s) {
       analysis::write_scatter_svg(s, {a, b}, names,
                                   detail::concat("Genes of ", in.where, ec ? " by EC class" : " by class",
                                                  " (PCA of each representation)"),

@@ -6,9 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <functional>
 #include <limits>
 #include <ostream>
 #include <string>
@@ -17,7 +14,6 @@
 
 #include <genlm/core/error.hpp>
 #include <genlm/core/tensor.hpp>
-#include <genlm/io/atomic_file.hpp>
 
 namespace genlm::analysis {
 
@@ -256,14 +252,6 @@ inline void write_scatter_svg(std::ostream& o, const std::vector<scatter_panel>&
       << "\" font-size=\"11\">" << escape(name) << "</text>\n";
   }
   o << "</svg>\n";
-}
-
-/// Writes a file through `write` (e.g. a lambda calling write_heatmap_svg), atomically: the text
-/// is built in memory and replaces `path` only once complete (io::write_file_atomic), so an
-/// exception in `write` or a failed write leaves an existing file as it was. genlm::error names
-/// the path when it cannot be written.
-inline void write_text_file(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
-  io::write_text_atomic(path, write);
 }
 
 }  // namespace genlm::analysis
