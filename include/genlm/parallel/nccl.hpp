@@ -8,8 +8,8 @@
 // - allreduce_sum(T* device_ptr, n) and allreduce_sum_buckets(..., host_pointer = false, ...)
 //   work in place on device memory (what a CUDA backend's flat gradient buffer will use);
 // - the *_host operations and allreduce_sum_buckets(..., host_pointer = true, ...) stage host
-//   buffers through a device buffer (H2D copy, the collectives, the bounded wait, then the D2H
-//   copy: see copy_out). This is how a CPU model's gradients are reduced over NCCL
+//   buffers through a device buffer (H2D copy, the collectives, then copy_out: the bounded wait
+//   and the D2H copy). This is how a CPU model's gradients are reduced over NCCL
 //   (train_nccl --backend cpu; docs/DISTRIBUTED.md: correct, but not fast);
 // - control operations (counts, strings, hashes) also go through NCCL, so a job needs MPI (or any
 //   other channel) only to share the ncclUniqueId; single-process multi-GPU (ncclCommInitAll,
@@ -134,7 +134,6 @@ class nccl {
     T* d = staging<T>(n);
     cuda_ok(cudaMemcpyAsync(d, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclBroadcast(d, d, n, type<T>(), root, comm_, stream_), what);
-    wait(what);
     copy_out(host, d, n, what);
   }
   void broadcast_bytes(std::string& bytes, int root, std::string_view what = "broadcast") {
@@ -164,7 +163,7 @@ class nccl {
   }
 
   /// Buckets (last first) are all-reduced in order on the stream; a host buffer is staged whole
-  /// (H2D before the first all-reduce, D2H after the bounded wait: see copy_out). on_bucket_done
+  /// (H2D before the first all-reduce, D2H after the bounded wait: copy_out). on_bucket_done
   /// runs after the stream completes.
   template <class T, class F>
   void allreduce_sum_buckets(T* p, std::size_t n, bool host_pointer, std::size_t bucket_elems, F&& on_bucket_done,
@@ -182,8 +181,8 @@ class nccl {
     if (host_pointer) cuda_ok(cudaMemcpyAsync(d, p, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     for (const auto& [lo, c] : buckets)
       nccl_ok(ncclAllReduce(d + lo, d + lo, c, type<T>(), ncclSum, comm_, stream_), what);
-    wait(what);
     if (host_pointer) copy_out(p, d, n, what);
+    else wait(what);
     for (const auto& [lo, c] : buckets) on_bucket_done(p + lo, c);
   }
 
@@ -231,7 +230,6 @@ class nccl {
     T* d = staging<T>(n);
     cuda_ok(cudaMemcpyAsync(d, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclAllReduce(d, d, n, type<T>(), op, comm_, stream_), what);
-    wait(what);
     copy_out(host, d, n, what);
   }
 
@@ -244,18 +242,18 @@ class nccl {
     const std::size_t mine = std::size_t(rank_) * count;
     cuda_ok(cudaMemcpyAsync(d + mine, host + mine, count * sizeof(T), cudaMemcpyHostToDevice, stream_), what);
     nccl_ok(ncclAllGather(d + mine, d, count, type<T>(), comm_, stream_), what);
-    wait(what);
     copy_out(host, d, total, what);
   }
 
-  /// Device -> host copy of a collective's result, issued only after wait() has seen the
-  /// collective complete. Host buffers here are pageable, and a copy into pageable memory returns
-  /// only when it is done, i.e. after all earlier work on the stream: issued before the bounded
-  /// wait, it would block on a collective whose peer hung, with no timeout and no abort. (A copy
-  /// from pageable memory may synchronise the stream first, so host -> device copies come before
-  /// the collectives, while the stream is idle.)
+  /// Waits (bounded) for the collectives on the stream, then copies their result from the device
+  /// to `host`. Host buffers here are pageable, and a copy into pageable memory returns only when
+  /// it is done, i.e. after all earlier work on the stream: issued before the bounded wait, it
+  /// would block on a collective whose peer hung, with no timeout and no abort. (A copy from
+  /// pageable memory may synchronise the stream first, so host -> device copies come before the
+  /// collectives, while the stream is idle.)
   template <class T>
   void copy_out(T* host, const T* d, std::size_t n, std::string_view what) {
+    wait(what);
     cuda_ok(cudaMemcpyAsync(host, d, n * sizeof(T), cudaMemcpyDeviceToHost, stream_), what);
     wait(what);
   }
