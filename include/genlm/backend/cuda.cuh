@@ -197,7 +197,8 @@ struct cuda_backend {
   template <class T>
   static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
     if (cols > 0)
-      launch("sum_rows", cuda_kernels::grid_for(cols, 128), 128, &cuda_kernels::sum_rows<T>, dy, rows, cols, db, beta);
+      launch("sum_rows", colsum_grid(cols), cuda_kernels::colsum_threads, &cuda_kernels::sum_rows<T>, dy, rows, cols,
+             db, beta);
   }
   template <class T>
   static double sum_squares(const T* x, index_t n) {
@@ -238,8 +239,9 @@ struct cuda_backend {
                                   T* dgamma, T* dbeta, index_t rows, index_t cols) {
     launch_rows("layer_norm_backward_dx", rows, &cuda_kernels::layer_norm_backward_dx<T>, dy, x, gamma, mean, rstd, dx,
                 rows, cols);
-    launch("layer_norm_backward_params", cuda_kernels::grid_for(cols, 128), 128,
-           &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, cols);
+    if (cols > 0)
+      launch("layer_norm_backward_params", colsum_grid(cols), cuda_kernels::colsum_threads,
+             &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, cols);
   }
 
   // ---------------------------------------------------------------- activations
@@ -351,6 +353,12 @@ struct cuda_backend {
   template <class... P, class... A>
   static void launch_rows(const char* what, index_t rows, void (*kernel)(P...), A... args) {
     if (rows > 0) launch(what, rows_grid(rows), cuda_kernels::block_threads, kernel, args...);
+  }
+  /// Blocks for the tiled column-sum kernels (cols > 0).
+  static unsigned colsum_grid(index_t cols) {
+    check<cuda_error>(cols / cuda_kernels::colsum_width < index_t(0x7fffffff), "cuda_backend: ", cols,
+                      " columns exceed the grid limit");
+    return cuda_kernels::colsum_grid(cols);
   }
   /// Blocks for the warp-per-row kernels.
   static unsigned rows_grid(index_t rows) {
