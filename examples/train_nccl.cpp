@@ -214,21 +214,9 @@ int main(int argc, char** argv) {
     const int G = o.gpus > 0 ? std::min(o.gpus, ndev) : ndev;
     std::vector<int> devices(static_cast<std::size_t>(G));
     for (int g = 0; g < G; ++g) devices[std::size_t(g)] = g;
-    std::vector<ncclComm_t> comms = comm::nccl::init_all(devices);
-    std::vector<std::exception_ptr> errors(devices.size());
-    std::vector<std::thread> threads;
-    for (std::size_t g = 0; g < devices.size(); ++g)
-      threads.emplace_back([&, g] {
-        try {
-          comm::nccl nc(comms[g], devices[g], o.timeout);
-          dispatch(nc, o);
-        } catch (...) {
-          errors[g] = std::current_exception();
-        }
-      });
-    for (auto& t : threads) t.join();
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    // a thread that fails makes the others' collectives end at once (comm_abandoned); the error
+    // reported is the one that started it
+    comm::nccl::rethrow_first(comm::nccl::run_threads(devices, o.timeout, [&](comm::nccl& nc) { dispatch(nc, o); }));
     return 0;
   });
 }

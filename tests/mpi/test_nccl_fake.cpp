@@ -2,10 +2,14 @@
 // (cuda_runtime_api.h, nccl.h: "device" memory is host memory, communicators from
 // ncclCommInitAll are threads that meet in each collective). This checks how comm::nccl stages
 // buffers, buckets the gradients, gathers strings and broadcasts state - the single-process
-// multi-GPU mode of examples/train_nccl.cpp with one thread per "GPU". Real NCCL/CUDA behaviour
-// (streams, timeouts, ncclCommInitRank) is only exercised by the nccl_train_example test on a GPU.
+// multi-GPU mode of examples/train_nccl.cpp with one thread per "GPU" (comm::nccl::run_threads),
+// and, since fake collectives complete only when every member has joined, the bounded wait: its
+// timeout and the failure flag that ends the other threads' collectives when one thread fails.
+// Real NCCL/CUDA behaviour (kernels, ncclCommInitRank) is only exercised by the
+// nccl_train_example test on a GPU.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <string>
@@ -39,25 +43,29 @@ struct fixture {
   }
 };
 
-/// Runs f(rank, comm) on one thread per fake GPU; rethrows the first exception.
+std::string message(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  }
+}
+
+/// Runs f(rank, comm) on one thread per fake GPU (comm::nccl::run_threads); returns each rank's
+/// exception (null where f returned).
 template <class F>
-std::vector<std::string> on_gpus(int n, F&& f) {
+std::vector<std::exception_ptr> on_gpus_raw(int n, F&& f, double timeout_s = 30.0) {
   std::vector<int> devices;
   for (int i = 0; i < n; ++i) devices.push_back(i);
-  auto comms = comm::nccl::init_all(devices);
-  std::vector<std::string> errors(static_cast<std::size_t>(n));
-  std::vector<std::thread> threads;
-  for (int g = 0; g < n; ++g)
-    threads.emplace_back([&, g] {
-      try {
-        comm::nccl nc(comms[std::size_t(g)], g, 30.0);
-        f(g, nc);
-      } catch (const std::exception& e) {
-        errors[std::size_t(g)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
+  return comm::nccl::run_threads(devices, timeout_s, [&](comm::nccl& nc) { f(nc.rank(), nc); });
+}
+/// As on_gpus_raw, with each rank's error message (empty where f returned).
+template <class F>
+std::vector<std::string> on_gpus(int n, F&& f, double timeout_s = 30.0) {
+  std::vector<std::string> out;
+  for (const auto& e : on_gpus_raw(n, f, timeout_s)) out.push_back(message(e));
+  return out;
 }
 
 double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
@@ -123,4 +131,47 @@ TEST_CASE("comm::nccl (fake devices): mismatched settings fail on every rank", "
     parallel::data_parallel_trainer<M64, comm::nccl> t(model, nc, d.feat, d.train, to);
   });
   for (const auto& e : errors) CHECK_THAT(e, Catch::Contains("batch=8") && Catch::Contains("batch=16"));
+}
+
+TEST_CASE("comm::nccl (fake devices): a failing thread ends the others' collectives at once", "[parallel][nccl]") {
+  // Rank 1 fails while rank 0 waits in a collective that cannot complete without it, and before
+  // rank 2 has begun one. Without the shared failure flag both would wait out the 60 s timeout
+  // and report it instead.
+  const auto errors = on_gpus_raw(
+      3,
+      [&](int g, comm::nccl& nc) {
+        nc.barrier("warm-up");  // all three complete this one
+        if (g == 1) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          throw value_error("rank 1 failed on purpose");
+        }
+        if (g == 2) std::this_thread::sleep_for(std::chrono::milliseconds(600));
+        nc.barrier("after the failure");
+      },
+      60.0);
+  REQUIRE(errors.size() == 3);
+  CHECK_THAT(message(errors[1]), Catch::Contains("rank 1 failed on purpose"));
+  for (const int g : {0, 2}) {
+    INFO("rank " << g << ": " << message(errors[std::size_t(g)]));
+    CHECK_THROWS_AS(std::rethrow_exception(errors[std::size_t(g)]), comm::comm_abandoned);
+    CHECK_THAT(message(errors[std::size_t(g)]),
+               Catch::Contains("'after the failure' abandoned") && Catch::Contains("another thread of this process failed"));
+  }
+  // what train_nccl reports: the error that started it, whatever the thread order
+  CHECK_THROWS_WITH(comm::nccl::rethrow_first(errors), Catch::Contains("rank 1 failed on purpose"));
+  CHECK_THROWS_WITH(comm::nccl::rethrow_first({nullptr, errors[2], errors[0]}), Catch::Contains("abandoned"));
+  CHECK_NOTHROW(comm::nccl::rethrow_first({nullptr, nullptr}));
+}
+
+TEST_CASE("comm::nccl (fake devices): a rank that never joins a collective times out", "[parallel][nccl]") {
+  // rank 1 returns without joining (no failure to report): rank 0's bounded wait ends it
+  const auto errors = on_gpus(
+      2,
+      [&](int g, comm::nccl& nc) {
+        if (g == 0) nc.barrier("lonely barrier");
+      },
+      0.5);
+  CHECK_THAT(errors[0], Catch::Contains("'lonely barrier' did not complete within 0.5 s") &&
+                            Catch::Contains("the communicator was aborted"));
+  CHECK(errors[1].empty());
 }

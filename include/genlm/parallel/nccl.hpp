@@ -19,16 +19,23 @@
 // error, the communicator is aborted with ncclCommAbort and comm_error is thrown naming the
 // operation. Communicator creation (ncclCommInitRank blocks until every rank joins) is guarded by a
 // watchdog that ends the process after the same timeout.
+// Single-process multi-GPU (run_threads: one thread per device): the communicators share a
+// failure flag. A thread that fails (its comm::nccl destroyed while an exception unwinds, or an
+// aborted communicator) raises it, and the other threads' collectives end at once with
+// comm_abandoned instead of waiting out the timeout for a peer that will never arrive.
 #pragma once
 #if defined(__CUDACC__) || defined(GENLM_WITH_NCCL)
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -41,9 +48,18 @@
 
 namespace genlm::comm {
 
+/// A collective given up because another thread of the same process failed first (comm::nccl
+/// single-process mode): a consequence, not the cause; run_threads' rethrow_first skips it.
+class comm_abandoned : public comm_error {
+ public:
+  using comm_error::comm_error;
+};
+
 class nccl {
  public:
   static constexpr bool device_memory = true;
+  /// Shared by the communicators of one process (run_threads): raised when one of them fails.
+  using failure_flag = std::shared_ptr<std::atomic<bool>>;
 
   /// A fresh id, made by one rank and shared with all (e.g. with MPI_Bcast of its bytes).
   static ncclUniqueId unique_id() {
@@ -88,17 +104,20 @@ class nccl {
     }
     finish_init();
   }
-  /// Adopts a communicator made by init_all (or by the caller); destroys it at the end.
-  nccl(ncclComm_t adopted, int device, double timeout_s = 300.0) : comm_(adopted), device_(device), timeout_(timeout_s) {
+  /// Adopts a communicator made by init_all (or by the caller); destroys it at the end. With a
+  /// failure flag shared by the process's communicators (see run_threads), a failure of one
+  /// thread ends the others' collectives at once.
+  nccl(ncclComm_t adopted, int device, double timeout_s = 300.0, failure_flag group_failed = nullptr)
+      : comm_(adopted), device_(device), timeout_(timeout_s), group_failed_(std::move(group_failed)) {
     cuda_ok(cudaSetDevice(device_), "cudaSetDevice");
     finish_init();
   }
+  /// Destroyed while an exception unwinds (the thread failed), or after the group failed: the
+  /// communicator is aborted (ncclCommDestroy could wait on peers) and the group flag raised.
   ~nccl() {
     cudaSetDevice(device_);
-    if (comm_) {
-      if (aborted_) ncclCommAbort(comm_);
-      else ncclCommDestroy(comm_);
-    }
+    if (std::uncaught_exceptions() > uncaught_at_start_ || group_has_failed()) abort_comm();
+    if (comm_) ncclCommDestroy(comm_);
     if (buf_) cudaFree(buf_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -109,6 +128,49 @@ class nccl {
   int size() const { return size_; }
   int device() const { return device_; }
   std::string name() const { return "nccl"; }
+  /// Raises the group's failure flag and aborts this communicator (a thread that failed without
+  /// destroying its comm::nccl calls this so that the others stop waiting for it).
+  void fail_group() { abort_comm(); }
+
+  /// Single-process multi-GPU: one thread per device, each running f(nc) on a comm::nccl of its
+  /// own (communicators from init_all, one failure flag). Returns each device's exception, null
+  /// where f returned; a failing thread makes the others' collectives throw comm_abandoned.
+  template <class F>
+  static std::vector<std::exception_ptr> run_threads(const std::vector<int>& devices, double timeout_s, F&& f) {
+    std::vector<ncclComm_t> comms = init_all(devices);
+    auto failed = std::make_shared<std::atomic<bool>>(false);
+    std::vector<std::exception_ptr> errors(devices.size());
+    std::vector<std::thread> threads;
+    threads.reserve(devices.size());
+    for (std::size_t g = 0; g < devices.size(); ++g)
+      threads.emplace_back([&, g] {
+        try {
+          nccl nc(comms[g], devices[g], timeout_s, failed);
+          f(nc);
+        } catch (...) {
+          failed->store(true);
+          errors[g] = std::current_exception();
+        }
+      });
+    for (auto& t : threads) t.join();
+    return errors;
+  }
+  /// Rethrows the error that started a failure of run_threads: the first that is not
+  /// comm_abandoned (else the first); returns when there is none.
+  static void rethrow_first(const std::vector<std::exception_ptr>& errors) {
+    std::exception_ptr first;
+    for (const auto& e : errors) {
+      if (!e) continue;
+      try {
+        std::rethrow_exception(e);
+      } catch (const comm_abandoned&) {
+        if (!first) first = e;
+      } catch (...) {
+        std::rethrow_exception(e);
+      }
+    }
+    if (first) std::rethrow_exception(first);
+  }
   cudaStream_t stream() const { return stream_; }
   ncclComm_t native() const { return comm_; }
 
@@ -207,6 +269,7 @@ class nccl {
   void begin(std::string_view what) {
     check<comm_error>(!aborted_, "comm::nccl (rank ", rank_, "): '", what,
                       "' called on a communicator that was aborted after an earlier failure");
+    if (group_has_failed()) abandon(what);
     cuda_ok(cudaSetDevice(device_), what);
     parallel::detail::set_activity(std::string("waiting in NCCL collective '").append(what).append("'"));
   }
@@ -275,6 +338,7 @@ class nccl {
         throw comm_error(genlm::detail::concat("rank ", rank_, ": NCCL error in '", what,
                                                "': ", ncclGetErrorString(async), " (a peer failed?)"));
       }
+      if (group_has_failed()) abandon(what);
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (timeout_ > 0 && waited > timeout_) {
         abort_comm();
@@ -287,10 +351,20 @@ class nccl {
     }
     parallel::detail::set_activity("computing (between collectives)");
   }
+  /// Aborts the communicator and raises the group's failure flag (the peers of this process
+  /// then stop waiting for this rank).
   void abort_comm() {
     if (!aborted_ && comm_) ncclCommAbort(comm_);
     aborted_ = true;
     comm_ = nullptr;
+    if (group_failed_) group_failed_->store(true);
+  }
+  bool group_has_failed() const { return group_failed_ && group_failed_->load(); }
+  [[noreturn]] void abandon(std::string_view what) {
+    abort_comm();
+    throw comm_abandoned(genlm::detail::concat("rank ", rank_, " of ", size_, ": NCCL collective '", what,
+                                               "' abandoned: another thread of this process failed (its error is "
+                                               "reported); the communicator was aborted"));
   }
 
   static void nccl_ok(ncclResult_t r, std::string_view what) {
@@ -308,6 +382,8 @@ class nccl {
   void* buf_ = nullptr;
   std::size_t cap_ = 0;
   bool aborted_ = false;
+  failure_flag group_failed_;
+  int uncaught_at_start_ = std::uncaught_exceptions();
 };
 
 }  // namespace genlm::comm

@@ -1,6 +1,9 @@
 // A host-only stand-in for the NCCL calls of genlm/parallel/nccl.hpp (see cuda_runtime_api.h in
 // this directory): communicators made by ncclCommInitAll are threads of one process that meet
-// in each collective. NOT NCCL.
+// in each collective. A collective call returns at once, as NCCL's does: it publishes its
+// buffers and leaves a pending operation on the stream; the last member to join computes the
+// result into every member's receive buffer and completes it. A member that never joins (its
+// thread failed, its communicator was aborted) leaves the others' streams pending. NOT NCCL.
 #pragma once
 #include <algorithm>
 #include <condition_variable>
@@ -24,20 +27,10 @@ struct fake_nccl_group {
   int n = 0;
   std::mutex mu;
   std::condition_variable cv;
-  int arrived = 0;
-  std::uint64_t generation = 0;
+  int arrived = 0;              // members that joined the open collective
+  std::uint64_t completed = 0;  // collectives completed
   std::vector<const void*> send;
-  void barrier() {  // all n members
-    std::unique_lock<std::mutex> lk(mu);
-    const std::uint64_t g = generation;
-    if (++arrived == n) {
-      arrived = 0;
-      ++generation;
-      cv.notify_all();
-    } else {
-      cv.wait(lk, [&] { return generation != g; });
-    }
-  }
+  std::vector<void*> recv;
 };
 struct fake_nccl_comm {
   std::shared_ptr<fake_nccl_group> group;
@@ -55,6 +48,7 @@ inline ncclResult_t ncclCommInitAll(ncclComm_t* comms, int ndev, const int*) {
   auto g = std::make_shared<fake_nccl_group>();
   g->n = ndev;
   g->send.resize(std::size_t(ndev));
+  g->recv.resize(std::size_t(ndev));
   for (int i = 0; i < ndev; ++i) comms[i] = new fake_nccl_comm{g, i};
   return ncclSuccess;
 }
@@ -98,25 +92,42 @@ void reduce(std::vector<unsigned char>& out, const std::vector<const void*>& in,
     o[i] = acc;
   }
 }
-/// Every member publishes `send`, computes its result from all members' buffers, waits until all
-/// have computed (inputs may alias outputs), then writes it.
+/// Waits for the stream's previous operation (so a member joins collectives in order), publishes
+/// `send` and `recv`, and leaves the collective pending on the stream. The last member to join
+/// computes the result from all members' inputs (before writing any output: inputs may alias
+/// outputs), writes it to every member's `recv` and completes the collective.
 template <class F>
-ncclResult_t collective(ncclComm_t c, const void* send, void* recv, F&& compute) {
-  auto& g = *c->group;
-  g.send[std::size_t(c->rank)] = send;
-  g.barrier();
-  std::vector<unsigned char> out;
-  compute(g.send, out);
-  g.barrier();
-  if (!out.empty()) std::memcpy(recv, out.data(), out.size());
-  g.barrier();
+ncclResult_t collective(ncclComm_t c, const void* send, void* recv, cudaStream_t s, F&& compute) {
+  fake_cuda_drain(s);
+  const std::shared_ptr<fake_nccl_group> g = c->group;
+  std::lock_guard<std::mutex> lk(g->mu);
+  const std::uint64_t ticket = g->completed + 1;
+  g->send[std::size_t(c->rank)] = send;
+  g->recv[std::size_t(c->rank)] = recv;
+  if (++g->arrived == g->n) {
+    std::vector<unsigned char> out;
+    compute(g->send, out);
+    if (!out.empty())
+      for (void* r : g->recv) std::memcpy(r, out.data(), out.size());
+    g->arrived = 0;
+    ++g->completed;
+    g->cv.notify_all();
+  }
+  s->done = [g, ticket] {
+    std::lock_guard<std::mutex> l(g->mu);
+    return g->completed >= ticket;
+  };
+  s->block = [g, ticket] {
+    std::unique_lock<std::mutex> l(g->mu);
+    g->cv.wait(l, [&] { return g->completed >= ticket; });
+  };
   return ncclSuccess;
 }
 }  // namespace fake_nccl
 
 inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t count, ncclDataType_t t, ncclRedOp_t op,
-                                  ncclComm_t c, cudaStream_t) {
-  return fake_nccl::collective(c, send, recv, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
+                                  ncclComm_t c, cudaStream_t s) {
+  return fake_nccl::collective(c, send, recv, s, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
     switch (t) {
       case ncclFloat32: fake_nccl::reduce<float>(out, in, count, op); break;
       case ncclFloat64: fake_nccl::reduce<double>(out, in, count, op); break;
@@ -128,15 +139,15 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t coun
   });
 }
 inline ncclResult_t ncclBroadcast(const void* send, void* recv, std::size_t count, ncclDataType_t t, int root,
-                                  ncclComm_t c, cudaStream_t) {
-  return fake_nccl::collective(c, send, recv, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
+                                  ncclComm_t c, cudaStream_t s) {
+  return fake_nccl::collective(c, send, recv, s, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
     const auto* p = static_cast<const unsigned char*>(in[std::size_t(root)]);
     out.assign(p, p + count * fake_nccl::type_size(t));
   });
 }
 inline ncclResult_t ncclAllGather(const void* send, void* recv, std::size_t count, ncclDataType_t t, ncclComm_t c,
-                                  cudaStream_t) {
-  return fake_nccl::collective(c, send, recv, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
+                                  cudaStream_t s) {
+  return fake_nccl::collective(c, send, recv, s, [&](const std::vector<const void*>& in, std::vector<unsigned char>& out) {
     const std::size_t b = count * fake_nccl::type_size(t);
     out.resize(b * in.size());
     for (std::size_t r = 0; r < in.size(); ++r) std::memcpy(out.data() + r * b, in[r], b);
