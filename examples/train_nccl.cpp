@@ -25,7 +25,6 @@
 #include <exception>
 #include <limits>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
