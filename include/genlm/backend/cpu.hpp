@@ -1259,7 +1259,8 @@ struct cpu {
   ///   choice[2i] = k*, choice[2i+1] = k^                                   (choice may be null)
   ///   d_hyp[row, k*, :] = 2 mse_scale (h_k* - y);  d_logits[row, :] = ce_scale (softmax - onehot(k*))
   /// Rows of d_hyp / d_logits that hold no masked gene are not written (the caller zeroes them);
-  /// either may be null (evaluation: no gradients).
+  /// either may be null (evaluation: no gradients). Neither may alias hyp or logits (the CUDA
+  /// kernel reads a gene's logits while writing its gradients).
   template <class T>
   static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
                                     const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,

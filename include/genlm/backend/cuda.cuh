@@ -78,6 +78,8 @@ struct cuda_backend {
   template <class T>
   static T* allocate(index_t n) {
     check<cuda_error>(n >= 0, "cuda_backend::allocate: negative element count ", n);
+    check<cuda_error>(std::uint64_t(n) <= std::numeric_limits<std::size_t>::max() / sizeof(T),
+                      "cuda_backend::allocate: ", n, " elements of ", sizeof(T), " bytes overflow size_t");
     return static_cast<T*>(cuda_allocator::allocate(static_cast<std::size_t>(n) * sizeof(T)));
   }
   template <class T>
@@ -313,7 +315,9 @@ struct cuda_backend {
   }
 
   // ---------------------------------------------------------------- masked-gene loss
-  /// As cpu::masked_gene_loss_grad; rows, labels, terms and choice are device pointers.
+  /// As cpu::masked_gene_loss_grad; rows, labels, terms and choice are device pointers. d_hyp and
+  /// d_logits must not alias hyp or logits (every lane of a warp reads all K logits of its gene
+  /// while others write).
   template <class T>
   static void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, index_t D, const std::int64_t* rows,
                                     const double* labels, index_t n, double mse_scale, double ce_scale, T* d_hyp,

@@ -19,6 +19,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -141,6 +142,9 @@ class cuda_allocator {
 
   static void* allocate(std::size_t bytes) {
     if (bytes == 0) bytes = 1;
+    // round() would wrap past SIZE_MAX and serve a huge request with a small block
+    check<cuda_error>(bytes <= std::numeric_limits<std::size_t>::max() / 2, "cuda_allocator: cannot allocate ", bytes,
+                      " bytes (larger than any device memory)");
     state& s = st();
     std::lock_guard<std::mutex> lock(s.mu);
     const int dev = cuda_device::current();
@@ -289,6 +293,8 @@ struct cuda_context {
   unsigned long long* d_count = nullptr;    // (reduce_blocks) per-block partial counts
   double* d_result = nullptr;               // (2) final values
   double* h_result = nullptr;               // (2) pinned host copy
+  // One scratch set per device: two host threads reducing on one device at once would overwrite
+  // each other's results (one host thread per device is the backend's rule, docs/GPU.md).
 
   /// The context of the calling thread's current device.
   static cuda_context& get() {
