@@ -617,6 +617,11 @@ TEST_CASE("CUDA errors surface as genlm::cuda_error naming the call", "[errors]"
   }
   CHECK_THROWS_AS((genlm::tensor<float, cuda32>({n})), genlm::cuda_error);
   CHECK_THROWS_AS((genlm::tensor<float, cuda32>({n})), genlm::error);
+  // byte counts that would wrap: 2^62 floats overflow size_t; SIZE_MAX - 5 bytes would wrap in the
+  // caching allocator's rounding to a small block. Both refused before any cudaMalloc.
+  CHECK_THROWS_WITH(cuda32::allocate<float>(index_t(1) << 62), Catch::Contains("overflow size_t"));
+  CHECK_THROWS_WITH(genlm::cuda_allocator::allocate(std::numeric_limits<std::size_t>::max() - 5),
+                    Catch::Contains("larger than any device memory"));
 
   // an out-of-memory error is not sticky: the device keeps working
   dual<float> x(randn<float>(1000, 120)), y(randn<float>(1000, 121));
