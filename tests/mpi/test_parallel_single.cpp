@@ -235,6 +235,34 @@ TEST_CASE("watchdog fires only for operations that exceed the timeout", "[parall
   CHECK(what == "slow collective");
 }
 
+TEST_CASE("activity text for the termination handler: set, read back, truncated, several writers", "[parallel]") {
+  char buf[300];
+  parallel::detail::set_activity("waiting in collective 'x'");
+  parallel::detail::read_activity(buf, sizeof(buf));
+  CHECK(std::string(buf) == "waiting in collective 'x'");
+  parallel::detail::read_activity(buf, 8);  // the reader's buffer bounds the copy
+  CHECK(std::string(buf) == "waiting");
+  const std::string longer(400, 'a');
+  parallel::detail::set_activity(longer);  // 255 characters kept
+  parallel::detail::read_activity(buf, sizeof(buf));
+  CHECK(std::string(buf) == longer.substr(0, 255));
+  parallel::detail::set_activity("short");  // a shorter text ends at its own NUL
+  parallel::detail::read_activity(buf, sizeof(buf));
+  CHECK(std::string(buf) == "short");
+  // threads writing at once (one per GPU in comm::nccl's single-process mode) may blur the text
+  // but are no data race (what a -fsanitize=thread build of this test checks); later writes work
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t)
+    ts.emplace_back([t] {
+      const std::string mine = "computing on thread " + std::to_string(t);
+      for (int i = 0; i < 2000; ++i) parallel::detail::set_activity(mine);
+    });
+  for (auto& t : ts) t.join();
+  parallel::detail::set_activity("computing (between collectives)");
+  parallel::detail::read_activity(buf, sizeof(buf));
+  CHECK(std::string(buf) == "computing (between collectives)");
+}
+
 namespace {
 /// The CPU op set under the fp16 precision policy's name: a backend that asks for loss scaling.
 struct cpu_needing_loss_scaling : cpu {

@@ -75,7 +75,9 @@ inline void termination_handler(int sig) {
   append(p, end, "]: error: terminated by signal ");
   append_int(p, end, sig);
   append(p, end, " while ");
-  append(p, end, activity_buffer);
+  char activity[256];
+  read_activity(activity, sizeof(activity));
+  append(p, end, activity);
   append(p, end, " (the MPI launcher ends the whole job when one rank fails or the job is cancelled; "
                  "see the other ranks' messages; checkpoints already written are intact)\n");
   [[maybe_unused]] const auto w = ::write(2, buf, std::size_t(p - buf));

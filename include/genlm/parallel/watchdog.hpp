@@ -11,11 +11,12 @@
 // the launcher (because a peer died) says what it was doing.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstring>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -24,13 +25,30 @@
 namespace genlm::parallel {
 
 namespace detail {
-/// What this process is doing, for the signal handler (written by the main thread; read by a
-/// signal handler only for a diagnostic message).
-inline char activity_buffer[256] = "starting up";
+/// What this process is doing, for the termination-signal handler's message. Written by every
+/// thread that runs collectives (one per GPU in comm::nccl's single-process mode) and read by a
+/// signal handler, so the characters are relaxed atomics: lock-free (async-signal-safe) and free
+/// of data races; two writers at once may interleave, which only blurs a diagnostic. Empty until
+/// the first set_activity ("starting up").
+inline std::atomic<char> activity_chars[256]{};
+static_assert(std::atomic<char>::is_always_lock_free, "the activity text must be readable from a signal handler");
 inline void set_activity(std::string_view what) {
-  const std::size_t n = std::min(what.size(), sizeof(activity_buffer) - 1);
-  std::memcpy(activity_buffer, what.data(), n);
-  activity_buffer[n] = '\0';
+  const std::size_t n = std::min(what.size(), std::size(activity_chars) - 1);
+  for (std::size_t i = 0; i < n; ++i) activity_chars[i].store(what[i], std::memory_order_relaxed);
+  activity_chars[n].store('\0', std::memory_order_relaxed);
+}
+/// Copies the current activity into out[0, cap) with a terminating NUL (async-signal-safe).
+inline void read_activity(char* out, std::size_t cap) {
+  if (cap == 0) return;
+  std::size_t i = 0;
+  for (; i + 1 < cap && i + 1 < std::size(activity_chars); ++i) {
+    const char c = activity_chars[i].load(std::memory_order_relaxed);
+    if (c == '\0') break;
+    out[i] = c;
+  }
+  out[i] = '\0';
+  if (i == 0)
+    for (const char* s = "starting up"; *s && i + 1 < cap; ++s) out[i++] = *s, out[i] = '\0';
 }
 }  // namespace detail
 
