@@ -9,8 +9,10 @@
 // below against the same layer with an activation that has no fused form (the unfused path).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -238,4 +240,30 @@ TEST_CASE("encoder layer: the fused path and an activation without a fused form 
     CHECK(same_bits(dxa.to_host(), dxb.to_host()));
     CHECK(same_bits(ps_a.grads().to_host(), ps_b.grads().to_host()));
   }
+}
+
+TEST_CASE("cpu fast_expf and fast_erff: accuracy against std, and special values", "[fused]") {
+  // the float kernels of softmax and GELU; every value is checked against the double-precision std
+  // function over the range the ops use
+  double worst_exp = 0, worst_erf = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.01171875f) {  // 2^-7 + 2^-9: not a grid of ln2
+    const double want = std::exp(double(x));
+    worst_exp = std::max(worst_exp, std::abs(double(cpu_detail::fast_expf(x)) - want) / want);
+  }
+  for (float x = -6.0f; x <= 6.0f; x += 0.0009765625f)
+    worst_erf = std::max(worst_erf, std::abs(double(cpu_detail::fast_erff(x)) - std::erf(double(x))));
+  INFO("fast_expf worst relative error " << worst_exp << ", fast_erff worst absolute error " << worst_erf);
+  CHECK(worst_exp < 3e-7);  // ~2 float ulp
+  CHECK(worst_erf < 5e-7);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // NaN propagates (the exp's exponent was a NaN -> int conversion: undefined behaviour under UBSan;
+  // the erf's clamp turned NaN into -1)
+  CHECK(std::isnan(cpu_detail::fast_expf(nan)));
+  CHECK(std::isnan(cpu_detail::fast_erff(nan)));
+  CHECK(cpu_detail::fast_expf(-inf) == 0.0f);
+  CHECK(cpu_detail::fast_expf(-100.0f) == 0.0f);
+  CHECK(cpu_detail::fast_expf(0.0f) == 1.0f);
+  CHECK(cpu_detail::fast_erff(inf) == 1.0f);
+  CHECK(cpu_detail::fast_erff(-inf) == -1.0f);
+  CHECK(cpu_detail::fast_erff(0.0f) == 0.0f);
 }

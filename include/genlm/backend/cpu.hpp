@@ -349,7 +349,7 @@ inline gemm_split dnnl_gemm_split(bool nt, index_t blocks, index_t min_blocks, i
 }
 
 /// float exp (Cephes expf: range reduction to [-ln2/2, ln2/2], degree-6 polynomial, ~1 ulp),
-/// branch-free so that loops over it vectorise. Inputs below -87.3 flush to 0.
+/// branch-free so that loops over it vectorise. Inputs below -87.3 flush to 0; NaN gives NaN.
 GENLM_ALWAYS_INLINE float fast_expf(float x) {
   x = std::min(x, 88.3762626647949f);
   const bool tiny = x < -87.3365447504f;
@@ -365,16 +365,18 @@ GENLM_ALWAYS_INLINE float fast_expf(float x) {
   y = y * r + 1.6666665459E-1f;
   y = y * r + 5.0000001201E-1f;
   y = y * r2 + r + 1.0f;
-  const std::int32_t e = (static_cast<std::int32_t>(fx) + 127) << 23;
+  // a NaN x has a NaN fx: its exponent is taken from 0 (converting NaN to an integer is undefined
+  // behaviour, UBSan's finding) and y stays NaN
+  const std::int32_t e = (static_cast<std::int32_t>(fx == fx ? fx : 0.0f) + 127) << 23;
   float scale;
   std::memcpy(&scale, &e, sizeof scale);
   return tiny ? 0.0f : y * scale;
 }
 
 /// float erf: Eigen's rational approximation (generic_fast_erf_float, a few ulp on [-4, 4],
-/// +-1 outside), branch-free.
+/// +-1 outside), branch-free; NaN gives NaN (the clamp keeps it: std::max(a, lo) returns a NaN a).
 GENLM_ALWAYS_INLINE float fast_erff(float a) {
-  const float x = std::max(-4.0f, std::min(a, 4.0f));
+  const float x = std::min(std::max(a, -4.0f), 4.0f);
   const float x2 = x * x;
   float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
   p = x2 * p + -2.10102402082508e-06f;
