@@ -128,10 +128,6 @@ class nccl {
   int size() const { return size_; }
   int device() const { return device_; }
   std::string name() const { return "nccl"; }
-  /// Raises the group's failure flag and aborts this communicator (a thread that failed without
-  /// destroying its comm::nccl calls this so that the others stop waiting for it).
-  void fail_group() { abort_comm(); }
-
   /// Single-process multi-GPU: one thread per device, each running f(nc) on a comm::nccl of its
   /// own (communicators from init_all, one failure flag). Returns each device's exception, null
   /// where f returned; a failing thread makes the others' collectives throw comm_abandoned.
