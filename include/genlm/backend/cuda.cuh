@@ -362,7 +362,7 @@ struct cuda_backend {
   static unsigned colsum_grid(index_t cols) {
     check<cuda_error>(cols / cuda_kernels::colsum_width < index_t(0x7fffffff), "cuda_backend: ", cols,
                       " columns exceed the grid limit");
-    return cuda_kernels::colsum_grid(cols);
+    return unsigned((cols + cuda_kernels::colsum_width - 1) / cuda_kernels::colsum_width);
   }
   /// Blocks for the warp-per-row kernels.
   static unsigned rows_grid(index_t rows) {

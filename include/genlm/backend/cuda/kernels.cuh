@@ -95,28 +95,37 @@ __global__ void add_bias(T* y, const T* b, index_t rows, index_t cols) {
 // colsum_groups row groups (warp g sums rows g, g + colsum_groups, ... in order); the group sums
 // of a column are then added in group order. The order depends on `rows` only, so results are
 // reproducible run to run (one thread per column was too little parallelism: 1280 columns fill
-// 5 of an H100's 132 SMs, each thread walking every row).
+// 5 of an H100's 132 SMs, each thread walking every row). Grid: ceil(cols / colsum_width) blocks.
 constexpr int colsum_width = 32, colsum_groups = 16, colsum_threads = colsum_width * colsum_groups;
-/// Blocks of a column-sum kernel over `cols` columns (cols > 0).
-inline unsigned colsum_grid(index_t cols) { return unsigned((cols + colsum_width - 1) / colsum_width); }
 
-/// db[c] = beta * db[c] + sum_r dy[r, c] (db not read when beta == 0); grid colsum_grid(cols),
-/// block colsum_threads.
+/// The tiled core shared by sum_rows and layer_norm_backward_params: add_row(r, c, acc) adds row
+/// r's N terms of column c into acc. Every thread of the block must call it (it synchronises).
+/// Returns true in the one thread that holds column c's N totals in acc (group 0, c < cols).
+template <int N, class T, class AddRow>
+__device__ __forceinline__ bool column_sums(index_t rows, index_t cols, index_t& c, T (&acc)[N], AddRow add_row) {
+  __shared__ T part[N][colsum_groups][colsum_width + 1];
+  const int lane = int(threadIdx.x) % colsum_width, g = int(threadIdx.x) / colsum_width;
+  c = index_t(blockIdx.x) * colsum_width + lane;
+  for (int j = 0; j < N; ++j) acc[j] = T(0);
+  if (c < cols)
+    for (index_t r = g; r < rows; r += colsum_groups) add_row(r, c, acc);
+  for (int j = 0; j < N; ++j) part[j][g][lane] = acc[j];
+  __syncthreads();
+  if (g != 0 || c >= cols) return false;
+  for (int j = 0; j < N; ++j) {
+    acc[j] = T(0);
+    for (int k = 0; k < colsum_groups; ++k) acc[j] += part[j][k][lane];
+  }
+  return true;
+}
+
+/// db[c] = beta * db[c] + sum_r dy[r, c] (db not read when beta == 0); block colsum_threads.
 template <class T>
 __global__ void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
-  __shared__ T part[colsum_groups][colsum_width + 1];
-  const int lane = int(threadIdx.x) % colsum_width, g = int(threadIdx.x) / colsum_width;
-  const index_t c = index_t(blockIdx.x) * colsum_width + lane;
-  T acc = 0;
-  if (c < cols)
-    for (index_t r = g; r < rows; r += colsum_groups) acc += dy[r * cols + c];
-  part[g][lane] = acc;
-  __syncthreads();
-  if (g == 0 && c < cols) {
-    T s = beta == T(0) ? T(0) : beta * db[c];
-    for (int k = 0; k < colsum_groups; ++k) s += part[k][lane];
-    db[c] = s;
-  }
+  index_t c;
+  T sum[1];
+  if (column_sums(rows, cols, c, sum, [&](index_t r, index_t col, T(&acc)[1]) { acc[0] += dy[r * cols + col]; }))
+    db[c] = (beta == T(0) ? T(0) : beta * db[c]) + sum[0];
 }
 
 // ------------------------------------------------------------------ reductions (deterministic)
@@ -225,34 +234,21 @@ __global__ void layer_norm_backward_dx(const T* dy, const T* x, const T* gamma, 
     dxr[c] += T(rs * (g - a - xhat * b));
   }
 }
-/// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned), tiled as sum_rows: grid
-/// colsum_grid(cols), block colsum_threads.
+/// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned), tiled as sum_rows (column_sums).
 template <class T>
 __global__ void layer_norm_backward_params(const T* dy, const T* x, const T* mean, const T* rstd, T* dgamma, T* dbeta,
                                            index_t rows, index_t cols) {
-  __shared__ T part_g[colsum_groups][colsum_width + 1];
-  __shared__ T part_b[colsum_groups][colsum_width + 1];
-  const int lane = int(threadIdx.x) % colsum_width, g = int(threadIdx.x) / colsum_width;
-  const index_t c = index_t(blockIdx.x) * colsum_width + lane;
-  T dg = 0, db = 0;
-  if (c < cols)
-    for (index_t r = g; r < rows; r += colsum_groups) {
-      const double mu = mean[r], rs = rstd[r];
-      const T d = dy[r * cols + c];
-      dg += T(d * ((x[r * cols + c] - mu) * rs));
-      db += d;
-    }
-  part_g[g][lane] = dg;
-  part_b[g][lane] = db;
-  __syncthreads();
-  if (g == 0 && c < cols) {
-    T sg = 0, sb = 0;
-    for (int k = 0; k < colsum_groups; ++k) {
-      sg += part_g[k][lane];
-      sb += part_b[k][lane];
-    }
-    dgamma[c] = sg;
-    dbeta[c] = sb;
+  index_t c;
+  T sum[2];  // dgamma, dbeta
+  const bool mine = column_sums(rows, cols, c, sum, [&](index_t r, index_t col, T(&acc)[2]) {
+    const double mu = mean[r], rs = rstd[r];
+    const T d = dy[r * cols + col];
+    acc[0] += T(d * ((x[r * cols + col] - mu) * rs));
+    acc[1] += d;
+  });
+  if (mine) {
+    dgamma[c] = sum[0];
+    dbeta[c] = sum[1];
   }
 }
 
