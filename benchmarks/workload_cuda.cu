@@ -161,7 +161,7 @@ __global__ void to_bf16(const float* x, __nv_bfloat16* y, std::size_t n) {
 
 /// Random values in [-1, 1) on the device (never zeros: a product of zeros runs faster).
 inline void device_fill_random(float* x, std::size_t n, std::uint32_t seed, cudaStream_t s) {
-  cuda_bench_detail::fill_uniform<<<1024, 256, 0, s>>>(x, n, seed);
+  GENLM_CUDA_KERNEL_LAUNCH(cuda_bench_detail::fill_uniform, 1024, 256, s, "fill_uniform")(x, n, seed);
   GENLM_CUDA_LAUNCH_CHECK("fill_uniform", s);
 }
 
@@ -239,9 +239,9 @@ inline double cublas_native_bf16_tflops(index_t n = 8192) {
   auto* Bm = static_cast<__nv_bfloat16*>(cuda_allocator::allocate(e * sizeof(__nv_bfloat16)));
   const cudaStream_t st = Bk::stream();
   device_fill_random(tmp, e, 1, st);
-  cuda_bench_detail::to_bf16<<<1024, 256, 0, st>>>(tmp, A, e);
+  GENLM_CUDA_KERNEL_LAUNCH(cuda_bench_detail::to_bf16, 1024, 256, st, "to_bf16")(tmp, A, e);
   device_fill_random(tmp, e, 2, st);
-  cuda_bench_detail::to_bf16<<<1024, 256, 0, st>>>(tmp, Bm, e);
+  GENLM_CUDA_KERNEL_LAUNCH(cuda_bench_detail::to_bf16, 1024, 256, st, "to_bf16")(tmp, Bm, e);
   GENLM_CUDA_LAUNCH_CHECK("to_bf16", st);
   const float one = 1, zero = 0;
   const int ni = int(n);

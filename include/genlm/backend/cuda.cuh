@@ -21,7 +21,7 @@
 //
 // genlm-cuda-backend: ready
 #pragma once
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(GENLM_CUDA_EMULATOR)
 #error "genlm/backend/cuda.cuh needs nvcc: compile this translation unit as CUDA (.cu) and link genlm::cuda"
 #endif
 #include <cmath>
@@ -219,7 +219,8 @@ struct cuda_backend {
            x, n, c.d_count);
     // launched directly: the host compiler cannot take the address of this non-dependent kernel
     // template-id in nvcc's generated code (launch() fails to deduce it)
-    cuda_kernels::count_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_count, parts, c.d_result);
+    GENLM_CUDA_KERNEL_LAUNCH(cuda_kernels::count_final<0>, 1, cuda_kernels::block_threads, c.stream,
+                             "count_final")(c.d_count, parts, c.d_result);
     cuda_detail::check_launch("count_final", c.stream, __FILE__, __LINE__);
     return index_t(fetch_result(c));
   }
@@ -345,7 +346,7 @@ struct cuda_backend {
   template <class... P, class... A>
   static void launch(const char* what, unsigned grid, unsigned block, void (*kernel)(P...), A... args) {
     const cudaStream_t s = stream();
-    kernel<<<grid, block, 0, s>>>(static_cast<P>(args)...);
+    GENLM_CUDA_KERNEL_LAUNCH(kernel, grid, block, s, what)(static_cast<P>(args)...);
     cuda_detail::check_launch(what, s, __FILE__, __LINE__);
   }
   /// A grid-stride kernel over n items (nothing to launch for n <= 0).
@@ -382,7 +383,8 @@ struct cuda_backend {
     const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
     launch("reduce_partial", parts, cuda_kernels::block_threads, &cuda_kernels::reduce_partial<T, F>, x, y, n,
            c.d_partial, f);
-    cuda_kernels::reduce_final<><<<1, cuda_kernels::block_threads, 0, c.stream>>>(c.d_partial, parts, c.d_result);
+    GENLM_CUDA_KERNEL_LAUNCH(cuda_kernels::reduce_final<0>, 1, cuda_kernels::block_threads, c.stream,
+                             "reduce_final")(c.d_partial, parts, c.d_result);
     cuda_detail::check_launch("reduce_final", c.stream, __FILE__, __LINE__);  // direct: see count_nonfinite
     return fetch_result(c);
   }

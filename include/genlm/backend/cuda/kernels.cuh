@@ -6,7 +6,7 @@
 // same function; dropout uses the same Philox streams and gives bit-identical masks.
 // Indexing is 64-bit throughout; 1-D kernels use grid-stride loops.
 #pragma once
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(GENLM_CUDA_EMULATOR)
 #error "genlm/backend/cuda/kernels.cuh needs nvcc: include it only from .cu translation units"
 #endif
 #include <cuda_runtime.h>

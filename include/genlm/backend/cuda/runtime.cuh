@@ -9,7 +9,7 @@
 // environment every launch is followed by a stream synchronisation so that the faulting kernel is
 // the one named.
 #pragma once
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(GENLM_CUDA_EMULATOR)
 #error "genlm/backend/cuda/runtime.cuh needs nvcc: include it only from .cu translation units"
 #endif
 #include <cublas_v2.h>
@@ -76,6 +76,16 @@ inline void check_launch(const char* kernel, cudaStream_t stream, const char* fi
 /// After a <<<...>>> launch on `stream` (see cuda_detail::check_launch).
 #define GENLM_CUDA_LAUNCH_CHECK(kernel_name, stream) \
   ::genlm::cuda_detail::check_launch(kernel_name, stream, __FILE__, __LINE__)
+/// GENLM_CUDA_KERNEL_LAUNCH(kernel, grid, block, stream, name)(args...) is
+/// kernel<<<grid, block, 0, stream>>>(args...). The one other expansion is the host emulator's
+/// (tests/cuda_emu, GENLM_CUDA_EMULATOR: the kernels run as C++ on the CPU, for the parity tests
+/// on machines without a GPU); `name` is only used there.
+#if defined(GENLM_CUDA_EMULATOR)
+#define GENLM_CUDA_KERNEL_LAUNCH(kernel, grid, block, stream, name) \
+  ::genlm_cuda_emu::launch_config(kernel, grid, block, stream, name)
+#else
+#define GENLM_CUDA_KERNEL_LAUNCH(kernel, grid, block, stream, name) kernel<<<grid, block, 0, stream>>>
+#endif
 
 namespace genlm {
 

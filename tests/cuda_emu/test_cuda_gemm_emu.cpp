@@ -1,0 +1,2 @@
+// tests/gpu/test_cuda_gemm.cu compiled as C++ against the CUDA host emulator (see CMakeLists.txt).
+#include "../gpu/test_cuda_gemm.cu"

@@ -1,0 +1,2 @@
+// tests/gpu/test_cuda_ops.cu compiled as C++ against the CUDA host emulator (see CMakeLists.txt).
+#include "../gpu/test_cuda_ops.cu"

@@ -1,0 +1,198 @@
+// Self-checks of the CUDA host emulator (include/genlm_cuda_emu/emulator.hpp): the checks it
+// promises must fire, and barriers / shuffles / block reductions must mean what they mean on a
+// GPU. Without these the parity suites run under it could pass for the wrong reason.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <genlm/backend/cuda.cuh>
+
+namespace {
+
+using genlm::index_t;
+
+// Reverses each block's values through shared memory: wrong without the barrier.
+__global__ void reverse_in_block(const float* x, float* y) {
+  __shared__ float s[64];
+  const unsigned t = threadIdx.x;
+  s[t] = x[blockIdx.x * 64 + t];
+  __syncthreads();
+  y[blockIdx.x * 64 + t] = s[63 - t];
+}
+// Half of the threads skip the barrier.
+__global__ void divergent_barrier(float* y) {
+  if (threadIdx.x % 2 == 0) return;
+  __syncthreads();
+  y[threadIdx.x] = 1.0f;
+}
+// A full-mask shuffle reached by half of a warp.
+__global__ void divergent_shuffle(float* y) {
+  if (threadIdx.x < 16) return;
+  y[threadIdx.x] = __shfl_xor_sync(0xffffffffu, float(threadIdx.x), 1);
+}
+__global__ void warp_sums(const double* x, double* y) {
+  y[threadIdx.x] = genlm::cuda_kernels::warp_sum(x[threadIdx.x]);
+}
+__global__ void write_index(float* y, index_t n) {
+  const index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = float(i);
+}
+
+template <class T>
+struct device_buffer {
+  T* p = nullptr;
+  explicit device_buffer(std::size_t n) { REQUIRE(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T)) == cudaSuccess); }
+  ~device_buffer() { cudaFree(p); }
+  std::vector<T> get(std::size_t n) const {
+    std::vector<T> h(n);
+    REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+    return h;
+  }
+  void set(const std::vector<T>& h) {
+    REQUIRE(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("emulator: __syncthreads orders the threads of a block", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> x(128), y(128);
+  std::vector<float> h(128);
+  for (int i = 0; i < 128; ++i) h[std::size_t(i)] = float(i);
+  x.set(h);
+  GENLM_CUDA_KERNEL_LAUNCH(reverse_in_block, 2, 64, nullptr, "reverse_in_block")(x.p, y.p);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const auto r = y.get(128);
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) CHECK(r[std::size_t(b * 64 + t)] == float(b * 64 + 63 - t));
+}
+
+TEST_CASE("emulator: warp shuffles sum over the 32 lanes of each warp", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<double> x(64), y(64);
+  std::vector<double> h(64);
+  for (int i = 0; i < 64; ++i) h[std::size_t(i)] = double(i * i);
+  x.set(h);
+  GENLM_CUDA_KERNEL_LAUNCH(warp_sums, 1, 64, nullptr, "warp_sums")(x.p, y.p);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  double s0 = 0, s1 = 0;
+  for (int i = 0; i < 32; ++i) s0 += double(i * i), s1 += double((i + 32) * (i + 32));
+  const auto r = y.get(64);
+  for (int i = 0; i < 64; ++i) CHECK(r[std::size_t(i)] == (i < 32 ? s0 : s1));
+}
+
+TEST_CASE("emulator: a barrier that not every thread reaches is a sticky launch failure", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> y(64);
+  GENLM_CUDA_KERNEL_LAUNCH(divergent_barrier, 1, 64, nullptr, "divergent_barrier")(y.p);
+  CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+  CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);  // sticky, as a GPU fault
+  void* p = nullptr;
+  CHECK(cudaMalloc(&p, 16) == cudaErrorLaunchFailure);
+  genlm_cuda_emu::reset();
+  GENLM_CUDA_KERNEL_LAUNCH(divergent_shuffle, 1, 32, nullptr, "divergent_shuffle")(y.p);
+  CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+  genlm_cuda_emu::reset();
+  CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE("emulator: a host pointer passed to a kernel is an illegal address", "[emulator]") {
+  genlm_cuda_emu::reset();
+  std::vector<float> host(64);
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 64, nullptr, "write_index")(host.data(), index_t(64));
+  CHECK(cudaGetLastError() == cudaErrorIllegalAddress);
+  CHECK(host[5] == 0.0f);  // the kernel did not run
+  genlm_cuda_emu::reset();
+  // and through the backend: cuda_error naming the kernel
+  CHECK_THROWS_WITH(genlm::cuda::fill(host.data(), 64, 1.0f), Catch::Contains("fill") && Catch::Contains("illegal"));
+  genlm_cuda_emu::reset();
+  // past the end of an allocation is no longer inside it
+  device_buffer<float> y(64);
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 64, nullptr, "write_index")(y.p + 64 + 64, index_t(0));
+  CHECK(cudaGetLastError() == cudaErrorIllegalAddress);
+  genlm_cuda_emu::reset();
+}
+
+TEST_CASE("emulator: invalid launch shapes fail at launch and are not sticky", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> y(64);
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 2048, nullptr, "write_index")(y.p, index_t(64));
+  CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  CHECK(cudaGetLastError() == cudaSuccess);
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 0, 64, nullptr, "write_index")(y.p, index_t(64));
+  CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+}
+
+TEST_CASE("emulator: new device memory reads as NaN; copies must match their direction", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> y(16);
+  const auto v = y.get(16);
+  for (float f : v) CHECK(std::isnan(f));
+  std::vector<float> h(16, 1.0f);
+  CHECK(cudaMemcpy(y.p, h.data(), 64, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);  // reversed kind
+  CHECK(cudaGetLastError() == cudaErrorInvalidValue);
+  CHECK(cudaMemcpy(y.p, h.data(), 68, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);  // past the end
+  CHECK(cudaMemcpy(y.p, h.data(), 64, cudaMemcpyHostToDevice) == cudaSuccess);
+  CHECK(cudaGetLastError() == cudaErrorInvalidValue);  // kept until read, as CUDA's last error
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("emulator: cuBLAS argument checks and compute-type rounding", "[emulator]") {
+  genlm_cuda_emu::reset();
+  cublasHandle_t h = nullptr;
+  REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+  device_buffer<float> a(6), b(6), c(4);
+  a.set({1, 2, 3, 4, 5, 6});  // column-major (2, 3)
+  b.set({1, 0, 0, 0, 1, 0});  // column-major (3, 2): columns e0, e1
+  const float one = 1, zero = 0;
+  // C(2,2) = A(2,3) B(3,2)
+  REQUIRE(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.p, CUDA_R_32F, 2, b.p, CUDA_R_32F, 3, &zero, c.p,
+                       CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+  CHECK(c.get(4) == std::vector<float>{1, 2, 3, 4});
+  // lda below the rows of A: cuBLAS's INVALID_VALUE
+  CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.p, CUDA_R_32F, 1, b.p, CUDA_R_32F, 3, &zero, c.p,
+                     CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE);
+  // a legal lda that runs past A's allocation: execution failure, sticky illegal address
+  CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.p, CUDA_R_32F, 3, b.p, CUDA_R_32F, 3, &zero, c.p,
+                     CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_EXECUTION_FAILED);
+  CHECK(cudaDeviceSynchronize() == cudaErrorIllegalAddress);
+  genlm_cuda_emu::reset();
+  // rounding of the inputs
+  using genlm_cuda_emu::blas::round_bf16;
+  using genlm_cuda_emu::blas::round_fp16;
+  using genlm_cuda_emu::blas::round_tf32;
+  CHECK(round_bf16(1.0f + 1.0f / 256) == 1.0f);                 // tie -> even
+  CHECK(round_bf16(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256);    // tie -> even (up)
+  CHECK(round_tf32(1.0f + 1.0f / 2048) == 1.0f + 1.0f / 1024);  // tie -> away
+  CHECK(round_tf32(1.0f + 1.0f / 4096) == 1.0f);
+  CHECK(round_fp16(65504.0f) == 65504.0f);
+  CHECK(std::isinf(round_fp16(65520.0f)));
+  CHECK(round_fp16(1.0f + 1.0f / 2048) == 1.0f);                // tie -> even
+  CHECK(round_fp16(3e-8f) == 5.9604644775390625e-08f);           // nearest subnormal
+  CHECK(std::isnan(round_fp16(std::nanf(""))));
+  a.set({1.0f + 1.0f / 1024, 0, 0, 0, 0, 0});
+  b.set({1, 0, 0, 0, 0, 0});
+  REQUIRE(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, a.p, CUDA_R_32F, 1, b.p, CUDA_R_32F, 1, &zero, c.p,
+                       CUDA_R_32F, 1, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+  CHECK(c.get(1)[0] == 1.0f);
+  REQUIRE(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, a.p, CUDA_R_32F, 1, b.p, CUDA_R_32F, 1, &zero, c.p,
+                       CUDA_R_32F, 1, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+  CHECK(c.get(1)[0] == 1.0f + 1.0f / 1024);
+  cublasDestroy(h);
+}
+
+TEST_CASE("emulator: reverse order runs blocks back to front", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> y(300);
+  genlm_cuda_emu::set_reverse_order(true);
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 3, 128, nullptr, "write_index")(y.p, index_t(300));
+  genlm_cuda_emu::set_reverse_order(false);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const auto r = y.get(300);
+  for (int i = 0; i < 300; ++i) CHECK(r[std::size_t(i)] == float(i));
+}
