@@ -28,7 +28,7 @@
 #include <vector>
 
 #include <genlm/backend/cpu.hpp>
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
 #include <genlm/backend/cuda.cuh>
 #endif
 #include <genlm/model/glm.hpp>
@@ -98,7 +98,7 @@ int dispatch_config(comm::nccl& nc, const cli_options& o) {
 
 int dispatch(comm::nccl& nc, const cli_options& o) {
   if (o.backend == "cpu") return dispatch_config<cpu>(nc, o);
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
   if (o.backend == "cuda") return dispatch_config<genlm::cuda>(nc, o);  // comm::nccl made its device current
   throw value_error("unknown --backend '" + o.backend + "' (cpu or cuda)");
 #else
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
       if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
       return e.get_exit_code();
     }
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
     const bool backend_ok = o.backend == "cpu" || o.backend == "cuda";
 #else
     const bool backend_ok = o.backend == "cpu";
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
     if (!backend_ok) {
       if (parallel::mpi_environment::world_rank() == 0)
         std::fprintf(stderr, "train_nccl: unknown --backend '%s' (%s)\n", o.backend.c_str(),
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
                      "cpu or cuda"
 #else
                      "this build has only cpu: the cuda backend needs train_nccl compiled by nvcc"

@@ -13,7 +13,7 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_runtime_api.h"
+#include <cuda_runtime_api.h>  // this directory's, or the CUDA host emulator's (tests/cuda_emu)
 
 enum ncclResult_t { ncclSuccess = 0, ncclInvalidUsage = 5, ncclInProgress = 7 };
 enum ncclDataType_t { ncclInt8 = 0, ncclUint8 = 1, ncclInt32 = 2, ncclUint32 = 3, ncclInt64 = 4, ncclUint64 = 5,

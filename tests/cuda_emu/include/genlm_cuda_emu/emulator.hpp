@@ -26,7 +26,8 @@
 // - cuBLAS: column-major GEMMs computed with Eigen; the compute types' input rounding is emulated
 //   (TF32: 10 mantissa bits, round to nearest, ties away; bf16 and fp16: round to nearest even,
 //   fp16 with its range), accumulation in float (double for D-GEMMs).
-// Not emulated: asynchrony (every call completes before it returns), races between threads or
+// Not emulated: asynchrony (every call completes before it returns, except a pending operation
+// that tests/mpi/fake_cuda/nccl.h leaves on a stream for other threads to complete), races between threads or
 // streams (GENLM_CUDA_EMU_ORDER=reverse runs blocks and plain-call threads in reverse order, which
 // exposes results that depend on the order), performance, NCCL, the real driver and hardware.
 //
@@ -43,6 +44,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <math.h>
 #include <memory>
@@ -86,6 +88,11 @@ enum cudaMemcpyKind {
 constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
 struct CUstream_st {
   int device = 0;
+  // A pending operation that another host thread completes: the only asynchrony emulated, for
+  // tests/mpi/fake_cuda/nccl.h's collectives (null: none pending). done() tells whether it has
+  // completed, block() waits until it has; the stream's next operation waits for it first.
+  std::function<bool()> done;
+  std::function<void()> block;
 };
 using cudaStream_t = CUstream_st*;
 struct CUevent_st {
@@ -515,6 +522,11 @@ struct launch_config {
   template <class... A>
   void operator()(A&&... a) const {
     static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
+    if (stream && stream->block) {  // stream order: after the pending collective (see CUstream_st)
+      stream->block();
+      stream->done = nullptr;
+      stream->block = nullptr;
+    }
     if (detail::sticky() != cudaSuccess) {
       detail::last_error = detail::sticky();
       return;
@@ -759,9 +771,11 @@ inline cudaError_t cudaMemGetInfo(std::size_t* free_b, std::size_t* total_b) {
   *free_b = st().capacity - std::min(st().capacity, st().device_bytes);
   return st().sticky;
 }
+inline void fake_cuda_drain(cudaStream_t s);
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
-                                   cudaStream_t = nullptr) {
+                                   cudaStream_t stream = nullptr) {
   using namespace genlm_cuda_emu::detail;
+  fake_cuda_drain(stream);
   if (sticky() != cudaSuccess) return sticky();
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
@@ -783,7 +797,8 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream
 }
 inline cudaError_t cudaMemset(void* p, int v, std::size_t bytes) { return cudaMemsetAsync(p, v, bytes, nullptr); }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
-  *s = new CUstream_st{genlm_cuda_emu::detail::current_device};
+  *s = new CUstream_st;
+  (*s)->device = genlm_cuda_emu::detail::current_device;
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
@@ -791,8 +806,21 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return genlm_cuda_emu::detail::sticky(); }
-inline cudaError_t cudaStreamQuery(cudaStream_t) { return genlm_cuda_emu::detail::sticky(); }
+/// Waits for the stream's pending operation (see CUstream_st), then forgets it (the fake NCCL's name).
+inline void fake_cuda_drain(cudaStream_t s) {
+  if (!s) return;
+  if (s->block) s->block();
+  s->done = nullptr;
+  s->block = nullptr;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  fake_cuda_drain(s);
+  return genlm_cuda_emu::detail::sticky();
+}
+inline cudaError_t cudaStreamQuery(cudaStream_t s) {
+  if (s && s->done && !s->done()) return cudaErrorNotReady;
+  return genlm_cuda_emu::detail::sticky();
+}
 inline cudaError_t cudaDeviceSynchronize() { return genlm_cuda_emu::detail::sticky(); }
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st;
