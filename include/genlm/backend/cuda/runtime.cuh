@@ -140,7 +140,8 @@ struct cuda_device {
 /// kernel runs on it), so no event is needed; work on other streams (NCCL) must be synchronised
 /// before its buffers are freed. When cudaMalloc fails, the cache of that device is released and
 /// the call retried once; a second failure throws cuda_error with the sizes involved.
-/// GENLM_CUDA_ALLOCATOR=plain (or set_caching(false)) makes every allocation a cudaMalloc.
+/// GENLM_CUDA_ALLOCATOR=plain (or set_caching(false)) makes every allocation a cudaMalloc of the
+/// requested size.
 class cuda_allocator {
  public:
   struct statistics {
@@ -158,7 +159,9 @@ class cuda_allocator {
     state& s = st();
     std::lock_guard<std::mutex> lock(s.mu);
     const int dev = cuda_device::current();
-    const std::size_t want = round(bytes);
+    // rounded to size classes for reuse; without caching the exact size (cudaMalloc aligns anyway,
+    // and a memory checker then sees the true end of every buffer)
+    const std::size_t want = s.caching ? round(bytes) : bytes;
     if (s.caching) {
       auto it = s.free.lower_bound({dev, want});
       if (it != s.free.end() && it->first.first == dev && it->first.second <= 2 * want) {

@@ -22,7 +22,9 @@
 //   cudaGetLastError; execution faults are sticky (every later call fails, as on a GPU) until
 //   genlm_cuda_emu::reset().
 // - Device memory from cudaMalloc is filled with 0xFF bytes (NaN for float and double), so code
-//   that reads memory it never wrote shows NaN instead of a lucky zero.
+//   that reads memory it never wrote shows NaN instead of a lucky zero. Allocations have their
+//   exact size: under AddressSanitizer with GENLM_CUDA_ALLOCATOR=plain (the backend's allocator then
+//   requests exact sizes too) a kernel or cuBLAS access past a buffer's end is reported.
 // - cuBLAS: column-major GEMMs computed with Eigen; the compute types' input rounding is emulated
 //   (TF32: 10 mantissa bits, round to nearest, ties away; bf16 and fp16: round to nearest even,
 //   fp16 with its range), accumulation in float (double for D-GEMMs).
@@ -39,6 +41,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <stdlib.h>  // posix_memalign
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -711,13 +714,12 @@ inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
     last_error = cudaErrorMemoryAllocation;
     return cudaErrorMemoryAllocation;
   }
-  const std::size_t padded = (bytes + 255) / 256 * 256;
-  void* q = std::aligned_alloc(256, padded);
-  if (!q) {
+  void* q = nullptr;  // exactly `bytes` (256-aligned as cudaMalloc): AddressSanitizer sees the end
+  if (posix_memalign(&q, 256, bytes) != 0 || !q) {
     last_error = cudaErrorMemoryAllocation;
     return cudaErrorMemoryAllocation;
   }
-  std::memset(q, 0xff, padded);  // NaN for float and double: reads of never-written memory show
+  std::memset(q, 0xff, bytes);  // NaN for float and double: reads of never-written memory show
   st().allocs[reinterpret_cast<std::uintptr_t>(q)] = {bytes, current_device, false};
   st().device_bytes += bytes;
   *p = q;
