@@ -23,6 +23,13 @@ __global__ void reverse_in_block(const float* x, float* y) {
   __syncthreads();
   y[blockIdx.x * 64 + t] = s[63 - t];
 }
+// A missing barrier: thread t reads what thread t - 1 wrote to shared memory.
+__global__ void shift_without_barrier(const float* x, float* y) {
+  __shared__ float s[64];
+  const unsigned t = threadIdx.x;
+  s[t] = x[t];
+  y[t] = t > 0 ? s[t - 1] : s[63];
+}
 // Half of the threads skip the barrier.
 __global__ void divergent_barrier(float* y) {
   if (threadIdx.x % 2 == 0) return;
@@ -195,4 +202,26 @@ TEST_CASE("emulator: reverse order runs blocks back to front", "[emulator]") {
   REQUIRE(cudaGetLastError() == cudaSuccess);
   const auto r = y.get(300);
   for (int i = 0; i < 300; ++i) CHECK(r[std::size_t(i)] == float(i));
+}
+
+TEST_CASE("emulator: reverse order exposes a missing barrier that thread order hides", "[emulator]") {
+  genlm_cuda_emu::reset();
+  device_buffer<float> x(64), y(64);
+  std::vector<float> a(64), b(64);
+  for (int i = 0; i < 64; ++i) a[std::size_t(i)] = float(i), b[std::size_t(i)] = float(100 + i);
+  const auto run = [&](const std::vector<float>& in) {
+    x.set(in);
+    GENLM_CUDA_KERNEL_LAUNCH(shift_without_barrier, 1, 64, nullptr, "shift_without_barrier")(x.p, y.p);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    return y.get(64);
+  };
+  run(a);
+  auto r = run(b);  // in thread order, thread t - 1 has written before thread t reads: looks right
+  for (int t = 1; t < 64; ++t) CHECK(r[std::size_t(t)] == b[std::size_t(t - 1)]);
+  genlm_cuda_emu::set_reverse_order(true);
+  r = run(a);  // thread t reads before thread t - 1 writes: the previous launch's values show
+  genlm_cuda_emu::set_reverse_order(false);
+  int stale = 0;
+  for (int t = 1; t < 64; ++t) stale += r[std::size_t(t)] == b[std::size_t(t - 1)];
+  CHECK(stale == 63);
 }

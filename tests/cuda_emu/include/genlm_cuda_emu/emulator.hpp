@@ -30,7 +30,7 @@
 //   fp16 with its range), accumulation in float (double for D-GEMMs).
 // Not emulated: asynchrony (every call completes before it returns, except a pending operation
 // that tests/mpi/fake_cuda/nccl.h leaves on a stream for other threads to complete), races between threads or
-// streams (GENLM_CUDA_EMU_ORDER=reverse runs blocks and plain-call threads in reverse order, which
+// streams (GENLM_CUDA_EMU_ORDER=reverse runs blocks, and the threads of a block, in reverse order, which
 // exposes results that depend on the order), performance, NCCL, the real driver and hardware.
 //
 // Environment: GENLM_CUDA_EMU_DEVICES (default 1), GENLM_CUDA_EMU_MEMORY_MB (default 16384),
@@ -291,6 +291,7 @@ struct executor {
   fiber* cur = nullptr;
   fiber direct_fiber;
   bool direct = false, used_sync = false;
+  bool reverse = false;  // schedule fibers from the last thread down (GENLM_CUDA_EMU_ORDER=reverse)
   void (*fn)(void*) = nullptr;
   void* arg = nullptr;
   const char* kernel = "";
@@ -313,7 +314,7 @@ inline void leave(executor& e) {
   fiber* me = e.cur;
   const unsigned n = e.nthreads;
   for (unsigned k = 1; k <= n; ++k) {
-    fiber& f = e.fibers[(me->linear + k) % n];
+    fiber& f = e.fibers[e.reverse ? (me->linear + n - k) % n : (me->linear + k) % n];
     if (f.state == fstate::ready) {
       if (&f == me) return;  // released while leaving: go on
       e.cur = &f;
@@ -353,8 +354,8 @@ inline bool run_block(executor& e, std::string& why) {
   }
   for (;;) {
     bool ran = false;
-    for (unsigned i = 0; i < n; ++i) {
-      fiber& f = e.fibers[i];
+    for (unsigned i0 = 0; i0 < n; ++i0) {
+      fiber& f = e.fibers[e.reverse ? n - 1 - i0 : i0];
       if (f.state != fstate::ready) continue;
       e.cur = &f;
       swap_context(e.sched, f.ctx);  // back when no fiber of the block is ready
@@ -464,6 +465,7 @@ inline void run(std::uintptr_t key, dim3 grid, dim3 block, const char* name, voi
   e.used_sync = false;
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
   const bool rev = st().reverse;
+  e.reverse = rev;
   for (std::uint64_t k = 0; k < blocks; ++k) {
     const std::uint64_t b = rev ? blocks - 1 - k : k;
     e.block_idx = dim3(unsigned(b % grid.x), unsigned((b / grid.x) % grid.y), unsigned(b / (std::uint64_t(grid.x) * grid.y)));
@@ -558,7 +560,7 @@ inline std::size_t device_bytes() {
   std::lock_guard<std::mutex> lock(detail::st().mu);
   return detail::st().device_bytes;
 }
-/// GENLM_CUDA_EMU_ORDER at run time (true: blocks and plain-call threads in reverse order).
+/// GENLM_CUDA_EMU_ORDER at run time (true: blocks, and the threads of a block, in reverse order).
 inline void set_reverse_order(bool on) {
   std::lock_guard<std::mutex> lock(detail::st().mu);
   detail::st().reverse = on;
