@@ -242,6 +242,26 @@ TEST_CASE("GLM small float32 forward matches the CPU", "[model][float][small]") 
   check_model(p, in, genlm::run_context{}, 1e-5, 0, 0, "small float32", false);
 }
 
+// One encoder layer at the paper's widths (hidden 1280, 10 heads of 128, FFN 3072, 1280-d inputs,
+// 512 positions): every kernel and product at the shapes of configs::paper (LayerNorm rows of
+// 1280, column sums over 1280 and 3072 columns, 30 x 30 attention with head_dim 128), with ~22 M
+// parameters instead of 279 M.
+constexpr genlm::model_config paper_width{1, 1280, 10, 3072, 1280, 99, 4, 512, 30};
+
+TEST_CASE("GLM with one layer of the paper's widths: forward, attention and every gradient match the CPU",
+          "[model][float][paper_width]") {
+  genlm::model_options mo;
+  mo.init_seed = 8;
+  model_pair<paper_width, float> p(mo, 0.02);
+  const inputs<float> in(2, 30, paper_width.input_dim(), 60);
+  check_model(p, in, genlm::run_context{}, 1e-5, 1e-5, 1e-4, "paper-width float32 eval B=2 L=30");
+  genlm::run_context train;
+  train.training = true;
+  train.seed = 11;
+  train.step = 2;
+  check_model(p, in, train, 1e-5, 1e-5, 1e-4, "paper-width float32 dropout B=2 L=30");
+}
+
 TEMPLATE_TEST_CASE("GLM tiny under reduced-precision GEMMs stays close to the float32 CPU model", "[model][reduced]",
                    genlm::cuda_tf32, genlm::cuda_bf16, genlm::cuda_fp16) {
   using Gpu = TestType;
