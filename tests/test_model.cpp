@@ -368,6 +368,41 @@ TEST_CASE("masked-gene loss picks the closest hypothesis and scores accuracy", "
   CHECK(c.mse == Approx(((10 - 1) * (10 - 1) + 0) / 2.0));
 }
 
+TEST_CASE("masked-gene loss in two parts (gradients, then metrics) equals the one call bit for bit", "[model][loss]") {
+  const index_t B = 3, L = 7, K = 4, D = 5;
+  rng r(12, 0);
+  std::vector<float> hyp(std::size_t(B * L * K * D)), logits(std::size_t(B * L * K));
+  for (auto& v : hyp) v = float(r.normal());
+  for (auto& v : logits) v = float(r.normal());
+  const std::vector<gene_pos> masked = {{0, 1}, {0, 4}, {1, 0}, {2, 6}, {2, 2}};
+  std::vector<double> labels(masked.size() * std::size_t(D));
+  for (auto& v : labels) v = r.normal();
+  std::vector<float> dh1, dl1, dh2, dl2;
+  masked_gene_loss_workspace ws1, ws2;
+  const auto a = masked_gene_loss<float>(hyp, logits, B, L, K, D, masked, labels, &dh1, &dl1, {}, ws1);
+  auto b = masked_gene_loss_grads<float>(hyp, logits, B, L, K, D, masked, labels, &dh2, &dl2, {}, ws2);
+  CHECK(b.correct == 0);  // not yet
+  CHECK(b.cosine == 0.0);
+  CHECK(b.loss == a.loss);
+  CHECK(dh2 == dh1);
+  CHECK(dl2 == dl1);
+  masked_gene_loss_metrics<float>(hyp, K, D, ws2, b);
+  CHECK(b.loss == a.loss);
+  CHECK(b.mse == a.mse);
+  CHECK(b.ce == a.ce);
+  CHECK(b.masked == a.masked);
+  CHECK(b.correct == a.correct);
+  CHECK(b.cosine == a.cosine);
+  CHECK(b.mse_most_likely == a.mse_most_likely);
+  CHECK(b.strand_correct == a.strand_correct);
+  CHECK(a.masked == 5);
+  CHECK(a.cosine != 0.0);
+  // the metrics need the first part's workspace
+  masked_gene_loss_workspace fresh;
+  CHECK_THROWS_WITH(masked_gene_loss_metrics<float>(hyp, K, D, fresh, b),
+                    Catch::Contains("call that first") && Catch::Contains("5 masked genes"));
+}
+
 TEST_CASE("GLM rejects bad input with clear messages", "[model][errors]") {
   GLM<configs::tiny, cpu> m;
   tensor<float, cpu> mask({1, 4});

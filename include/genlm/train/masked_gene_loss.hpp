@@ -95,18 +95,22 @@ struct masked_gene_loss_workspace {
   }
 };
 
-/// Computes the loss and metrics on host copies of the model outputs and writes the gradients
-/// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes).
+/// The loss in two parts, for callers that want the gradients early (the trainer starts the
+/// backward pass between them, so that on a GPU the metrics are computed while it runs):
+/// masked_gene_loss_grads computes the objective (loss, mse, ce, masked) and writes the gradients
+/// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes); masked_gene_loss_metrics
+/// then adds the metrics of the most likely hypothesis (correct, cosine, mse_most_likely,
+/// strand_correct) from the same hyp and the workspace as the first part left it.
 /// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
 /// shape_error for K or D < 1, sizes that do not match or a masked gene outside the batch;
 /// value_error for invalid options, a gene masked twice, or a NaN/Inf label (naming its row,
 /// column and value).
 template <class T>
-masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
-                                     index_t K, index_t D, const std::vector<gene_pos>& masked,
-                                     const std::vector<double>& labels, std::vector<T>* d_hyp,
-                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt,
-                                     masked_gene_loss_workspace& ws) {
+masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B,
+                                           index_t L, index_t K, index_t D, const std::vector<gene_pos>& masked,
+                                           const std::vector<double>& labels, std::vector<T>* d_hyp,
+                                           std::vector<T>* d_logits, const masked_gene_loss_options& opt,
+                                           masked_gene_loss_workspace& ws) {
   const index_t n = index_t(masked.size());
   opt.validate();
   check<shape_error>(K >= 1, "masked_gene_loss: K = ", K, " hypotheses, expected >= 1");
@@ -125,9 +129,7 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   if (n == 0) return m;
 
   std::vector<double>& y = ws.y;
-  std::vector<double>& pred = ws.pred;
   y.assign(labels.begin(), labels.end());
-  pred.resize(std::size_t(n * D));
   for (std::size_t i = 0; i < y.size(); ++i) {
     if (!std::isfinite(y[i]))
       throw value_error(detail::concat("masked_gene_loss: label (row ", index_t(i) / D, ", column ", index_t(i) % D,
@@ -160,8 +162,26 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
   for (index_t i = 0; i < n; ++i) {
     m.mse += terms[std::size_t(2 * i)] * mse_scale;
     m.ce += terms[std::size_t(2 * i + 1)] / double(n);
-    // metrics of the most likely hypothesis
-    const T* h = &hyp[std::size_t((rows[std::size_t(i)] * K + choice[std::size_t(2 * i + 1)]) * D)];
+  }
+  m.loss = m.mse + opt.ce_weight * m.ce;
+  return m;
+}
+
+/// The second part (see masked_gene_loss_grads): m from the first part, hyp and ws unchanged since.
+template <class T>
+void masked_gene_loss_metrics(const std::vector<T>& hyp, index_t K, index_t D, masked_gene_loss_workspace& ws,
+                              masked_gene_metrics& m) {
+  const index_t n = m.masked;
+  if (n == 0) return;
+  check<shape_error>(index_t(ws.rows.size()) == n && index_t(ws.choice.size()) == 2 * n &&
+                         index_t(ws.y.size()) == n * D,
+                     "masked_gene_loss_metrics: the workspace does not hold masked_gene_loss_grads' ", n,
+                     " masked genes (call that first)");
+  const std::vector<double>& y = ws.y;
+  std::vector<double>& pred = ws.pred;
+  pred.resize(std::size_t(n * D));
+  for (index_t i = 0; i < n; ++i) {
+    const T* h = &hyp[std::size_t((ws.rows[std::size_t(i)] * K + ws.choice[std::size_t(2 * i + 1)]) * D)];
     double* hp = &pred[std::size_t(i * D)];
     for (index_t j = 0; j < D; ++j) hp[j] = double(h[j]);
     const double* yi = &y[std::size_t(i * D)];
@@ -171,8 +191,18 @@ masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vecto
     m.mse_most_likely += detail::sqdist(hp, yi, D) / double(n * D);
     m.strand_correct += (hp[D - 1] >= 0) == (yi[D - 1] >= 0);
   }
-  m.loss = m.mse + opt.ce_weight * m.ce;
   m.correct = nearest_label_correct(pred, y, n, D);
+}
+
+/// Both parts: the loss, the metrics and the gradients on host copies of the model outputs.
+template <class T>
+masked_gene_metrics masked_gene_loss(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B, index_t L,
+                                     index_t K, index_t D, const std::vector<gene_pos>& masked,
+                                     const std::vector<double>& labels, std::vector<T>* d_hyp,
+                                     std::vector<T>* d_logits, const masked_gene_loss_options& opt,
+                                     masked_gene_loss_workspace& ws) {
+  masked_gene_metrics m = masked_gene_loss_grads(hyp, logits, B, L, K, D, masked, labels, d_hyp, d_logits, opt, ws);
+  masked_gene_loss_metrics(hyp, K, D, ws, m);
   return m;
 }
 

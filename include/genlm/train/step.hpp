@@ -76,17 +76,21 @@ class masked_gene_pass {
     const index_t K = C.hypotheses, D = C.label_dim();
     out.hypotheses.to_host(h_hyp_);  // (B, L, K, D)
     out.logits.to_host(h_log_);      // (B, L, K)
-    const masked_gene_metrics m = masked_gene_loss<T>(h_hyp_, h_log_, b.B, b.L, K, D, mb.masked, mb.labels,
+    masked_gene_metrics m = masked_gene_loss_grads<T>(h_hyp_, h_log_, b.B, b.L, K, D, mb.masked, mb.labels,
                                                       backward ? &g_hyp_ : nullptr, backward ? &g_log_ : nullptr,
                                                       loss, loss_ws_);
-    if (!backward) return m;
-    if (grad_scale != 1.0) {
-      for (auto& v : g_hyp_) v = T(double(v) * grad_scale);
-      for (auto& v : g_log_) v = T(double(v) * grad_scale);
+    if (backward) {
+      if (grad_scale != 1.0) {
+        for (auto& v : g_hyp_) v = T(double(v) * grad_scale);
+        for (auto& v : g_log_) v = T(double(v) * grad_scale);
+      }
+      d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
+      d_log_.from_host({b.B, b.L, K}, g_log_);
+      model.backward(d_hyp_, d_log_);
     }
-    d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
-    d_log_.from_host({b.B, b.L, K}, g_log_);
-    model.backward(d_hyp_, d_log_);
+    // The accuracy metrics (O(masked^2 x D) on the host) after backward is issued: with a GPU
+    // backend, whose ops only queue work, they overlap the backward pass instead of delaying it.
+    masked_gene_loss_metrics<T>(h_hyp_, K, D, loss_ws_, m);
     return m;
   }
 
