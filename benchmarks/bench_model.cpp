@@ -4,8 +4,9 @@
 // 1 and 2 threads, float32 products (genlm::cpu) and bf16 products (genlm::cpu_bf16, "bf16/..."
 // names; Intel AMX where present). Counters: genes/s and achieved FLOPS (analytic count, see
 // common.hpp). Also the random initial weights: rng::fill_normal per instruction set against the
-// normal() loop it reproduces bit for bit ("init/fill_normal/..."), and parameter_store::initialize
-// of the paper model on 1 and 2 threads ("paper/initialize").
+// normal() loop it reproduces bit for bit ("init/fill_normal/..."), parameter_store::initialize
+// of the paper model on 1 and 2 threads ("paper/initialize"), and the masked-gene loss's two host
+// parts ("loss/grads", "loss/metrics").
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -79,6 +80,49 @@ void paper_initialize(benchmark::State& st) {
                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(paper_initialize)->Name("paper/initialize")->Arg(1)->Arg(2)->UseRealTime()->Iterations(2)->Unit(benchmark::kMillisecond);
+
+// The masked-gene loss's two host parts on paper-shaped outputs (K = 4 hypotheses of 100, L = 30,
+// 8 of every 30 genes masked) for B = range(0) contigs: "loss/grads" (objective and gradients,
+// before backward) and "loss/metrics" (accuracy, cosine, strand of the most likely hypothesis,
+// O(masked^2 x 100); the trainer computes it after issuing backward).
+struct loss_inputs {
+  index_t B, L = 30, K = 4, D = 100;
+  std::vector<float> hyp, logits, dh, dl;
+  std::vector<gene_pos> masked;
+  std::vector<double> labels;
+  masked_gene_loss_workspace ws;
+  explicit loss_inputs(index_t b) : B(b) {
+    rng r(1, 0);
+    hyp.resize(std::size_t(B * L * K * D));
+    logits.resize(std::size_t(B * L * K));
+    for (auto& v : hyp) v = float(r.normal());
+    for (auto& v : logits) v = float(r.normal());
+    for (index_t c = 0; c < B; ++c)
+      for (index_t l = 0; l + 3 < L; l += 7) masked.push_back({c, l}), masked.push_back({c, l + 3});
+    labels.resize(masked.size() * std::size_t(D));
+    for (auto& v : labels) v = r.normal();
+  }
+  masked_gene_metrics grads() {
+    return masked_gene_loss_grads<float>(hyp, logits, B, L, K, D, masked, labels, &dh, &dl, {}, ws);
+  }
+};
+void loss_grads(benchmark::State& st) {
+  loss_inputs in(st.range(0));
+  for (auto _ : st) benchmark::DoNotOptimize(in.grads());
+  st.counters["masked"] = double(in.masked.size());
+}
+void loss_metrics(benchmark::State& st) {
+  loss_inputs in(st.range(0));
+  const masked_gene_metrics m0 = in.grads();
+  for (auto _ : st) {
+    masked_gene_metrics m = m0;
+    masked_gene_loss_metrics<float>(in.hyp, in.K, in.D, in.ws, m);
+    benchmark::DoNotOptimize(m);
+  }
+  st.counters["masked"] = double(in.masked.size());
+}
+BENCHMARK(loss_grads)->Name("loss/grads")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond);
+BENCHMARK(loss_metrics)->Name("loss/metrics")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond);
 
 #define GENLM_MODEL_BENCH(fn, cfg, backend, name) \
   BENCHMARK_TEMPLATE(fn, cfg, backend)->Name(name)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)
