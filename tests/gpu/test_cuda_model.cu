@@ -170,6 +170,20 @@ void check_model(Pair& p, const inputs<typename Pair::cpu_model::scalar>& in, co
   compare_grads<T>(p.c.parameters(), p.g.parameters(), flat_tol, tensor_tol, label);
 }
 
+/// check_model in eval mode, then in training mode (hidden and attention dropout: identical Philox
+/// masks on both backends, drawn from `seed` and `step`).
+template <class Pair>
+void check_model_eval_and_dropout(Pair& p, const inputs<typename Pair::cpu_model::scalar>& in, std::uint64_t seed,
+                                  std::uint64_t step, double fwd_tol, double flat_tol, double tensor_tol,
+                                  const std::string& label, const std::string& shape = "") {
+  check_model(p, in, genlm::run_context{}, fwd_tol, flat_tol, tensor_tol, label + " eval" + shape);
+  genlm::run_context train;
+  train.training = true;
+  train.seed = seed;
+  train.step = step;
+  check_model(p, in, train, fwd_tol, flat_tol, tensor_tol, label + " dropout" + shape);
+}
+
 /// The tiny model's training data: simulated contigs with conserved modules (as test_training).
 struct train_data {
   genlm::simulated_data sim;
@@ -204,12 +218,7 @@ TEST_CASE("GLM tiny float32: forward, attention maps and every gradient match th
     CAPTURE(s.B, s.L);
     const inputs<float> in(s.B, s.L, genlm::configs::tiny.input_dim(), 10 + std::uint64_t(s.L));
     const std::string shape = " B=" + std::to_string(s.B) + " L=" + std::to_string(s.L);
-    check_model(p, in, genlm::run_context{}, 1e-5, 1e-5, 1e-4, "tiny float32 eval" + shape);
-    genlm::run_context train;
-    train.training = true;  // hidden and attention dropout 0.1: identical Philox masks on both
-    train.seed = 5;
-    train.step = 3;
-    check_model(p, in, train, 1e-5, 1e-5, 1e-4, "tiny float32 dropout" + shape);
+    check_model_eval_and_dropout(p, in, 5, 3, 1e-5, 1e-5, 1e-4, "tiny float32", shape);
   }
 }
 
@@ -218,12 +227,7 @@ TEST_CASE("GLM tiny float64 matches the CPU to 1e-10", "[model][double]") {
   mo.init_seed = 4;
   model_pair<genlm::configs::tiny, double> p(mo, 0.1);
   const inputs<double> in(3, 17, genlm::configs::tiny.input_dim(), 20);
-  check_model(p, in, genlm::run_context{}, 1e-10, 1e-10, 1e-9, "tiny float64 eval");
-  genlm::run_context train;
-  train.training = true;
-  train.seed = 9;
-  train.step = 1;
-  check_model(p, in, train, 1e-10, 1e-10, 1e-9, "tiny float64 dropout");
+  check_model_eval_and_dropout(p, in, 9, 1, 1e-10, 1e-10, 1e-9, "tiny float64");
 }
 
 TEST_CASE("GLM tiny, relative_key attention (no key term), float32", "[model][float]") {
@@ -254,12 +258,7 @@ TEST_CASE("GLM with one layer of the paper's widths: forward, attention and ever
   mo.init_seed = 8;
   model_pair<paper_width, float> p(mo, 0.02);
   const inputs<float> in(2, 30, paper_width.input_dim(), 60);
-  check_model(p, in, genlm::run_context{}, 1e-5, 1e-5, 1e-4, "paper-width float32 eval B=2 L=30");
-  genlm::run_context train;
-  train.training = true;
-  train.seed = 11;
-  train.step = 2;
-  check_model(p, in, train, 1e-5, 1e-5, 1e-4, "paper-width float32 dropout B=2 L=30");
+  check_model_eval_and_dropout(p, in, 11, 2, 1e-5, 1e-5, 1e-4, "paper-width float32", " B=2 L=30");
 }
 
 TEMPLATE_TEST_CASE("GLM tiny under reduced-precision GEMMs stays close to the float32 CPU model", "[model][reduced]",
