@@ -98,6 +98,13 @@ struct CUstream_st {
   std::function<void()> block;
 };
 using cudaStream_t = CUstream_st*;
+/// Waits for the stream's pending operation (see CUstream_st), then forgets it (the fake NCCL's name).
+inline void fake_cuda_drain(cudaStream_t s) {
+  if (!s) return;
+  if (s->block) s->block();
+  s->done = nullptr;
+  s->block = nullptr;
+}
 struct CUevent_st {
   std::chrono::steady_clock::time_point t{};
   bool recorded = false;
@@ -173,14 +180,13 @@ inline cudaError_t sticky() {
 }
 
 /// The allocation that holds [p, p + bytes) entirely, or nullptr (caller holds st().mu).
-inline const allocation* find_locked(const void* p, std::size_t bytes, std::uintptr_t* start = nullptr) {
+inline const allocation* find_locked(const void* p, std::size_t bytes) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   auto& m = st().allocs;
   auto it = m.upper_bound(a);
   if (it == m.begin()) return nullptr;
   --it;
   if (a < it->first || a - it->first > it->second.bytes || bytes > it->second.bytes - (a - it->first)) return nullptr;
-  if (start) *start = it->first;
   return &it->second;
 }
 /// True when [p, p + bytes) lies inside one device allocation (not pinned host memory).
@@ -189,8 +195,8 @@ inline bool is_device_range(const void* p, std::size_t bytes) {
   const allocation* a = find_locked(p, bytes);
   return a && !a->pinned;
 }
-/// True when p points into any device allocation (its first byte).
-inline bool is_device_pointer(const void* p) { return is_device_range(p, 0) || is_device_range(p, 1); }
+/// True when p points into a device allocation or one past its end (an empty range there).
+inline bool is_device_pointer(const void* p) { return is_device_range(p, 0); }
 
 inline std::string hex(const void* p) {
   char b[32];
@@ -527,13 +533,9 @@ struct launch_config {
   template <class... A>
   void operator()(A&&... a) const {
     static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
-    if (stream && stream->block) {  // stream order: after the pending collective (see CUstream_st)
-      stream->block();
-      stream->done = nullptr;
-      stream->block = nullptr;
-    }
-    if (detail::sticky() != cudaSuccess) {
-      detail::last_error = detail::sticky();
+    fake_cuda_drain(stream);  // stream order: after a pending collective (see CUstream_st)
+    if (const cudaError_t s = detail::sticky(); s != cudaSuccess) {
+      detail::last_error = s;
       return;
     }
     if (!detail::check_config(grid, block, name)) return;
@@ -709,7 +711,7 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
   using namespace genlm_cuda_emu::detail;
   *p = nullptr;
-  if (sticky() != cudaSuccess) return sticky();
+  if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   std::lock_guard<std::mutex> lock(st().mu);
   if (bytes > st().capacity - std::min(st().capacity, st().device_bytes)) {
@@ -775,12 +777,11 @@ inline cudaError_t cudaMemGetInfo(std::size_t* free_b, std::size_t* total_b) {
   *free_b = st().capacity - std::min(st().capacity, st().device_bytes);
   return st().sticky;
 }
-inline void fake_cuda_drain(cudaStream_t s);
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                                    cudaStream_t stream = nullptr) {
   using namespace genlm_cuda_emu::detail;
   fake_cuda_drain(stream);
-  if (sticky() != cudaSuccess) return sticky();
+  if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
   std::memmove(dst, src, bytes);
@@ -791,7 +792,7 @@ inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cud
 }
 inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream_t = nullptr) {
   using namespace genlm_cuda_emu::detail;
-  if (sticky() != cudaSuccess) return sticky();
+  if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (!is_device_range(p, bytes))
     return fail(cudaErrorInvalidValue, "cudaMemset: " + hex(p) + " + " + std::to_string(bytes) +
@@ -809,13 +810,6 @@ inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWi
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return genlm_cuda_emu::detail::ret(cudaSuccess);
-}
-/// Waits for the stream's pending operation (see CUstream_st), then forgets it (the fake NCCL's name).
-inline void fake_cuda_drain(cudaStream_t s) {
-  if (!s) return;
-  if (s->block) s->block();
-  s->done = nullptr;
-  s->block = nullptr;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   fake_cuda_drain(s);
