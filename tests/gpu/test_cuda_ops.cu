@@ -70,6 +70,21 @@ TEST_CASE("caching allocator: statistics and reuse", "[ops][memory]") {
   }
 }
 
+TEST_CASE("allocator without caching: exact sizes, a cudaMalloc per request", "[ops][memory]") {
+  const bool was = genlm::cuda_allocator::caching();
+  genlm::cuda_allocator::set_caching(false);
+  const auto s0 = genlm::cuda_allocator::stats();
+  void* p = genlm::cuda_allocator::allocate(1001);  // a caching allocator rounds this to 1024
+  const auto s1 = genlm::cuda_allocator::stats();
+  genlm::cuda_allocator::deallocate(p);
+  const auto s2 = genlm::cuda_allocator::stats();
+  genlm::cuda_allocator::set_caching(was);
+  CHECK(s1.bytes_in_use == s0.bytes_in_use + 1001);
+  CHECK(s1.cuda_mallocs == s0.cuda_mallocs + 1);
+  CHECK(s2.bytes_in_use == s0.bytes_in_use);
+  CHECK(s2.bytes_cached == s0.bytes_cached);
+}
+
 TEMPLATE_TEST_CASE("elementwise: fill, axpy, scale, add, clip_by_value", "[ops][elementwise]", float, double) {
   using T = TestType;
   const double tol = op_tol<T>();
