@@ -10,6 +10,9 @@
 //   model/<cfg>/<p>/B<b>/forward     inference forward (eval mode)
 //   model/<cfg>/<p>/B<b>/train_step  forward (dropout) + masked-gene loss on the device + backward +
 //                              clip_grad_value(1) + AdamW
+//   loss/{grads,metrics}/B<b>  the trainer's masked-gene loss ops (masked_gene_loss_grad,
+//                              masked_gene_metrics_rows; float32) on paper-shaped outputs, 8 of
+//                              every 30 genes masked (counters masked, us_per_call)
 // Counters: TFLOPS (analytic FLOPs / GPU time), pct_of_cublas_peak (TFLOPS over cublas_peak/<p>),
 // genes/s, gpu_peak_MB (cuda_allocator peak while the benchmark ran, model state included), loss.
 //
@@ -233,6 +236,48 @@ void bm_model(benchmark::State& st, std::string cfg, index_t B, bool train) {
   });
 }
 
+// ---------------------------------------------------------------------------- masked-gene loss
+/// loss/{grads,metrics}/B<b>: the trainer's two loss ops on the device (genlm::cuda, float32) for
+/// paper-shaped outputs of b contigs x 30 genes (K = 4 hypotheses of 100), 8 of every 30 genes
+/// masked as in genlm_bench_model's loss/ benchmarks: masked_gene_loss_grad (objective terms and
+/// gradients) and masked_gene_metrics_rows (the metrics, with the O(masked^2 x 100) nearest-label
+/// search that the trainer ran on the host before 2026-12-07).
+void bm_loss(benchmark::State& st, index_t B, bool metrics) {
+  guarded(st, [&] {
+    using Bk = genlm::cuda;
+    const index_t L = kL, K = configs::paper.hypotheses, D = configs::paper.label_dim(), R = B * L;
+    std::vector<std::int64_t> rows;
+    for (index_t c = 0; c < B; ++c)
+      for (index_t l = 0; l + 3 < L; l += 7) rows.push_back(c * L + l), rows.push_back(c * L + l + 3);
+    const index_t n = index_t(rows.size());
+    std::vector<double> lab = bench::randn<double>(std::size_t(n * D), 5);
+    bench::device_array<std::int64_t> d_rows;
+    bench::device_array<double> d_lab, terms, out;
+    bench::device_array<std::int32_t> choice;
+    d_rows.upload(rows);
+    d_lab.upload(lab);
+    terms.zeros(2 * n);
+    out.zeros(4 * n);
+    choice.zeros(2 * n);
+    tensor<float, Bk> hyp({B, L, K, D}), logits({B, L, K}), d_hyp({B, L, K, D}), d_log({B, L, K});
+    bench::device_fill_random(hyp.data(), std::size_t(R * K * D), 7, Bk::stream());
+    bench::device_fill_random(logits.data(), std::size_t(R * K), 8, Bk::stream());
+    auto grads = [&] {
+      Bk::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, d_rows.p, d_lab.p, n, 1.0 / double(n * D),
+                                1e-4 / double(n), d_hyp.data(), d_log.data(), terms.p, choice.p);
+    };
+    auto rows_metrics = [&] {
+      Bk::masked_gene_metrics_rows(hyp.data(), K, D, d_rows.p, d_lab.p, choice.p, n, out.p);
+    };
+    grads();  // k^ for the metrics
+    rows_metrics();
+    Bk::synchronize();
+    const double sec = metrics ? timed_loop(st, Bk::stream(), rows_metrics) : timed_loop(st, Bk::stream(), grads);
+    st.counters["masked"] = double(n);
+    st.counters["us_per_call"] = 1e6 * sec / double(st.iterations());
+  });
+}
+
 /// Model benchmarks run at least this long (GENLM_BENCH_MODEL_MIN_TIME, default 0.3 s) whatever
 /// --benchmark_min_time says: a paper training step at 64 contigs is tens of milliseconds.
 double model_min_time() {
@@ -282,6 +327,12 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("cuda_device", bench::cuda_device_line());
   std::vector<index_t> batches;
   for (const auto& b : env_list("GENLM_BENCH_CUDA_BATCHES", "8,64")) batches.push_back(std::stol(b));
+  for (index_t B : batches)
+    for (bool metrics : {false, true})
+      benchmark::RegisterBenchmark(("loss/" + std::string(metrics ? "metrics" : "grads") + "/B" + std::to_string(B)).c_str(),
+                                   [B, metrics](benchmark::State& st) { bm_loss(st, B, metrics); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
   for (const auto& p : env_list("GENLM_BENCH_CUDA_PRECISIONS", "fp32,tf32,bf16")) {
     if (!bench::with_precision(p, [&]<class P>() { register_precision<P>(batches); })) {
       std::fprintf(stderr, "genlm_bench_cuda: GENLM_BENCH_CUDA_PRECISIONS: unknown precision '%s' (fp32, tf32, bf16)\n",

@@ -396,6 +396,14 @@ if models:
         ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
         print(f"| {cfg} | {p} | {B[1:]} | {wl} | {ms:.2f} | {b.get('genes/s', 0):.0f} | {b.get('TFLOPS', 0):.1f} | "
               f"{b.get('pct_of_cublas_peak', 0):.0f}% | {b.get('gpu_peak_MB', 0):.0f} |")
+losses = [b for b in ok if b["name"].startswith("loss/")]
+if losses:
+    print("\nMasked-gene loss ops on the device (float32, paper-shaped outputs):\n")
+    print("| op | B | masked genes | us per call |")
+    print("|---|---|---|---|")
+    for b in losses:
+        _, op, B = b["name"].split("/")[:3]
+        print(f"| {op} | {B[1:]} | {b.get('masked', 0):.0f} | {b.get('us_per_call', 0):.1f} |")
 gemms = {}
 for b in ok:
     m = re.match(r"gemm/([^/]+)/B(\d+)/(.+)", b["name"])

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include <genlm/model/glm.hpp>
 #include <genlm/train/masked_gene_loss.hpp>
 #include <genlm/train/masking.hpp>
+#include <genlm/train/step.hpp>
 
 #include "../benchmarks/common.hpp"
 
@@ -401,6 +403,199 @@ TEST_CASE("masked-gene loss in two parts (gradients, then metrics) equals the on
   masked_gene_loss_workspace fresh;
   CHECK_THROWS_WITH(masked_gene_loss_metrics<float>(hyp, K, D, fresh, b),
                     Catch::Contains("call that first") && Catch::Contains("5 masked genes"));
+}
+
+TEMPLATE_TEST_CASE("cpu::masked_gene_metrics_rows follows the metric definitions (ties, NaN, zeros)", "[model][loss]",
+                   float, double) {
+  using T = TestType;
+  const index_t K = 2, D = 2, n = 4;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // hyp (4 rows, K, D); labels y0..y3; gene i sits at rows[i] and its most likely hypothesis is choice[2i+1]
+  const std::vector<T> hyp = {T(0), T(1), T(9), T(9),          // row 0: k0 = (0, 1)
+                              T(-0.0), T(0.0), T(9), T(9),     // row 1: k0 = (-0, 0)
+                              T(9), T(9), T(1), T(1),          // row 2: k1 = (1, 1)
+                              T(9), T(9), T(nan), T(0)};       // row 3: k1 = (NaN, 0)
+  const std::vector<double> y = {1, 1, -1, 1, 1, -1, 0.5, 0};
+  const std::vector<std::int64_t> rows = {2, 0, 3, 1};
+  const std::vector<std::int32_t> choice = {0, 1, 1, 0, 0, 1, 1, 0};
+  std::vector<double> out(std::size_t(4 * n), -7.0);
+  cpu::masked_gene_metrics_rows(hyp.data(), K, D, rows.data(), y.data(), choice.data(), n, out.data());
+  // gene 0: h = (1, 1) = y0: nearest, cosine 1, distance 0, strand (+, +)
+  CHECK(out[0] == Approx(1.0));
+  CHECK(out[1] == 0.0);
+  CHECK(out[2] == 1.0);
+  CHECK(out[3] == 1.0);
+  // gene 1: h = (0, 1) is 1 from y0 and y1 (exact tie): the first, y0, is nearest -> wrong
+  CHECK(out[4] == Approx(1.0 / std::sqrt(2.0)));
+  CHECK(out[5] == 1.0);
+  CHECK(out[6] == 1.0);
+  CHECK(out[7] == 0.0);
+  // gene 2: h = (NaN, 0): every distance NaN -> no nearest label; 0 vs -1 -> strand wrong
+  CHECK(std::isnan(out[8]));
+  CHECK(std::isnan(out[9]));
+  CHECK(out[10] == 0.0);
+  CHECK(out[11] == 0.0);
+  // gene 3: h = (-0, 0): cosine 0 / max(0, 1e-30) = 0, nearest y3 = (0.5, 0), -0 >= 0 and 0 >= 0 agree
+  CHECK(out[12] == 0.0);
+  CHECK(out[13] == 0.25);
+  CHECK(out[14] == 1.0);
+  CHECK(out[15] == 1.0);
+  // the public definition of the accuracy: nearest_label_correct on the most likely hypotheses
+  std::vector<double> pred;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < D; ++j)
+      pred.push_back(double(hyp[std::size_t((rows[std::size_t(i)] * K + choice[std::size_t(2 * i + 1)]) * D + j)]));
+  CHECK(nearest_label_correct(pred, y, n, D) == 2);
+  // random genes (37: blocks of labels and a remainder; 2 threads): every output is the plain
+  // loops' value bit for bit; correct counts as nearest_label_correct's
+  const index_t R2 = 50, K2 = 3, D2 = 9, n2 = 37;
+  rng g(23, 0);
+  std::vector<T> h2(std::size_t(R2 * K2 * D2));
+  std::vector<double> y2(std::size_t(n2 * D2));
+  for (auto& v : h2) v = T(g.normal());
+  for (auto& v : y2) v = g.normal();
+  for (index_t j = 0; j < D2; ++j) y2[std::size_t(5 * D2 + j)] = y2[std::size_t(3 * D2 + j)];  // labels 3 and 5 equal
+  std::vector<std::int64_t> rows2;
+  std::vector<std::int32_t> choice2;
+  for (index_t i = 0; i < n2; ++i) {
+    rows2.push_back((i * 7) % R2);
+    choice2.push_back(std::int32_t(g.below(3))), choice2.push_back(std::int32_t(g.below(3)));
+  }
+  // gene 5's prediction is label 3 (= label 5): the tie goes to 3, so gene 3 is right and 5 wrong
+  for (index_t j = 0; j < D2; ++j) {
+    h2[std::size_t((rows2[3] * K2 + choice2[7]) * D2 + j)] = T(y2[std::size_t(3 * D2 + j)]);
+    h2[std::size_t((rows2[5] * K2 + choice2[11]) * D2 + j)] = T(y2[std::size_t(3 * D2 + j)]);
+  }
+  std::vector<double> out2(std::size_t(4 * n2)), pred2;
+  const int threads = cpu::num_threads();
+  cpu::set_num_threads(2);
+  cpu::masked_gene_metrics_rows(h2.data(), K2, D2, rows2.data(), y2.data(), choice2.data(), n2, out2.data());
+  cpu::set_num_threads(threads);
+  index_t flagged = 0;
+  for (index_t i = 0; i < n2; ++i) {
+    const T* hp = &h2[std::size_t((rows2[std::size_t(i)] * K2 + choice2[std::size_t(2 * i + 1)]) * D2)];
+    const double* yi = &y2[std::size_t(i * D2)];
+    double dot = 0, nh = 0, ny = 0, sq = 0;
+    for (index_t j = 0; j < D2; ++j) {
+      const double a = double(hp[j]);
+      pred2.push_back(a);
+      dot += a * yi[j], nh += a * a, ny += yi[j] * yi[j];
+      sq += (a - yi[j]) * (a - yi[j]);
+    }
+    CAPTURE(i);
+    CHECK(out2[std::size_t(4 * i)] == dot / std::max(std::sqrt(nh * ny), 1e-30));
+    CHECK(out2[std::size_t(4 * i + 1)] == sq);
+    CHECK(out2[std::size_t(4 * i + 2)] == ((hp[D2 - 1] >= 0) == (yi[D2 - 1] >= 0) ? 1.0 : 0.0));
+    flagged += out2[std::size_t(4 * i + 3)] != 0;
+  }
+  CHECK(out2[4 * 3 + 3] == 1.0);
+  CHECK(out2[4 * 5 + 3] == 0.0);
+  CHECK(flagged == nearest_label_correct(pred2, y2, n2, D2));
+  CHECK(flagged >= 1);
+}
+
+namespace {
+/// masked_gene_pass's reference: forward, host copies, masked_gene_loss on them, the gradients
+/// scaled by s on the host, backward. Returns the metrics; the model holds the gradients.
+template <class M>
+masked_gene_metrics host_loss_pass(M& m, const run_context& ctx, const masked_batch<float>& mb, double s,
+                                   bool backward) {
+  constexpr auto C = M::config;
+  const host_batch<float>& b = mb.b;
+  const auto x = tensor<float, cpu>::from_host_data({b.B, b.L, b.F}, b.x);
+  const auto mask = tensor<float, cpu>::from_host_data({b.B, b.L}, b.mask);
+  auto out = m.forward(ctx, x, mask);
+  std::vector<float> gh, gl;
+  const auto r = masked_gene_loss<float>(out.hypotheses.to_host(), out.logits.to_host(), b.B, b.L, C.hypotheses,
+                                         C.label_dim(), mb.masked, mb.labels, &gh, &gl);
+  if (backward) {
+    for (auto& v : gh) v = float(double(v) * s);
+    for (auto& v : gl) v = float(double(v) * s);
+    m.backward(tensor<float, cpu>::from_host_data({b.B, b.L, C.hypotheses, C.label_dim()}, gh),
+               tensor<float, cpu>::from_host_data({b.B, b.L, C.hypotheses}, gl));
+  }
+  return r;
+}
+masked_batch<float> random_masked_batch(index_t B, index_t L, index_t F, index_t D, const std::vector<gene_pos>& masked,
+                                        std::uint64_t seed) {
+  masked_batch<float> mb;
+  rng g(seed);
+  mb.b.B = B, mb.b.L = L, mb.b.F = F;
+  for (index_t i = 0; i < B * L * F; ++i) mb.b.x.push_back(float(g.normal()));
+  mb.b.mask.assign(std::size_t(B * L), 1.0f);
+  mb.b.mask.back() = 0.0f;  // a padded position
+  mb.masked = masked;
+  for (std::size_t i = 0; i < masked.size() * std::size_t(D); ++i) mb.labels.push_back(2.0 * g.normal());
+  if (mb.labels.size() > 1) mb.labels[1] = 25.0;  // clipped to 10
+  return mb;
+}
+}  // namespace
+
+TEST_CASE("masked_gene_pass (the loss on the backend) equals forward + host loss + backward bit for bit",
+          "[model][loss][training]") {
+  using M = GLM<micro, cpu>;
+  constexpr auto C = M::config;
+  model_options mo;
+  mo.init_seed = 5;
+  M a(mo), b(mo);
+  masked_gene_pass<M> pass;
+  pass.reserve(64);
+  const index_t B = 3, L = 5, F = C.input_dim(), D = C.label_dim();
+  const std::vector<std::vector<gene_pos>> masks = {{{0, 1}, {2, 4}, {1, 0}, {0, 3}, {2, 0}, {1, 2}}, {{1, 4}}, {}};
+  std::uint64_t seed = 40;
+  for (const double s : {1.0, 0.125}) {  // powers of two: scaling before or after rounding to float agree
+    for (const auto& masked : masks) {
+      for (const bool backward : {true, false}) {
+        CAPTURE(s, masked.size(), backward);
+        const auto mb = random_masked_batch(B, L, F, D, masked, ++seed);
+        run_context ctx;
+        ctx.training = true, ctx.seed = 9, ctx.step = seed;
+        a.parameters().zero_grads();
+        b.parameters().zero_grads();
+        const auto want = host_loss_pass(a, ctx, mb, s, backward);
+        const auto got = pass.run(b, ctx, mb, {}, s, backward);
+        CHECK(got.masked == index_t(masked.size()));
+        CHECK(got.loss == want.loss);
+        CHECK(got.mse == want.mse);
+        CHECK(got.ce == want.ce);
+        CHECK(got.masked == want.masked);
+        CHECK(got.correct == want.correct);
+        CHECK(got.cosine == want.cosine);
+        CHECK(got.mse_most_likely == want.mse_most_likely);
+        CHECK(got.strand_correct == want.strand_correct);
+        if (!masked.empty()) CHECK(got.loss > 0);
+        const auto ga = a.parameters().grads().to_host(), gb = b.parameters().grads().to_host();
+        REQUIRE(ga.size() == gb.size());
+        CHECK(std::memcmp(ga.data(), gb.data(), ga.size() * sizeof(float)) == 0);
+        if (backward && !masked.empty())
+          CHECK(std::any_of(gb.begin(), gb.end(), [](float v) { return v != 0.0f; }));
+      }
+    }
+  }
+  SECTION("another scale is folded into the gradients in double: within a rounding of the host's") {
+    const auto mb = random_masked_batch(B, L, F, D, masks[0], 77);
+    const double s = 0.3;
+    a.parameters().zero_grads();
+    host_loss_pass(a, run_context{}, mb, s, true);
+    pass.run(b, run_context{}, mb, {}, s, true);
+    const auto ga = a.parameters().grads().to_host(), gb = b.parameters().grads().to_host();
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < ga.size(); ++i)
+      worst = std::max(worst, std::abs(double(ga[i]) - double(gb[i]))), scale = std::max(scale, std::abs(double(ga[i])));
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-5 * scale);
+  }
+  SECTION("bad labels and positions throw before the forward pass, naming them") {
+    auto mb = random_masked_batch(B, L, F, D, masks[0], 78);
+    mb.labels[std::size_t(D + 2)] = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(pass.run(b, run_context{}, mb, {}, 1.0, true),
+                      Catch::Contains("label (row 1, column 2)") && Catch::Contains("inf"));
+    mb = random_masked_batch(B, L, F, D, {{0, 1}, {3, 0}}, 79);
+    CHECK_THROWS_WITH(pass.run(b, run_context{}, mb, {}, 1.0, true),
+                      Catch::Contains("masked gene (3, 0) outside the batch (3, 5)"));
+    mb = random_masked_batch(B, L, F, D, {{0, 1}, {0, 1}}, 80);
+    CHECK_THROWS_WITH(pass.run(b, run_context{}, mb, {}, 1.0, true), Catch::Contains("masked more than once"));
+  }
 }
 
 TEST_CASE("GLM rejects bad input with clear messages", "[model][errors]") {

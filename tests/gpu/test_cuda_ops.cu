@@ -548,6 +548,72 @@ TEMPLATE_TEST_CASE("masked_gene_loss_grad", "[ops][loss]", float, double) {
   }
 }
 
+TEMPLATE_TEST_CASE("masked_gene_metrics_rows", "[ops][loss]", float, double) {
+  using T = TestType;
+  struct m_case {
+    index_t R, K, D, n;
+  };
+  for (const auto& s : {m_case{64, 4, 100, 45}, m_case{40, 3, 7, 33}, m_case{2, 4, 8, 1}}) {
+    const index_t R = s.R, K = s.K, D = s.D, n = s.n;
+    CAPTURE(R, K, D, n);
+    auto hyp = randn<T>(std::size_t(R * K * D), 94);
+    auto labels = randn<double>(std::size_t(n * D), 95);
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(R));
+    for (index_t i = 0; i < R; ++i) rows[std::size_t(i)] = i;
+    genlm::rng g(96);
+    for (std::size_t i = rows.size(); i > 1; --i) std::swap(rows[i - 1], rows[std::size_t(g.below(i))]);
+    rows.resize(std::size_t(n));
+    std::vector<std::int32_t> choice(std::size_t(2 * n));
+    for (auto& c : choice) c = std::int32_t(g.below(std::uint64_t(K)));
+    const auto at = [&](index_t i) -> T* {  // gene i's most likely hypothesis
+      return &hyp[std::size_t((rows[std::size_t(i)] * K + choice[std::size_t(2 * i + 1)]) * D)];
+    };
+    // small dyadic values, so that every summation order gives the same distances:
+    // gene 0 is its own label (nearest, distance 0); gene 1 lies exactly between labels 0 and 1
+    // (a tie: label 0, the first, is nearest -> wrong) and every other label is further
+    if (n >= 3) {
+      for (index_t j = 0; j < D; ++j) {
+        const double y0 = double((j * 3) % 5 - 2) * 0.25, y1 = y0 + (j == 0 ? 1.0 : 0.0);
+        labels[std::size_t(j)] = y0;
+        labels[std::size_t(D + j)] = y1;
+        at(0)[j] = T(y0);
+        at(1)[j] = T(y0 + (j == 0 ? 0.5 : 0.0));
+      }
+      for (index_t i = 2; i < n; ++i) labels[std::size_t(i * D)] += 8.0;  // further than 0.5 from gene 1
+      // gene 2: a NaN in its most likely hypothesis (no nearest label on either backend)
+      at(2)[D - 1] = std::numeric_limits<T>::quiet_NaN();
+    }
+    dual<T> h(hyp);
+    dual<std::int64_t> rw(rows);
+    dual<std::int32_t> ch(choice);
+    dual<double> y(labels), out(nans<double>(std::size_t(4 * n)));
+    on_both([&](auto t) {
+      using B = typename decltype(t)::type;
+      B::masked_gene_metrics_rows(P<B>(h), K, D, P<B>(rw), P<B>(y), P<B>(ch), n, P<B>(out));
+    });
+    const auto ref = out.ref(), got = out.got();
+    if (n >= 3) {
+      CHECK(ref[3] == 1.0);  // gene 0 nearest to its own label
+      CHECK(ref[1] == 0.0);
+      CHECK(ref[7] == 0.0);  // gene 1: the tie goes to label 0
+      CHECK(std::isnan(ref[8]));
+      CHECK(ref[11] == 0.0);
+    }
+    std::vector<double> cos_r, cos_g, sq_r, sq_g, flags_r, flags_g;
+    index_t correct = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const auto k = std::size_t(4 * i);
+      cos_r.push_back(ref[k]), cos_g.push_back(got[k]), sq_r.push_back(ref[k + 1]), sq_g.push_back(got[k + 1]);
+      for (std::size_t c : {k + 2, k + 3}) flags_r.push_back(ref[c]), flags_g.push_back(got[c]);
+      correct += ref[k + 3] != 0;
+    }
+    CHECK((n < 3 || correct >= 1));
+    GPU_CHECK_BITWISE("masked_gene_metrics_rows strand and nearest flags", flags_g, flags_r);
+    GPU_CHECK_CLOSE("masked_gene_metrics_rows cosine", cos_g, cos_r, 1e-12);
+    GPU_CHECK_CLOSE("masked_gene_metrics_rows squared distance", sq_g, sq_r, 1e-12);
+  }
+}
+
 TEMPLATE_TEST_CASE("adamw_step, both update rules, 5 steps, clip_value fused from step 3", "[ops][adamw]", float,
                    double) {
   using T = TestType;
@@ -607,6 +673,8 @@ TEST_CASE("zero-size calls are no-ops, as on the CPU", "[ops][edge]") {
     B::layer_norm_forward(P<B>(x), P<B>(x), P<B>(x), P<B>(y), P<B>(y), P<B>(y), 0, 4, 1e-5);
     B::masked_gene_loss_grad(P<B>(x), P<B>(x), 2, 2, P<B>(rows), P<B>(lab), 0, 1.0, 1.0, P<B>(y), P<B>(y), P<B>(terms),
                              static_cast<std::int32_t*>(nullptr));
+    B::masked_gene_metrics_rows(P<B>(x), 2, 2, P<B>(rows), P<B>(lab), static_cast<const std::int32_t*>(nullptr), 0,
+                                P<B>(terms));
     genlm::adamw_hparams h;
     B::adamw_step(P<B>(x), P<B>(x), P<B>(y), P<B>(y), 0, h);
     CHECK(B::sum_squares(P<B>(x), 0) == 0.0);

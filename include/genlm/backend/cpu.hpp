@@ -1295,6 +1295,68 @@ struct cpu {
     }
   }
 
+  /// Metrics of each masked gene's most likely hypothesis, h = hyp[rows[i], k^, :] with k^ =
+  /// choice[2i+1] (as masked_gene_loss_grad wrote it), against its label y_i = labels[i, :]; out
+  /// (n, 4), doubles:
+  ///   out[4i]   = cos(h, y_i) = h.y_i / max(sqrt(|h|^2 |y_i|^2), 1e-30)
+  ///   out[4i+1] = ||h - y_i||^2
+  ///   out[4i+2] = 1 when h[D-1] and y_i[D-1] have the same sign (0 counts as +; the strand), else 0
+  ///   out[4i+3] = 1 when y_i is the nearest (L2) of all n labels to h (the first on ties), else 0
+  /// The last is O(n^2 D): the genes are spread over the threads (one output row each, so the
+  /// result does not depend on the thread count).
+  template <class T>
+  static void masked_gene_metrics_rows(const T* hyp, index_t K, index_t D, const std::int64_t* rows,
+                                       const double* labels, const std::int32_t* choice, index_t n, double* out) {
+    const auto sqdist = [D](const T* h, const double* y) {
+      double s = 0;
+      for (index_t j = 0; j < D; ++j) {
+        const double e = double(h[j]) - y[j];
+        s += e * e;
+      }
+      return s;
+    };
+    const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, n * D));
+    cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t i0, index_t i1) {
+      for (index_t i = i0; i < i1; ++i) {
+        const T* h = hyp + (rows[i] * K + choice[2 * i + 1]) * D;
+        const double* y = labels + i * D;
+        double dot = 0, nh = 0, ny = 0;
+        for (index_t j = 0; j < D; ++j) {
+          const double hj = double(h[j]);
+          dot += hj * y[j], nh += hj * hj, ny += y[j] * y[j];
+        }
+        double* o = out + 4 * i;
+        o[0] = dot / std::max(std::sqrt(nh * ny), 1e-30);
+        o[1] = sqdist(h, y);
+        o[2] = (double(h[D - 1]) >= 0) == (y[D - 1] >= 0) ? 1.0 : 0.0;
+        // nearest label: W labels at a time (W independent sums, each over D in order, so the
+        // same distances as one at a time), compared in label order
+        constexpr index_t W = 4;
+        index_t best = -1;  // a NaN distance is never the nearest
+        double bd = std::numeric_limits<double>::infinity();
+        index_t j = 0;
+        for (; j + W <= n; j += W) {
+          const double* yw = labels + j * D;
+          double sw[W] = {};
+          for (index_t c = 0; c < D; ++c) {
+            const double hc = double(h[c]);
+            for (index_t w = 0; w < W; ++w) {
+              const double e = hc - yw[w * D + c];
+              sw[w] += e * e;
+            }
+          }
+          for (index_t w = 0; w < W; ++w)
+            if (sw[w] < bd) bd = sw[w], best = j + w;
+        }
+        for (; j < n; ++j) {
+          const double d = sqdist(h, labels + j * D);
+          if (d < bd) bd = d, best = j;
+        }
+        o[3] = best == i ? 1.0 : 0.0;
+      }
+    });
+  }
+
   // ---------------------------------------------------------------- optimiser
   /// One fused AdamW pass over n parameters (flat buffer); see adamw_hparams.
   template <class T>

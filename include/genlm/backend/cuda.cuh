@@ -327,6 +327,16 @@ struct cuda_backend {
                 n, mse_scale, ce_scale, d_hyp, d_logits, terms, choice);
   }
 
+  /// As cpu::masked_gene_metrics_rows (all pointers on the device); the sums over D in another
+  /// order, so a distance may differ from the CPU's in its last bits (a near-tie may then resolve
+  /// to another label).
+  template <class T>
+  static void masked_gene_metrics_rows(const T* hyp, index_t K, index_t D, const std::int64_t* rows,
+                                       const double* labels, const std::int32_t* choice, index_t n, double* out) {
+    launch_rows("masked_gene_metrics_rows", n, &cuda_kernels::masked_gene_metrics_rows<T>, hyp, K, D, rows, labels,
+                choice, n, out);
+  }
+
   // ---------------------------------------------------------------- optimiser
   /// One fused AdamW pass over the flat buffers (genlm/backend/adamw_update.hpp's update, as
   /// the CPU backend).

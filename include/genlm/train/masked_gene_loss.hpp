@@ -79,55 +79,44 @@ inline index_t nearest_label_correct(const std::vector<double>& pred, const std:
 /// Host scratch of masked_gene_loss; a caller that keeps one across steps (the trainer does) makes
 /// the loss allocate nothing once the vectors have grown to the largest batch.
 struct masked_gene_loss_workspace {
-  std::vector<double> y, pred, terms;
-  std::vector<std::int64_t> rows;
-  std::vector<std::int32_t> choice;
-  std::vector<std::uint8_t> seen;  // (B, L): which positions are masked (duplicate check)
+  std::vector<double> y;            // (n, D) the labels, clipped
+  std::vector<double> terms;        // (n, 2) squared distance to k*, cross entropy (the backend op's)
+  std::vector<double> row_metrics;  // (n, 4) cosine, squared distance, strand, nearest (of k^)
+  std::vector<std::int64_t> rows;   // (n) flat position b * L + l of each masked gene
+  std::vector<std::int32_t> choice; // (n, 2) k*, k^
+  std::vector<std::uint8_t> seen;   // (B, L): which positions are masked (duplicate check)
   /// Capacity for up to n masked genes of label dimension D in batches of up to n positions
   /// (B x L <= n; the sizes masked_gene_loss uses).
   void reserve(std::size_t n, std::size_t D) {
     y.reserve(n * D);
-    pred.reserve(n * D);
     terms.reserve(2 * n);
+    row_metrics.reserve(4 * n);
     choice.reserve(2 * n);
     rows.reserve(n);
     seen.reserve(n);
   }
 };
 
-/// The loss in two parts, for callers that want the gradients early (the trainer starts the
-/// backward pass between them, so that on a GPU the metrics are computed while it runs):
-/// masked_gene_loss_grads computes the objective (loss, mse, ce, masked) and writes the gradients
-/// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes); masked_gene_loss_metrics
-/// then adds the metrics of the most likely hypothesis (correct, cosine, mse_most_likely,
-/// strand_correct) from the same hyp and the workspace as the first part left it.
-/// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
-/// shape_error for K or D < 1, sizes that do not match or a masked gene outside the batch;
-/// value_error for invalid options, a gene masked twice, or a NaN/Inf label (naming its row,
-/// column and value).
-template <class T>
-masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B,
-                                           index_t L, index_t K, index_t D, const std::vector<gene_pos>& masked,
-                                           const std::vector<double>& labels, std::vector<T>* d_hyp,
-                                           std::vector<T>* d_logits, const masked_gene_loss_options& opt,
-                                           masked_gene_loss_workspace& ws) {
+namespace detail {
+/// The loss's checks of its inputs and its host part, shared by masked_gene_loss_grads and
+/// genlm::masked_gene_pass (which runs the rest on the model's backend): hyp_values / logit_values
+/// are the sizes of hyp (B, L, K, D) and logits (B, L, K). Fills ws.y with the clipped labels and
+/// ws.rows with the flat positions b * L + l. Throws as masked_gene_loss_grads documents.
+inline void masked_gene_loss_prepare(index_t B, index_t L, index_t K, index_t D, std::size_t hyp_values,
+                                     std::size_t logit_values, const std::vector<gene_pos>& masked,
+                                     const std::vector<double>& labels, const masked_gene_loss_options& opt,
+                                     masked_gene_loss_workspace& ws) {
   const index_t n = index_t(masked.size());
   opt.validate();
   check<shape_error>(K >= 1, "masked_gene_loss: K = ", K, " hypotheses, expected >= 1");
   check<shape_error>(D >= 1, "masked_gene_loss: D = ", D, " label dimensions, expected >= 1");
   check<shape_error>(B >= 0 && L >= 0, "masked_gene_loss: batch (", B, ", ", L, ") has a negative dimension");
-  check<shape_error>(index_t(hyp.size()) == B * L * K * D, "masked_gene_loss: hypotheses hold ", hyp.size(),
+  check<shape_error>(index_t(hyp_values) == B * L * K * D, "masked_gene_loss: hypotheses hold ", hyp_values,
                      " values, expected ", B * L * K * D);
-  check<shape_error>(index_t(logits.size()) == B * L * K, "masked_gene_loss: logits hold ", logits.size(),
+  check<shape_error>(index_t(logit_values) == B * L * K, "masked_gene_loss: logits hold ", logit_values,
                      " values, expected ", B * L * K);
   check<shape_error>(index_t(labels.size()) == n * D, "masked_gene_loss: labels hold ", labels.size(),
                      " values, expected ", n, " masked genes x ", D);
-  if (d_hyp) d_hyp->assign(hyp.size(), T(0));
-  if (d_logits) d_logits->assign(logits.size(), T(0));
-  masked_gene_metrics m;
-  m.masked = n;
-  if (n == 0) return m;
-
   std::vector<double>& y = ws.y;
   y.assign(labels.begin(), labels.end());
   for (std::size_t i = 0; i < y.size(); ++i) {
@@ -149,22 +138,67 @@ masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std:
                        ") is masked more than once (entry ", i, " of the masked list)");
     seen[std::size_t(g.b * L + g.l)] = 1;
   }
-  // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
-  // the most likely hypothesis k^: the backend op (host memory here)
-  const double mse_scale = 1.0 / double(n * D), ce_scale = opt.ce_weight / double(n);
-  std::vector<double>& terms = ws.terms;
-  std::vector<std::int32_t>& choice = ws.choice;
-  terms.resize(std::size_t(2 * n));
-  choice.resize(std::size_t(2 * n));
-  cpu::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, rows.data(), y.data(), n, mse_scale, ce_scale,
-                             d_hyp ? d_hyp->data() : static_cast<T*>(nullptr),
-                             d_logits ? d_logits->data() : static_cast<T*>(nullptr), terms.data(), choice.data());
+}
+/// The gradient scales of n masked genes: d loss / d (squared distance sum), d loss / d (CE sum).
+inline double masked_gene_mse_scale(index_t n, index_t D) { return 1.0 / double(n * D); }
+inline double masked_gene_ce_scale(index_t n, const masked_gene_loss_options& opt) { return opt.ce_weight / double(n); }
+/// The objective (loss, mse, ce) of n masked genes from the backend op's terms (n, 2).
+inline masked_gene_metrics masked_gene_objective(const std::vector<double>& terms, index_t n, index_t D,
+                                                 const masked_gene_loss_options& opt) {
+  masked_gene_metrics m;
+  m.masked = n;
+  const double mse_scale = masked_gene_mse_scale(n, D);
   for (index_t i = 0; i < n; ++i) {
     m.mse += terms[std::size_t(2 * i)] * mse_scale;
     m.ce += terms[std::size_t(2 * i + 1)] / double(n);
   }
   m.loss = m.mse + opt.ce_weight * m.ce;
   return m;
+}
+/// Adds the metrics of the most likely hypotheses from the backend op's rows (n, 4) to m.
+inline void masked_gene_add_row_metrics(const std::vector<double>& r, index_t n, index_t D, masked_gene_metrics& m) {
+  for (index_t i = 0; i < n; ++i) {
+    const double* ri = &r[std::size_t(4 * i)];
+    m.cosine += ri[0] / double(n);
+    m.mse_most_likely += ri[1] / double(n * D);
+    m.strand_correct += ri[2] != 0;
+    m.correct += ri[3] != 0;
+  }
+}
+}  // namespace detail
+
+/// The loss in two parts, for callers that want the gradients before the metrics:
+/// masked_gene_loss_grads computes the objective (loss, mse, ce, masked) and writes the gradients
+/// d_hyp (B, L, K, D) and d_logits (B, L, K) (zero at unmasked genes); masked_gene_loss_metrics
+/// then adds the metrics of the most likely hypothesis (correct, cosine, mse_most_likely,
+/// strand_correct) from the same hyp and the workspace as the first part left it. Both run the
+/// CPU backend's ops (cpu::masked_gene_loss_grad, cpu::masked_gene_metrics_rows) on host vectors;
+/// genlm::masked_gene_pass runs the same ops on the model's backend without copying the outputs.
+/// hyp: (B, L, K, D), logits: (B, L, K), labels: (n_masked, D) in the order of `masked`.
+/// shape_error for K or D < 1, sizes that do not match or a masked gene outside the batch;
+/// value_error for invalid options, a gene masked twice, or a NaN/Inf label (naming its row,
+/// column and value).
+template <class T>
+masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std::vector<T>& logits, index_t B,
+                                           index_t L, index_t K, index_t D, const std::vector<gene_pos>& masked,
+                                           const std::vector<double>& labels, std::vector<T>* d_hyp,
+                                           std::vector<T>* d_logits, const masked_gene_loss_options& opt,
+                                           masked_gene_loss_workspace& ws) {
+  const index_t n = index_t(masked.size());
+  detail::masked_gene_loss_prepare(B, L, K, D, hyp.size(), logits.size(), masked, labels, opt, ws);
+  if (d_hyp) d_hyp->assign(hyp.size(), T(0));
+  if (d_logits) d_logits->assign(logits.size(), T(0));
+  ws.terms.resize(std::size_t(2 * n));
+  ws.choice.resize(std::size_t(2 * n));
+  if (n == 0) return detail::masked_gene_objective(ws.terms, 0, D, opt);
+  // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
+  // the most likely hypothesis k^: the backend op (host memory here)
+  cpu::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, ws.rows.data(), ws.y.data(), n,
+                             detail::masked_gene_mse_scale(n, D), detail::masked_gene_ce_scale(n, opt),
+                             d_hyp ? d_hyp->data() : static_cast<T*>(nullptr),
+                             d_logits ? d_logits->data() : static_cast<T*>(nullptr), ws.terms.data(),
+                             ws.choice.data());
+  return detail::masked_gene_objective(ws.terms, n, D, opt);
 }
 
 /// The second part (see masked_gene_loss_grads): m from the first part, hyp and ws unchanged since.
@@ -177,21 +211,13 @@ void masked_gene_loss_metrics(const std::vector<T>& hyp, index_t K, index_t D, m
                          index_t(ws.y.size()) == n * D,
                      "masked_gene_loss_metrics: the workspace does not hold masked_gene_loss_grads' ", n,
                      " masked genes (call that first)");
-  const std::vector<double>& y = ws.y;
-  std::vector<double>& pred = ws.pred;
-  pred.resize(std::size_t(n * D));
-  for (index_t i = 0; i < n; ++i) {
-    const T* h = &hyp[std::size_t((ws.rows[std::size_t(i)] * K + ws.choice[std::size_t(2 * i + 1)]) * D)];
-    double* hp = &pred[std::size_t(i * D)];
-    for (index_t j = 0; j < D; ++j) hp[j] = double(h[j]);
-    const double* yi = &y[std::size_t(i * D)];
-    double dot = 0, nh = 0, ny = 0;
-    for (index_t j = 0; j < D; ++j) dot += hp[j] * yi[j], nh += hp[j] * hp[j], ny += yi[j] * yi[j];
-    m.cosine += dot / std::max(std::sqrt(nh * ny), 1e-30) / double(n);
-    m.mse_most_likely += detail::sqdist(hp, yi, D) / double(n * D);
-    m.strand_correct += (hp[D - 1] >= 0) == (yi[D - 1] >= 0);
-  }
-  m.correct = nearest_label_correct(pred, y, n, D);
+  check<shape_error>(index_t(hyp.size()) >= (*std::max_element(ws.rows.begin(), ws.rows.end()) + 1) * K * D,
+                     "masked_gene_loss_metrics: hypotheses hold ", hyp.size(),
+                     " values, fewer than masked_gene_loss_grads saw");
+  ws.row_metrics.resize(std::size_t(4 * n));
+  cpu::masked_gene_metrics_rows(hyp.data(), K, D, ws.rows.data(), ws.y.data(), ws.choice.data(), n,
+                                ws.row_metrics.data());
+  detail::masked_gene_add_row_metrics(ws.row_metrics, n, D, m);
 }
 
 /// Both parts: the loss, the metrics and the gradients on host copies of the model outputs.

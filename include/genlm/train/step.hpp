@@ -1,8 +1,8 @@
 // genlm/train/step.hpp - the host side of one masked-gene training step, shared by
 // genlm::trainer and genlm::parallel::data_parallel_trainer:
 //   masked_batch      a batch's inputs, its masked genes and their labels (host vectors reused)
-//   masked_gene_pass  forward, masked-gene loss and backward of one masked_batch (the model's
-//                     input/gradient tensors, host copies of its outputs and the loss's scratch
+//   masked_gene_pass  forward, masked-gene loss (on the model's backend) and backward of one
+//                     masked_batch (the model's input/gradient tensors and the loss's scratch
 //                     reused)
 // Both reserve their vectors for the largest batch up front, so that a training step allocates
 // nothing on the host however many genes its masking draws (tests/test_allocations.cpp).
@@ -46,59 +46,83 @@ struct masked_batch {
   }
 };
 
-/// Forward, masked-gene loss and backward of one masked_batch on a model, with the model's input
-/// and loss-gradient tensors, the host copies of its outputs and the loss's scratch kept across
-/// calls.
+/// Forward, masked-gene loss and backward of one masked_batch on a model. The loss runs on the
+/// model's backend (masked_gene_loss_grad, masked_gene_metrics_rows): only the masked genes' rows
+/// and labels go to it and 6 doubles per masked gene come back, so with a GPU backend the outputs
+/// and their gradients stay on the device and nothing waits for the host between the forward and
+/// the backward pass. The model's input, loss and gradient tensors and the loss's host scratch are
+/// kept across calls.
 template <class Model>
 class masked_gene_pass {
  public:
   using T = typename Model::scalar;
-  using tensor_t = tensor<T, typename Model::backend>;
+  using Backend = typename Model::backend;
+  using tensor_t = tensor<T, Backend>;
   static constexpr model_config C = Model::config;
 
-  /// Capacity of the host vectors for batches of up to `genes` genes in all.
+  /// Capacity for batches of up to `genes` genes in all (host scratch and the loss's tensors).
   void reserve(std::size_t genes) {
-    const auto K = std::size_t(C.hypotheses), D = std::size_t(C.label_dim());
-    for (auto* v : {&h_hyp_, &g_hyp_}) v->reserve(genes * K * D);
-    for (auto* v : {&h_log_, &g_log_}) v->reserve(genes * K);
-    loss_ws_.reserve(genes, D);
+    const auto D = index_t(C.label_dim()), n = index_t(genes);
+    loss_ws_.reserve(genes, std::size_t(D));
+    rows_.resize({n});
+    y_.resize({n, D});
+    terms_.resize({n, 2});
+    row_metrics_.resize({n, 4});
+    choice_.resize({n, 2});
   }
 
   /// The forward pass of mb under ctx and the metrics of its masked genes' loss. With `backward`,
-  /// the loss gradients are multiplied by `grad_scale` (computed in double, then rounded to T;
-  /// skipped when it is 1) and backpropagated: the model's parameter gradients are assigned.
+  /// the loss gradients, multiplied by `grad_scale` (folded into the op's double-precision scales,
+  /// so rounded to T once), are backpropagated: the model's parameter gradients are assigned.
+  /// Invalid labels or masked genes throw (as masked_gene_loss_grads) before the forward pass.
   masked_gene_metrics run(Model& model, const run_context& ctx, const masked_batch<T>& mb,
                           const masked_gene_loss_options& loss, double grad_scale, bool backward) {
     const host_batch<T>& b = mb.b;
+    const index_t K = C.hypotheses, D = C.label_dim(), n = index_t(mb.masked.size());
+    detail::masked_gene_loss_prepare(b.B, b.L, K, D, std::size_t(b.B * b.L * K * D), std::size_t(b.B * b.L * K),
+                                     mb.masked, mb.labels, loss, loss_ws_);
     x_.from_host({b.B, b.L, b.F}, b.x);
     mask_.from_host({b.B, b.L}, b.mask);
-    auto out = model.forward(ctx, x_, mask_);
-    const index_t K = C.hypotheses, D = C.label_dim();
-    out.hypotheses.to_host(h_hyp_);  // (B, L, K, D)
-    out.logits.to_host(h_log_);      // (B, L, K)
-    masked_gene_metrics m = masked_gene_loss_grads<T>(h_hyp_, h_log_, b.B, b.L, K, D, mb.masked, mb.labels,
-                                                      backward ? &g_hyp_ : nullptr, backward ? &g_log_ : nullptr,
-                                                      loss, loss_ws_);
-    if (backward) {
-      if (grad_scale != 1.0) {
-        for (auto& v : g_hyp_) v = T(double(v) * grad_scale);
-        for (auto& v : g_log_) v = T(double(v) * grad_scale);
-      }
-      d_hyp_.from_host({b.B, b.L, K, D}, g_hyp_);
-      d_log_.from_host({b.B, b.L, K}, g_log_);
-      model.backward(d_hyp_, d_log_);
+    if (n > 0) {  // uploaded before the forward pass: a GPU backend's upload waits for its stream
+      rows_.from_host({n}, loss_ws_.rows);
+      y_.from_host({n, D}, loss_ws_.y);
     }
-    // The accuracy metrics (O(masked^2 x D) on the host) after backward is issued: with a GPU
-    // backend, whose ops only queue work, they overlap the backward pass instead of delaying it.
-    masked_gene_loss_metrics<T>(h_hyp_, K, D, loss_ws_, m);
+    auto out = model.forward(ctx, x_, mask_);
+    expect_shape(out.hypotheses.shape(), shape_t{b.B, b.L, K, D}, "masked_gene_pass: hypotheses");
+    expect_shape(out.logits.shape(), shape_t{b.B, b.L, K}, "masked_gene_pass: logits");
+    if (backward) {
+      d_hyp_.resize_zero({b.B, b.L, K, D});  // the op writes the masked genes' rows only
+      d_log_.resize_zero({b.B, b.L, K});
+    }
+    if (n > 0) {
+      terms_.resize({n, 2});
+      choice_.resize({n, 2});
+      row_metrics_.resize({n, 4});
+      Backend::masked_gene_loss_grad(out.hypotheses.data(), out.logits.data(), K, D, rows_.data(), y_.data(), n,
+                                     detail::masked_gene_mse_scale(n, D) * grad_scale,
+                                     detail::masked_gene_ce_scale(n, loss) * grad_scale,
+                                     backward ? d_hyp_.data() : static_cast<T*>(nullptr),
+                                     backward ? d_log_.data() : static_cast<T*>(nullptr), terms_.data(),
+                                     choice_.data());
+      // before backward, which may reuse the output buffers
+      Backend::masked_gene_metrics_rows(out.hypotheses.data(), K, D, rows_.data(), y_.data(), choice_.data(), n,
+                                        row_metrics_.data());
+    }
+    if (backward) model.backward(d_hyp_, d_log_);
+    if (n == 0) return detail::masked_gene_objective(loss_ws_.terms, 0, D, loss);
+    terms_.to_host(loss_ws_.terms);  // waits for the backward pass on a GPU backend
+    row_metrics_.to_host(loss_ws_.row_metrics);
+    masked_gene_metrics m = detail::masked_gene_objective(loss_ws_.terms, n, D, loss);
+    detail::masked_gene_add_row_metrics(loss_ws_.row_metrics, n, D, m);
     return m;
   }
 
  private:
-  tensor_t x_, mask_, d_hyp_, d_log_;     // (B, L, F), (B, L), (B, L, K, D), (B, L, K)
-  std::vector<T> h_hyp_, h_log_;          // host copies of the hypotheses and logits
-  std::vector<T> g_hyp_, g_log_;          // their loss gradients
-  masked_gene_loss_workspace loss_ws_;    // the loss's host scratch
+  tensor_t x_, mask_, d_hyp_, d_log_;          // (B, L, F), (B, L), (B, L, K, D), (B, L, K)
+  tensor<std::int64_t, Backend> rows_;         // (n) flat position of each masked gene
+  tensor<double, Backend> y_, terms_, row_metrics_;  // (n, D) clipped labels, (n, 2), (n, 4)
+  tensor<std::int32_t, Backend> choice_;       // (n, 2) k*, k^
+  masked_gene_loss_workspace loss_ws_;         // the loss's host scratch
 };
 
 }  // namespace genlm

@@ -502,6 +502,50 @@ __global__ void masked_gene_loss_grad(const T* hyp, const T* logits, index_t K, 
       d_hyp[(row * K + ks) * D + j] = T(2.0 * mse_scale * (double(h[ks * D + j]) - y[j]));
 }
 
+/// cpu::masked_gene_metrics_rows, a warp per masked gene: its lanes share the sums over D, then
+/// each takes every 32nd label for the nearest-label search (each distance summed over D in order,
+/// as on the CPU) and the warp keeps the smallest distance, the lowest label index on ties.
+template <class T>
+__global__ void masked_gene_metrics_rows(const T* hyp, index_t K, index_t D, const std::int64_t* rows,
+                                         const double* labels, const std::int32_t* choice, index_t n, double* out) {
+  const index_t i = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (i >= n) return;
+  const T* h = hyp + (rows[i] * K + choice[2 * i + 1]) * D;  // (D) the most likely hypothesis
+  const double* y = labels + i * D;                          // (D) its label
+  double dot = 0, nh = 0, ny = 0, sq = 0;
+  for (index_t j = lane; j < D; j += 32) {
+    const double hj = double(h[j]), e = hj - y[j];
+    dot += hj * y[j], nh += hj * hj, ny += y[j] * y[j], sq += e * e;
+  }
+  dot = warp_sum(dot), nh = warp_sum(nh), ny = warp_sum(ny), sq = warp_sum(sq);
+  const double inf = __longlong_as_double(0x7ff0000000000000LL);
+  double bd = inf;
+  index_t best = -1;  // a NaN distance is never the nearest (as on the CPU)
+  for (index_t j = lane; j < n; j += 32) {
+    const double* yj = labels + j * D;
+    double d = 0;
+    for (index_t c = 0; c < D; ++c) {
+      const double e = double(h[c]) - yj[c];
+      d += e * e;
+    }
+    if (d < bd) bd = d, best = j;
+  }
+  for (int o = 16; o > 0; o >>= 1) {  // butterfly arg-min: (found, distance, index) order, the same in every lane
+    const double od = __shfl_xor_sync(0xffffffffu, bd, o);
+    const index_t ob = __shfl_xor_sync(0xffffffffu, best, o);
+    if (ob >= 0 && (best < 0 || od < bd || (od == bd && ob < best))) bd = od, best = ob;
+  }
+  if (lane == 0) {
+    const double den = sqrt(nh * ny);
+    double* r = out + 4 * i;
+    r[0] = dot / (den < 1e-30 ? 1e-30 : den);  // std::max(den, 1e-30): a NaN den stays NaN
+    r[1] = sq;
+    r[2] = (double(h[D - 1]) >= 0) == (y[D - 1] >= 0) ? 1.0 : 0.0;
+    r[3] = best == i ? 1.0 : 0.0;
+  }
+}
+
 // ------------------------------------------------------------------ AdamW
 /// AdamW: genlm/backend/adamw_update.hpp's element updates, the same functions as the CPU loops.
 template <class T>
