@@ -10,6 +10,8 @@
 //   model/<cfg>/<p>/B<b>/forward     inference forward (eval mode)
 //   model/<cfg>/<p>/B<b>/train_step  forward (dropout) + masked-gene loss on the device + backward +
 //                              clip_grad_value(1) + AdamW
+//   colsum/<op>/B<b>           column sums of a training step (bias gradients of 1280 and 3072
+//                              columns, layer_norm_backward of 1280) on 30b rows (counter GB_per_s)
 //   loss/{grads,metrics}/B<b>  the trainer's masked-gene loss ops (masked_gene_loss_grad,
 //                              masked_gene_metrics_rows; float32) on paper-shaped outputs, 8 of
 //                              every 30 genes masked (counters masked, us_per_call)
@@ -278,6 +280,38 @@ void bm_loss(benchmark::State& st, index_t B, bool metrics) {
   });
 }
 
+// ---------------------------------------------------------------------------- column sums
+/// colsum/<op>/B<b>: the column-sum ops of a training step on (30b, cols) float32 matrices
+/// (genlm::cuda): a bias gradient (sum_rows) of 1280 and 3072 columns, and layer_norm_backward
+/// (dx plus the dgamma / dbeta column sums) of 1280 columns. GB_per_s = bytes read and written
+/// once / GPU time (compare with the device's memory bandwidth).
+void bm_colsum(benchmark::State& st, index_t B, int op) {
+  guarded(st, [&] {
+    using Bk = genlm::cuda;
+    const index_t rows = B * kL, cols = op == 1 ? 3072 : 1280;
+    tensor<float, Bk> dy({rows, cols}), x({rows, cols}), dx({rows, cols}), gamma({cols}), out({2, cols}),
+        stats({2, rows});
+    bench::device_fill_random(dy.data(), std::size_t(rows * cols), 9, Bk::stream());
+    bench::device_fill_random(x.data(), std::size_t(rows * cols), 10, Bk::stream());
+    bench::device_fill_random(dx.data(), std::size_t(rows * cols), 11, Bk::stream());
+    bench::device_fill_random(gamma.data(), std::size_t(cols), 12, Bk::stream());
+    bench::device_fill_random(stats.data(), std::size_t(2 * rows), 13, Bk::stream());  // mean, rstd
+    auto run = [&] {
+      if (op == 2)
+        Bk::layer_norm_backward(dy.data(), x.data(), gamma.data(), stats.data(), stats.data() + rows, dx.data(),
+                                out.data(), out.data() + cols, rows, cols);
+      else
+        Bk::sum_rows(dy.data(), rows, cols, out.data(), 0.0f);
+    };
+    run();
+    Bk::synchronize();
+    const double sec = timed_loop(st, Bk::stream(), run);
+    // sum_rows reads dy; layer_norm_backward reads dy, x, dx (and writes dx) for dx, then dy, x again
+    const double bytes = double(rows * cols) * sizeof(float) * (op == 2 ? 6.0 : 1.0);
+    st.counters["GB_per_s"] = bytes * double(st.iterations()) / sec / 1e9;
+  });
+}
+
 /// Model benchmarks run at least this long (GENLM_BENCH_MODEL_MIN_TIME, default 0.3 s) whatever
 /// --benchmark_min_time says: a paper training step at 64 contigs is tens of milliseconds.
 double model_min_time() {
@@ -327,6 +361,14 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("cuda_device", bench::cuda_device_line());
   std::vector<index_t> batches;
   for (const auto& b : env_list("GENLM_BENCH_CUDA_BATCHES", "8,64")) batches.push_back(std::stol(b));
+  for (index_t B : batches)
+    for (int op : {0, 1, 2})
+      benchmark::RegisterBenchmark(("colsum/" + std::string(op == 0 ? "sum_rows_1280" : op == 1 ? "sum_rows_3072"
+                                                                                                : "layer_norm_backward_1280") +
+                                    "/B" + std::to_string(B)).c_str(),
+                                   [B, op](benchmark::State& st) { bm_colsum(st, B, op); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
   for (index_t B : batches)
     for (bool metrics : {false, true})
       benchmark::RegisterBenchmark(("loss/" + std::string(metrics ? "metrics" : "grads") + "/B" + std::to_string(B)).c_str(),

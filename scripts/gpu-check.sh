@@ -404,6 +404,15 @@ if losses:
     for b in losses:
         _, op, B = b["name"].split("/")[:3]
         print(f"| {op} | {B[1:]} | {b.get('masked', 0):.0f} | {b.get('us_per_call', 0):.1f} |")
+cols = [b for b in ok if b["name"].startswith("colsum/")]
+if cols:
+    print("\nColumn sums of a training step (float32; compare GB/s with the device's memory bandwidth):\n")
+    print("| op | B | us | GB/s |")
+    print("|---|---|---|---|")
+    for b in cols:
+        _, op, B = b["name"].split("/")[:3]
+        us = b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+        print(f"| {op} | {B[1:]} | {us:.1f} | {b.get('GB_per_s', 0):.0f} |")
 gemms = {}
 for b in ok:
     m = re.match(r"gemm/([^/]+)/B(\d+)/(.+)", b["name"])

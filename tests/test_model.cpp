@@ -41,13 +41,13 @@ TEST_CASE("parameter initialisation: fill_normal is the normal() loop; initializ
       for (auto& v : fa) v = float(a.normal() * 0.02);
       b.fill_normal(fb.data(), n, 0.02);
       INFO("n = " << n << ", seed = " << seed);
-      CHECK(std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0);
+      CHECK((n == 0 || std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0));  // (memcmp of null: UB)
       CHECK(a.counter() == b.counter());
       CHECK(a.normal() == b.normal());  // the streams continue identically
       std::vector<double> da(n), db(n);
       for (auto& v : da) v = a.normal() * 1.5;
       b.fill_normal(db.data(), n, 1.5);
-      CHECK(std::memcmp(da.data(), db.data(), n * sizeof(double)) == 0);
+      CHECK((n == 0 || std::memcmp(da.data(), db.data(), n * sizeof(double)) == 0));
     }
   }
   // chunks drawn by several threads: the same values as one thread and as the plain loop
@@ -237,7 +237,7 @@ TEST_CASE("fill_normal: every compiled instruction set gives the normal() loop's
       for (auto& v : fa) v = float(a.normal() * scale);
       b.fill_normal(fb.data(), n, scale, isa);
       INFO("isa " << int(isa) << ", scale " << scale);
-      CHECK(std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0);
+      CHECK((n == 0 || std::memcmp(fa.data(), fb.data(), n * sizeof(float)) == 0));  // (memcmp of null: UB)
       CHECK(a.counter() == b.counter());
     }
   }

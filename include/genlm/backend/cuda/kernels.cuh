@@ -93,22 +93,29 @@ __global__ void add_bias(T* y, const T* b, index_t rows, index_t cols) {
 // Column sums of a (rows, cols) matrix, tiled: a block of colsum_threads takes colsum_width
 // adjacent columns (one per lane, so a warp reads 128 contiguous bytes of a float row) and
 // colsum_groups row groups (warp g sums rows g, g + colsum_groups, ... in order); the group sums
-// of a column are then added in group order. The order depends on `rows` only, so results are
-// reproducible run to run (one thread per column was too little parallelism: 1280 columns fill
-// 5 of an H100's 132 SMs, each thread walking every row). Grid: ceil(cols / colsum_width) blocks.
+// of a column are then added in group order. (One thread per column was too little parallelism:
+// 1280 columns fill 5 of an H100's 132 SMs, each thread walking every row.) Matrices of more than
+// colsum_chunk rows are also split along the rows: grid (column tiles, row chunks), each block
+// writes its chunk's sums to a partial array and a second kernel adds the chunks in order (1920
+// rows x 1280 columns: 15 x 40 = 600 blocks instead of 40). The order depends on `rows` only, so
+// results are reproducible run to run.
 constexpr int colsum_width = 32, colsum_groups = 16, colsum_threads = colsum_width * colsum_groups;
+constexpr index_t colsum_chunk = 128;  // rows per block (at least; more when grid.y would pass 65535)
 
 /// The tiled core shared by sum_rows and layer_norm_backward_params: add_row(r, c, acc) adds row
-/// r's N terms of column c into acc. Every thread of the block must call it (it synchronises).
-/// Returns true in the one thread that holds column c's N totals in acc (group 0, c < cols).
+/// r's N terms of column c into acc, for the rows [blockIdx.y * chunk_rows, + chunk_rows) of this
+/// block's chunk. Every thread of the block must call it (it synchronises). Returns true in the
+/// one thread that holds column c's N chunk totals in acc (group 0, c < cols).
 template <int N, class T, class AddRow>
-__device__ __forceinline__ bool column_sums(index_t rows, index_t cols, index_t& c, T (&acc)[N], AddRow add_row) {
+__device__ __forceinline__ bool column_sums(index_t rows, index_t chunk_rows, index_t cols, index_t& c, T (&acc)[N],
+                                            AddRow add_row) {
   __shared__ T part[N][colsum_groups][colsum_width + 1];
   const int lane = int(threadIdx.x) % colsum_width, g = int(threadIdx.x) / colsum_width;
   c = index_t(blockIdx.x) * colsum_width + lane;
+  const index_t r0 = index_t(blockIdx.y) * chunk_rows, r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
   for (int j = 0; j < N; ++j) acc[j] = T(0);
   if (c < cols)
-    for (index_t r = g; r < rows; r += colsum_groups) add_row(r, c, acc);
+    for (index_t r = r0 + g; r < r1; r += colsum_groups) add_row(r, c, acc);
   for (int j = 0; j < N; ++j) part[j][g][lane] = acc[j];
   __syncthreads();
   if (g != 0 || c >= cols) return false;
@@ -118,14 +125,37 @@ __device__ __forceinline__ bool column_sums(index_t rows, index_t cols, index_t&
   }
   return true;
 }
+/// Adds column c's N chunk sums of partial (chunks, N, cols) in chunk order.
+template <int N, class T>
+__device__ __forceinline__ void column_chunks_total(const T* partial, index_t chunks, index_t cols, index_t c,
+                                                    T (&acc)[N]) {
+  for (int j = 0; j < N; ++j) acc[j] = T(0);
+  for (index_t k = 0; k < chunks; ++k)
+    for (int j = 0; j < N; ++j) acc[j] += partial[(k * N + j) * cols + c];
+}
 
-/// db[c] = beta * db[c] + sum_r dy[r, c] (db not read when beta == 0); block colsum_threads.
+/// db[c] = beta * db[c] + sum_r dy[r, c] (db not read when beta == 0); block colsum_threads. With
+/// more than one row chunk (gridDim.y > 1) the chunk sums go to partial (chunks, 1, cols) and
+/// sum_rows_finish writes db.
 template <class T>
-__global__ void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
+__global__ void sum_rows(const T* dy, index_t rows, index_t chunk_rows, index_t cols, T* db, T beta, T* partial) {
   index_t c;
   T sum[1];
-  if (column_sums(rows, cols, c, sum, [&](index_t r, index_t col, T(&acc)[1]) { acc[0] += dy[r * cols + col]; }))
+  if (!column_sums(rows, chunk_rows, cols, c, sum,
+                   [&](index_t r, index_t col, T(&acc)[1]) { acc[0] += dy[r * cols + col]; }))
+    return;
+  if (gridDim.y == 1)
     db[c] = (beta == T(0) ? T(0) : beta * db[c]) + sum[0];
+  else
+    partial[index_t(blockIdx.y) * cols + c] = sum[0];
+}
+template <class T>
+__global__ void sum_rows_finish(const T* partial, index_t chunks, index_t cols, T* db, T beta) {
+  GENLM_GRID_STRIDE(c, cols) {
+    T sum[1];
+    column_chunks_total(partial, chunks, cols, c, sum);
+    db[c] = (beta == T(0) ? T(0) : beta * db[c]) + sum[0];
+  }
 }
 
 // ------------------------------------------------------------------ reductions (deterministic)
@@ -234,19 +264,33 @@ __global__ void layer_norm_backward_dx(const T* dy, const T* x, const T* gamma, 
     dxr[c] += T(rs * (g - a - xhat * b));
   }
 }
-/// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned), tiled as sum_rows (column_sums).
+/// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned), tiled and split as sum_rows
+/// (column_sums; partial (chunks, 2, cols), then layer_norm_backward_params_finish).
 template <class T>
 __global__ void layer_norm_backward_params(const T* dy, const T* x, const T* mean, const T* rstd, T* dgamma, T* dbeta,
-                                           index_t rows, index_t cols) {
+                                           index_t rows, index_t chunk_rows, index_t cols, T* partial) {
   index_t c;
   T sum[2];  // dgamma, dbeta
-  const bool mine = column_sums(rows, cols, c, sum, [&](index_t r, index_t col, T(&acc)[2]) {
+  const bool mine = column_sums(rows, chunk_rows, cols, c, sum, [&](index_t r, index_t col, T(&acc)[2]) {
     const double mu = mean[r], rs = rstd[r];
     const T d = dy[r * cols + col];
     acc[0] += T(d * ((x[r * cols + col] - mu) * rs));
     acc[1] += d;
   });
-  if (mine) {
+  if (!mine) return;
+  if (gridDim.y == 1) {
+    dgamma[c] = sum[0];
+    dbeta[c] = sum[1];
+  } else {
+    partial[(index_t(blockIdx.y) * 2 + 0) * cols + c] = sum[0];
+    partial[(index_t(blockIdx.y) * 2 + 1) * cols + c] = sum[1];
+  }
+}
+template <class T>
+__global__ void layer_norm_backward_params_finish(const T* partial, index_t chunks, index_t cols, T* dgamma, T* dbeta) {
+  GENLM_GRID_STRIDE(c, cols) {
+    T sum[2];
+    column_chunks_total(partial, chunks, cols, c, sum);
     dgamma[c] = sum[0];
     dbeta[c] = sum[1];
   }
