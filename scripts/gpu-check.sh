@@ -396,23 +396,25 @@ if models:
         ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
         print(f"| {cfg} | {p} | {B[1:]} | {wl} | {ms:.2f} | {b.get('genes/s', 0):.0f} | {b.get('TFLOPS', 0):.1f} | "
               f"{b.get('pct_of_cublas_peak', 0):.0f}% | {b.get('gpu_peak_MB', 0):.0f} |")
-losses = [b for b in ok if b["name"].startswith("loss/")]
-if losses:
-    print("\nMasked-gene loss ops on the device (float32, paper-shaped outputs):\n")
-    print("| op | B | masked genes | us per call |")
-    print("|---|---|---|---|")
-    for b in losses:
-        _, op, B = b["name"].split("/")[:3]
-        print(f"| {op} | {B[1:]} | {b.get('masked', 0):.0f} | {b.get('us_per_call', 0):.1f} |")
-cols = [b for b in ok if b["name"].startswith("colsum/")]
-if cols:
-    print("\nColumn sums of a training step (float32; compare GB/s with the device's memory bandwidth):\n")
-    print("| op | B | us | GB/s |")
-    print("|---|---|---|---|")
-    for b in cols:
-        _, op, B = b["name"].split("/")[:3]
-        us = b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
-        print(f"| {op} | {B[1:]} | {us:.1f} | {b.get('GB_per_s', 0):.0f} |")
+def table(prefix, title, header, row):
+    """A markdown table of the benchmarks named prefix/...: row(b) gives its cells."""
+    sel = [b for b in ok if b["name"].startswith(prefix + "/")]
+    if not sel:
+        return
+    print(f"\n{title}:\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for b in sel:
+        print("| " + " | ".join(row(b)) + " |")
+def us(b):
+    return b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+table("loss", "Masked-gene loss ops on the device (float32, paper-shaped outputs)",
+      ["op", "B", "masked genes", "us per call"],
+      lambda b: [b["name"].split("/")[1], b["name"].split("/")[2][1:], f"{b.get('masked', 0):.0f}",
+                 f"{b.get('us_per_call', 0):.1f}"])
+table("colsum", "Column sums of a training step (float32; compare GB/s with the device's memory bandwidth)",
+      ["op", "B", "us", "GB/s"],
+      lambda b: [b["name"].split("/")[1], b["name"].split("/")[2][1:], f"{us(b):.1f}", f"{b.get('GB_per_s', 0):.0f}"])
 gemms = {}
 for b in ok:
     m = re.match(r"gemm/([^/]+)/B(\d+)/(.+)", b["name"])
