@@ -10,6 +10,10 @@
 //   model/<cfg>/<p>/B<b>/forward     inference forward (eval mode)
 //   model/<cfg>/<p>/B<b>/train_step  forward (dropout) + masked-gene loss on the device + backward +
 //                              clip_grad_value(1) + AdamW
+//   layer/<p>/<cfg>/B<b>/<layer>_{fwd,bwd}  one layer's forward (training mode) or backward, built
+//                              as genlm_bench_layers builds the CPU ones (benchmarks/layer_ops.hpp):
+//                              qkvo, ffn_in, ffn_out (linear), layer_norm, gelu, dropout, attention,
+//                              encoder_layer; counter genes/s
 //   colsum/<op>/B<b>           column sums of a training step (bias gradients of 1280 and 3072
 //                              columns, layer_norm_backward of 1280) on 30b rows (counter GB_per_s)
 //   loss/{grads,metrics}/B<b>  the trainer's masked-gene loss ops (masked_gene_loss_grad,
@@ -29,6 +33,7 @@
 #include <sstream>
 
 #define GENLM_WORKLOAD_CUDA_NO_MAIN
+#include "layer_ops.hpp"
 #include "workload_cuda.cu"
 
 using namespace genlm;
@@ -238,6 +243,49 @@ void bm_model(benchmark::State& st, std::string cfg, index_t B, bool train) {
   });
 }
 
+// ---------------------------------------------------------------------------- layers
+/// layer/<p>/<cfg>/B<b>/<layer>_{fwd,bwd}: one layer's forward (training mode) or backward on
+/// cuda_backend<P>, built by benchmarks/layer_ops.hpp exactly as genlm_bench_layers builds the CPU
+/// ones (same widths, same inputs), for b contigs x 30 genes. Counter genes/s.
+template <class P>
+void bm_layer(benchmark::State& st, index_t B, const std::function<std::function<void()>()>& make) {
+  guarded(st, [&] {
+    using Bk = cuda_backend<P>;
+    const std::function<void()> op = make();
+    for (int i = 0; i < 2; ++i) op();  // cuBLAS warm-up, workspaces grown
+    Bk::synchronize();
+    const double sec = timed_loop(st, Bk::stream(), op);
+    st.counters["genes/s"] = double(B) * double(kL) * double(st.iterations()) / sec;
+  });
+}
+template <class P>
+void register_layers(const std::string& cfg, bench::layer_dims d, const std::vector<index_t>& batches) {
+  using Bk = cuda_backend<P>;
+  const index_t h = d.hidden, f = d.ffn;
+  using maker = std::function<std::function<void()>(index_t, bool)>;
+  const std::vector<std::pair<std::string, maker>> layers = {
+      {"qkvo", [h](index_t B, bool bwd) { return bench::make_linear_op<Bk>(B, kL, h, h, bwd); }},
+      {"ffn_in", [h, f](index_t B, bool bwd) { return bench::make_linear_op<Bk>(B, kL, h, f, bwd); }},
+      {"ffn_out", [h, f](index_t B, bool bwd) { return bench::make_linear_op<Bk>(B, kL, f, h, bwd); }},
+      {"layer_norm", [d](index_t B, bool bwd) { return bench::make_layer_norm_op<Bk>(B, kL, d, bwd); }},
+      {"gelu", [d](index_t B, bool bwd) { return bench::make_gelu_op<Bk>(B, kL, d, bwd); }},
+      {"dropout", [d](index_t B, bool bwd) { return bench::make_dropout_op<Bk>(B, kL, d, bwd); }},
+      {"attention", [d](index_t B, bool bwd) { return bench::make_attention_op<Bk>(B, kL, d, bwd); }},
+      {"encoder_layer", [d](index_t B, bool bwd) { return bench::make_encoder_layer_op<Bk>(B, kL, d, bwd); }},
+  };
+  for (index_t B : batches)
+    for (const auto& [name, make] : layers)
+      for (bool bwd : {false, true})
+        benchmark::RegisterBenchmark(("layer/" + std::string(P::name) + "/" + cfg + "/B" + std::to_string(B) + "/" +
+                                      name + (bwd ? "_bwd" : "_fwd"))
+                                         .c_str(),
+                                     [make = make, B, bwd](benchmark::State& st) {
+                                       bm_layer<P>(st, B, [&] { return make(B, bwd); });
+                                     })
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+}
+
 // ---------------------------------------------------------------------------- masked-gene loss
 /// loss/{grads,metrics}/B<b>: the trainer's two loss ops on the device (genlm::cuda, float32) for
 /// paper-shaped outputs of b contigs x 30 genes (K = 4 hypotheses of 100), 8 of every 30 genes
@@ -344,6 +392,8 @@ void register_precision(const std::vector<index_t>& batches) {
                                    [s](benchmark::State& st) { bm_gemm<P>(st, s); })
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
+  register_layers<P>("paper", bench::paper_layer_dims, batches);
+  register_layers<P>("small", bench::small_layer_dims, batches);
   register_model<configs::paper, P>("paper", batches);
   register_model<configs::small, P>("small", batches);
 }

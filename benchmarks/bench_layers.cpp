@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common.hpp"
+#include "layer_ops.hpp"
 
 using namespace genlm;
 using tensor_t = tensor<float, cpu>;
@@ -16,137 +17,43 @@ namespace {
 
 const index_t kB = bench::env_int("GENLM_BENCH_BATCH", 8), kL = 30;
 
-struct dims {
-  index_t hidden, heads, ffn;
-};
-constexpr dims kPaper{1280, 10, 3072}, kSmall{128, 4, 512};
+using dims = bench::layer_dims;
+constexpr dims kPaper = bench::paper_layer_dims, kSmall = bench::small_layer_dims;
 
 tensor_t rand_tensor(shape_t s, std::uint64_t seed) { return tensor_t::from_host_data(s, bench::randn<float>(std::size_t(s.numel()), seed)); }
-
-run_context train_ctx() {
-  run_context c;
-  c.training = true;
-  c.seed = 1;
-  return c;
-}
 
 void finish(benchmark::State& st) {
   st.counters["genes/s"] = benchmark::Counter(double(kB * kL), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// ---- linear
-void linear_layer(benchmark::State& st, dims d, index_t in, index_t out, bool backward) {
-  bench::set_threads(int(st.range(0)));
-  parameter_store<float, cpu> ps;
-  linear<float, cpu> lin(ps, "lin", in, out);
-  ps.finalize();
-  ps.initialize(1);
-  tensor_t x = rand_tensor({kB, kL, in}, 2), y, dx, dy = rand_tensor({kB, kL, out}, 3);
-  dx.resize_zero(x.shape());
-  (void)d;
-  for (auto _ : st) {
-    if (backward)
-      lin.backward(x, dy, &dx);
-    else
-      lin.forward(x, y);
-  }
+// ---- the layers (benchmarks/layer_ops.hpp builds them; bench_cuda.cu's layer/ runs the same)
+void run_op(benchmark::State& st, const std::function<void()>& op) {
+  for (auto _ : st) op();
   finish(st);
 }
-
-// ---- layer norm
+void linear_layer(benchmark::State& st, dims, index_t in, index_t out, bool backward) {
+  bench::set_threads(int(st.range(0)));
+  run_op(st, bench::make_linear_op<cpu>(kB, kL, in, out, backward));
+}
 void layer_norm_layer(benchmark::State& st, dims d, bool backward) {
   bench::set_threads(int(st.range(0)));
-  parameter_store<float, cpu> ps;
-  layer_norm<float, cpu> ln(ps, "ln", d.hidden, 1e-12);
-  ps.finalize();
-  ps.initialize(1);
-  tensor_t x = rand_tensor({kB, kL, d.hidden}, 2), y, dx, dy = rand_tensor({kB, kL, d.hidden}, 3);
-  dx.resize_zero(x.shape());
-  ln.forward(x, y);
-  for (auto _ : st) {
-    if (backward)
-      ln.backward(x, dy, dx);
-    else
-      ln.forward(x, y);
-  }
-  finish(st);
+  run_op(st, bench::make_layer_norm_op<cpu>(kB, kL, d, backward));
 }
-
-// ---- GELU on (B, L, ffn)
-void gelu_layer(benchmark::State& st, dims d, bool backward) {
+void gelu_layer(benchmark::State& st, dims d, bool backward) {  // on (B, L, ffn)
   bench::set_threads(int(st.range(0)));
-  tensor_t x = rand_tensor({kB, kL, d.ffn}, 2), y, dx, dy = rand_tensor({kB, kL, d.ffn}, 3);
-  dx.resize_zero(x.shape());
-  for (auto _ : st) {
-    if (backward)
-      gelu::backward(x, dy, dx);
-    else
-      gelu::forward(x, y);
-  }
-  finish(st);
+  run_op(st, bench::make_gelu_op<cpu>(kB, kL, d, backward));
 }
-
-// ---- dropout on (B, L, hidden)
-void dropout_layer(benchmark::State& st, dims d, bool backward) {
+void dropout_layer(benchmark::State& st, dims d, bool backward) {  // on (B, L, hidden)
   bench::set_threads(int(st.range(0)));
-  dropout<float, cpu> dr(0.1, 1);
-  tensor_t x = rand_tensor({kB, kL, d.hidden}, 2), y, dx;
-  dx.resize_zero(x.shape());
-  auto ctx = train_ctx();
-  dr.forward(ctx, x, y);
-  for (auto _ : st) {
-    if (backward)
-      dr.backward(x, dx, false);
-    else
-      dr.forward(ctx, x, y);
-  }
-  finish(st);
+  run_op(st, bench::make_dropout_op<cpu>(kB, kL, d, backward));
 }
-
-// ---- relative attention (relative_key_query) incl. the q/k/v projections
-void attention_layer(benchmark::State& st, dims d, bool backward) {
+void attention_layer(benchmark::State& st, dims d, bool backward) {  // relative_key_query incl. q/k/v
   bench::set_threads(int(st.range(0)));
-  parameter_store<float, cpu> ps;
-  relative_attention<float, cpu> at(ps, "attn", d.hidden, d.heads, 512, 0.1, 1);
-  ps.finalize();
-  ps.initialize(1);
-  tensor_t x = rand_tensor({kB, kL, d.hidden}, 2), y, dx, dy = rand_tensor({kB, kL, d.hidden}, 3);
-  tensor_t mask = tensor_t::from_host_data({kB, kL}, std::vector<float>(std::size_t(kB * kL), 1.0f));
-  dx.resize_zero(x.shape());
-  auto ctx = train_ctx();
-  at.forward(ctx, x, &mask, y);
-  for (auto _ : st) {
-    if (backward)
-      at.backward(x, dy, dx);
-    else
-      at.forward(ctx, x, &mask, y);
-  }
-  finish(st);
+  run_op(st, bench::make_attention_op<cpu>(kB, kL, d, backward));
 }
-
-// ---- one encoder layer (attention + output + FFN + 2 LayerNorms + dropouts)
-void encoder_layer_bench(benchmark::State& st, dims d, bool backward) {
+void encoder_layer_bench(benchmark::State& st, dims d, bool backward) {  // attention + output + FFN + LNs
   bench::set_threads(int(st.range(0)));
-  parameter_store<float, cpu> ps;
-  encoder_dims ed;
-  ed.hidden = d.hidden;
-  ed.heads = d.heads;
-  ed.intermediate = d.ffn;
-  encoder_layer<float, cpu> layer(ps, "layer", ed, 1);
-  ps.finalize();
-  ps.initialize(1);
-  tensor_t x = rand_tensor({kB, kL, d.hidden}, 2), dx, dy = rand_tensor({kB, kL, d.hidden}, 3);
-  tensor_t mask = tensor_t::from_host_data({kB, kL}, std::vector<float>(std::size_t(kB * kL), 1.0f));
-  dx.resize_zero(x.shape());
-  auto ctx = train_ctx();
-  layer.forward(ctx, x, &mask);
-  for (auto _ : st) {
-    if (backward)
-      layer.backward(x, dy, dx);
-    else
-      benchmark::DoNotOptimize(layer.forward(ctx, x, &mask).data());
-  }
-  finish(st);
+  run_op(st, bench::make_encoder_layer_op<cpu>(kB, kL, d, backward));
 }
 
 // ---- the fused elementwise ops against the chains of separate ops they replace (the same bits:

@@ -408,6 +408,17 @@ def table(prefix, title, header, row):
         print("| " + " | ".join(row(b)) + " |")
 def us(b):
     return b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+layers = {}
+for b in ok:
+    m = re.match(r"layer/([^/]+)/([^/]+)/B(\d+)/(.+)_(fwd|bwd)$", b["name"])
+    if m:
+        layers.setdefault(m.groups()[:4], {})[m.group(5)] = us(b)
+if layers:
+    print("\nLayers (forward in training mode / backward, GPU time per call):\n")
+    print("| precision | config | B | layer | fwd us | bwd us |")
+    print("|---|---|---|---|---|---|")
+    for (p, cfg, B, name), t in layers.items():
+        print(f"| {p} | {cfg} | {B} | {name} | {t.get('fwd', float('nan')):.1f} | {t.get('bwd', float('nan')):.1f} |")
 table("loss", "Masked-gene loss ops on the device (float32, paper-shaped outputs)",
       ["op", "B", "masked genes", "us per call"],
       lambda b: [b["name"].split("/")[1], b["name"].split("/")[2][1:], f"{b.get('masked', 0):.0f}",
