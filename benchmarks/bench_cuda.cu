@@ -297,8 +297,7 @@ void bm_loss(benchmark::State& st, index_t B, bool metrics) {
     using Bk = genlm::cuda;
     const index_t L = kL, K = configs::paper.hypotheses, D = configs::paper.label_dim(), R = B * L;
     std::vector<std::int64_t> rows;
-    for (index_t c = 0; c < B; ++c)
-      for (index_t l = 0; l + 3 < L; l += 7) rows.push_back(c * L + l), rows.push_back(c * L + l + 3);
+    for (const gene_pos& g : bench::loss_bench_masked(B, L)) rows.push_back(g.b * L + g.l);
     const index_t n = index_t(rows.size());
     std::vector<double> lab = bench::randn<double>(std::size_t(n * D), 5);
     bench::device_array<std::int64_t> d_rows;

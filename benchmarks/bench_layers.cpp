@@ -20,7 +20,7 @@ const index_t kB = bench::env_int("GENLM_BENCH_BATCH", 8), kL = 30;
 using dims = bench::layer_dims;
 constexpr dims kPaper = bench::paper_layer_dims, kSmall = bench::small_layer_dims;
 
-tensor_t rand_tensor(shape_t s, std::uint64_t seed) { return tensor_t::from_host_data(s, bench::randn<float>(std::size_t(s.numel()), seed)); }
+tensor_t rand_tensor(shape_t s, std::uint64_t seed) { return bench::rand_tensor<cpu>(s, seed); }
 
 void finish(benchmark::State& st) {
   st.counters["genes/s"] = benchmark::Counter(double(kB * kL), benchmark::Counter::kIsIterationInvariantRate);

@@ -97,8 +97,7 @@ struct loss_inputs {
     logits.resize(std::size_t(B * L * K));
     for (auto& v : hyp) v = float(r.normal());
     for (auto& v : logits) v = float(r.normal());
-    for (index_t c = 0; c < B; ++c)
-      for (index_t l = 0; l + 3 < L; l += 7) masked.push_back({c, l}), masked.push_back({c, l + 3});
+    masked = bench::loss_bench_masked(B, L);
     labels.resize(masked.size() * std::size_t(D));
     for (auto& v : labels) v = r.normal();
   }

@@ -44,6 +44,21 @@ std::vector<T> randn(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
+/// A tensor (any backend) of deterministic normal(0, 1) values.
+template <class Backend>
+tensor<float, Backend> rand_tensor(shape_t s, std::uint64_t seed) {
+  return tensor<float, Backend>::from_host_data(s, randn<float>(std::size_t(s.numel()), seed));
+}
+
+/// The masked genes of the loss benchmarks (genlm_bench_model's and genlm_bench_cuda's loss/):
+/// 8 of every 30 positions (l = 0, 3, 7, 10, ... of each contig), for B contigs of L genes.
+inline std::vector<gene_pos> loss_bench_masked(index_t B, index_t L) {
+  std::vector<gene_pos> masked;
+  for (index_t c = 0; c < B; ++c)
+    for (index_t l = 0; l + 3 < L; l += 7) masked.push_back({c, l}), masked.push_back({c, l + 3});
+  return masked;
+}
+
 /// The "--init cheap" weights of genlm_workload (for repeated A/B timings only): every parameter as
 /// its init kind says (ones, zeros), the normal-initialised ones a hashed uniform pattern of std
 /// 0.02 (splitmix64's finaliser of the flat index: uniform on +-0.0347), instead of the ~12-25 s of

@@ -32,10 +32,6 @@ struct layer_dims {
 inline constexpr layer_dims paper_layer_dims{1280, 10, 3072}, small_layer_dims{128, 4, 512};
 
 namespace layer_ops_detail {
-template <class Backend>
-tensor<float, Backend> rand_tensor(shape_t s, std::uint64_t seed) {
-  return tensor<float, Backend>::from_host_data(s, randn<float>(std::size_t(s.numel()), seed));
-}
 inline run_context train_ctx() {
   run_context c;
   c.training = true;

@@ -455,7 +455,7 @@ TEMPLATE_TEST_CASE("cpu::masked_gene_metrics_rows follows the metric definitions
       pred.push_back(double(hyp[std::size_t((rows[std::size_t(i)] * K + choice[std::size_t(2 * i + 1)]) * D + j)]));
   CHECK(nearest_label_correct(pred, y, n, D) == 2);
   // random genes (37: blocks of labels and a remainder; 2 threads): every output is the plain
-  // loops' value bit for bit; correct counts as nearest_label_correct's
+  // loops' value bit for bit (the nearest label too); correct counts as nearest_label_correct's
   const index_t R2 = 50, K2 = 3, D2 = 9, n2 = 37;
   rng g(23, 0);
   std::vector<T> h2(std::size_t(R2 * K2 * D2));
@@ -494,6 +494,14 @@ TEMPLATE_TEST_CASE("cpu::masked_gene_metrics_rows follows the metric definitions
     CHECK(out2[std::size_t(4 * i)] == dot / std::max(std::sqrt(nh * ny), 1e-30));
     CHECK(out2[std::size_t(4 * i + 1)] == sq);
     CHECK(out2[std::size_t(4 * i + 2)] == ((hp[D2 - 1] >= 0) == (yi[D2 - 1] >= 0) ? 1.0 : 0.0));
+    index_t best = -1;  // the nearest label one distance at a time, the first on ties
+    double bd = std::numeric_limits<double>::infinity();
+    for (index_t j = 0; j < n2; ++j) {
+      double d = 0;
+      for (index_t c = 0; c < D2; ++c) d += (double(hp[c]) - y2[std::size_t(j * D2 + c)]) * (double(hp[c]) - y2[std::size_t(j * D2 + c)]);
+      if (d < bd) bd = d, best = j;
+    }
+    CHECK(out2[std::size_t(4 * i + 3)] == (best == i ? 1.0 : 0.0));
     flagged += out2[std::size_t(4 * i + 3)] != 0;
   }
   CHECK(out2[4 * 3 + 3] == 1.0);

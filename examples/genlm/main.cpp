@@ -532,14 +532,14 @@ int run_predict(const input_options& io, const std::string& model_path, const st
     const gene_window& w = gws[p.window];
     const gene_ref& g = w.genes[p.position];
     const double* h = &p.hypotheses[std::size_t(p.most_likely * D)];
-    const double true_d = detail::sqdist(h, &feat.pca[std::size_t(g.protein * P)], P);
+    const double true_d = cpu_detail::sqdist(h, &feat.pca[std::size_t(g.protein * P)], P);
     check<value_error>(std::isfinite(true_d), "predict: the distance of gene '", in.emb.ids()[std::size_t(g.protein)],
                        "' to its prediction is not finite (", true_d, "); are the checkpoint's weights and labels finite?");
     long long rank = 1;
     index_t nearest = 0;
     double nd = INFINITY;
     for (index_t q = 0; q < N; ++q) {
-      const double d = detail::sqdist(h, &feat.pca[std::size_t(q * P)], P);
+      const double d = cpu_detail::sqdist(h, &feat.pca[std::size_t(q * P)], P);
       if (d < true_d) ++rank;
       if (d < nd) nd = d, nearest = q;
     }

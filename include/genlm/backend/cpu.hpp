@@ -778,6 +778,45 @@ GENLM_DISPATCHED(clip_run, clip_body)
 GENLM_DISPATCHED(nonfinite, nonfinite_body)
 #undef GENLM_DISPATCHED
 
+/// ||h - y||^2 over D, summed in order, in double.
+template <class T>
+double sqdist(const T* h, const double* y, index_t D) {
+  double s = 0;
+  for (index_t j = 0; j < D; ++j) {
+    const double e = double(h[j]) - y[j];
+    s += e * e;
+  }
+  return s;
+}
+/// The row of labels (n, D) nearest (L2) to h (D): the first on ties, -1 when every distance is
+/// NaN. W labels at a time (W independent sums, each over D in order, so the same distances as
+/// sqdist one at a time), compared in label order.
+template <class T>
+index_t nearest_label(const T* h, const double* labels, index_t n, index_t D) {
+  constexpr index_t W = 4;
+  index_t best = -1;  // a NaN distance is never the nearest
+  double bd = std::numeric_limits<double>::infinity();
+  index_t j = 0;
+  for (; j + W <= n; j += W) {
+    const double* yw = labels + j * D;
+    double sw[W] = {};
+    for (index_t c = 0; c < D; ++c) {
+      const double hc = double(h[c]);
+      for (index_t w = 0; w < W; ++w) {
+        const double e = hc - yw[w * D + c];
+        sw[w] += e * e;
+      }
+    }
+    for (index_t w = 0; w < W; ++w)
+      if (sw[w] < bd) bd = sw[w], best = j + w;
+  }
+  for (; j < n; ++j) {
+    const double d = sqdist(h, labels + j * D, D);
+    if (d < bd) bd = d, best = j;
+  }
+  return best;
+}
+
 }  // namespace cpu_detail
 
 struct cpu {
@@ -1307,14 +1346,6 @@ struct cpu {
   template <class T>
   static void masked_gene_metrics_rows(const T* hyp, index_t K, index_t D, const std::int64_t* rows,
                                        const double* labels, const std::int32_t* choice, index_t n, double* out) {
-    const auto sqdist = [D](const T* h, const double* y) {
-      double s = 0;
-      for (index_t j = 0; j < D; ++j) {
-        const double e = double(h[j]) - y[j];
-        s += e * e;
-      }
-      return s;
-    };
     const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, n * D));
     cpu_detail::parallel_for(n, num_threads(), grain, [&](index_t i0, index_t i1) {
       for (index_t i = i0; i < i1; ++i) {
@@ -1327,32 +1358,9 @@ struct cpu {
         }
         double* o = out + 4 * i;
         o[0] = dot / std::max(std::sqrt(nh * ny), 1e-30);
-        o[1] = sqdist(h, y);
+        o[1] = cpu_detail::sqdist(h, y, D);
         o[2] = (double(h[D - 1]) >= 0) == (y[D - 1] >= 0) ? 1.0 : 0.0;
-        // nearest label: W labels at a time (W independent sums, each over D in order, so the
-        // same distances as one at a time), compared in label order
-        constexpr index_t W = 4;
-        index_t best = -1;  // a NaN distance is never the nearest
-        double bd = std::numeric_limits<double>::infinity();
-        index_t j = 0;
-        for (; j + W <= n; j += W) {
-          const double* yw = labels + j * D;
-          double sw[W] = {};
-          for (index_t c = 0; c < D; ++c) {
-            const double hc = double(h[c]);
-            for (index_t w = 0; w < W; ++w) {
-              const double e = hc - yw[w * D + c];
-              sw[w] += e * e;
-            }
-          }
-          for (index_t w = 0; w < W; ++w)
-            if (sw[w] < bd) bd = sw[w], best = j + w;
-        }
-        for (; j < n; ++j) {
-          const double d = sqdist(h, labels + j * D);
-          if (d < bd) bd = d, best = j;
-        }
-        o[3] = best == i ? 1.0 : 0.0;
+        o[3] = cpu_detail::nearest_label(h, labels, n, D) == i ? 1.0 : 0.0;
       }
     });
   }

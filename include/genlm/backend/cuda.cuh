@@ -198,20 +198,12 @@ struct cuda_backend {
   }
   template <class T>
   static void sum_rows(const T* dy, index_t rows, index_t cols, T* db, T beta) {
-    if (cols <= 0) return;
-    const colsum_split sp(rows);
-    if (sp.chunks == 1) {
-      launch("sum_rows", colsum_grid(cols), cuda_kernels::colsum_threads, &cuda_kernels::sum_rows<T>, dy, rows,
-             sp.chunk_rows, cols, db, beta, static_cast<T*>(nullptr));
-      return;
-    }
-    // (chunks, cols) partial sums; the caching allocator's blocks are stream-ordered, so freeing
-    // right after the launches is safe (the next user of the block runs after them)
-    T* part = allocate<T>(sp.chunks * cols);
-    launch("sum_rows", dim3(colsum_grid(cols), unsigned(sp.chunks)), cuda_kernels::colsum_threads,
-           &cuda_kernels::sum_rows<T>, dy, rows, sp.chunk_rows, cols, db, beta, part);
-    launch_1d("sum_rows_finish", cols, &cuda_kernels::sum_rows_finish<T>, part, sp.chunks, cols, db, beta);
-    deallocate(part);
+    launch_column_sums<1, T>(rows, cols, [&](dim3 grid, index_t chunk_rows, T* part) {
+      launch("sum_rows", grid, cuda_kernels::colsum_threads, &cuda_kernels::sum_rows<T>, dy, rows, chunk_rows, cols, db,
+             beta, part);
+    }, [&](const T* part, index_t chunks) {
+      launch_1d("sum_rows_finish", cols, &cuda_kernels::sum_rows_finish<T>, part, chunks, cols, db, beta);
+    });
   }
   template <class T>
   static double sum_squares(const T* x, index_t n) {
@@ -253,21 +245,13 @@ struct cuda_backend {
                                   T* dgamma, T* dbeta, index_t rows, index_t cols) {
     launch_rows("layer_norm_backward_dx", rows, &cuda_kernels::layer_norm_backward_dx<T>, dy, x, gamma, mean, rstd, dx,
                 rows, cols);
-    if (cols <= 0) return;
-    const colsum_split sp(rows);
-    if (sp.chunks == 1) {
-      launch("layer_norm_backward_params", colsum_grid(cols), cuda_kernels::colsum_threads,
-             &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, sp.chunk_rows, cols,
-             static_cast<T*>(nullptr));
-      return;
-    }
-    T* part = allocate<T>(sp.chunks * 2 * cols);  // (chunks, 2, cols); stream-ordered as in sum_rows
-    launch("layer_norm_backward_params", dim3(colsum_grid(cols), unsigned(sp.chunks)), cuda_kernels::colsum_threads,
-           &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, sp.chunk_rows, cols,
-           part);
-    launch_1d("layer_norm_backward_params_finish", cols, &cuda_kernels::layer_norm_backward_params_finish<T>, part,
-              sp.chunks, cols, dgamma, dbeta);
-    deallocate(part);
+    launch_column_sums<2, T>(rows, cols, [&](dim3 grid, index_t chunk_rows, T* part) {
+      launch("layer_norm_backward_params", grid, cuda_kernels::colsum_threads,
+             &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, chunk_rows, cols, part);
+    }, [&](const T* part, index_t chunks) {
+      launch_1d("layer_norm_backward_params_finish", cols, &cuda_kernels::layer_norm_backward_params_finish<T>, part,
+                chunks, cols, dgamma, dbeta);
+    });
   }
 
   // ---------------------------------------------------------------- activations
@@ -392,14 +376,24 @@ struct cuda_backend {
   static void launch_rows(const char* what, index_t rows, void (*kernel)(P...), A... args) {
     if (rows > 0) launch(what, rows_grid(rows), cuda_kernels::block_threads, kernel, args...);
   }
-  /// The row split of the column-sum kernels: chunks of chunk_rows rows (colsum_chunk, more when
-  /// there would be over 65535 chunks: the grid's y limit), one block row each.
-  struct colsum_split {
-    index_t chunk_rows, chunks;
-    explicit colsum_split(index_t rows)
-        : chunk_rows(std::max<index_t>(cuda_kernels::colsum_chunk, (rows + 65534) / 65535)),
-          chunks(std::max<index_t>(1, (rows + chunk_rows - 1) / chunk_rows)) {}
-  };
+  /// A tiled column-sum kernel of N sums per column over (rows, cols), split along the rows:
+  /// chunks of chunk_rows rows (colsum_chunk, more when there would be over 65535 chunks: the
+  /// grid's y limit), one block row each. sums(grid, chunk_rows, partial) launches the kernel;
+  /// with one chunk partial is null (the kernel writes the results), else it is a (chunks, N,
+  /// cols) buffer that finish(partial, chunks) adds up. The caching allocator's blocks are
+  /// stream-ordered, so the buffer is freed right after the launches (its next user runs after
+  /// them).
+  template <int N, class T, class Sums, class Finish>
+  static void launch_column_sums(index_t rows, index_t cols, Sums sums, Finish finish) {
+    if (cols <= 0) return;
+    const index_t chunk_rows = std::max<index_t>(cuda_kernels::colsum_chunk, (rows + 65534) / 65535);
+    const index_t chunks = std::max<index_t>(1, (rows + chunk_rows - 1) / chunk_rows);
+    if (chunks == 1) return sums(dim3(colsum_grid(cols)), chunk_rows, static_cast<T*>(nullptr));
+    T* part = allocate<T>(chunks * N * cols);
+    sums(dim3(colsum_grid(cols), unsigned(chunks)), chunk_rows, part);
+    finish(static_cast<const T*>(part), chunks);
+    deallocate(part);
+  }
   /// Blocks for the tiled column-sum kernels (cols > 0).
   static unsigned colsum_grid(index_t cols) {
     check<cuda_error>(cols / cuda_kernels::colsum_width < index_t(0x7fffffff), "cuda_backend: ", cols,

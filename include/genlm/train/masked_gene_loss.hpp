@@ -51,28 +51,13 @@ struct masked_gene_metrics {
   double strand_accuracy() const { return masked ? double(strand_correct) / double(masked) : 0.0; }
 };
 
-namespace detail {
-inline double sqdist(const double* a, const double* b, index_t n) {
-  double s = 0;
-  for (index_t i = 0; i < n; ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
-  return s;
-}
-}  // namespace detail
-
 /// Accuracy of predictions (n, D) against labels (n, D): prediction i is correct when label i is
-/// its nearest label (ties count as wrong unless i is the first nearest).
+/// its nearest label (ties count as wrong unless i is the first nearest; the search of
+/// cpu::masked_gene_metrics_rows).
 inline index_t nearest_label_correct(const std::vector<double>& pred, const std::vector<double>& labels, index_t n,
                                      index_t D) {
   index_t correct = 0;
-  for (index_t i = 0; i < n; ++i) {
-    index_t best = -1;
-    double bd = std::numeric_limits<double>::infinity();
-    for (index_t j = 0; j < n; ++j) {
-      const double d = detail::sqdist(&pred[std::size_t(i * D)], &labels[std::size_t(j * D)], D);
-      if (d < bd) bd = d, best = j;
-    }
-    correct += best == i;
-  }
+  for (index_t i = 0; i < n; ++i) correct += cpu_detail::nearest_label(&pred[std::size_t(i * D)], labels.data(), n, D) == i;
   return correct;
 }
 

@@ -98,7 +98,7 @@ struct context_free_baseline {
       double total = 0;
       for (index_t i = 0; i < n; ++i) {
         double best = INFINITY;
-        for (index_t c = 0; c < k; ++c) best = std::min(best, detail::sqdist(row(i), &centres[std::size_t(c * D)], D));
+        for (index_t c = 0; c < k; ++c) best = std::min(best, cpu_detail::sqdist(row(i), &centres[std::size_t(c * D)], D));
         d2[std::size_t(i)] = best;
         total += best;
       }
@@ -116,7 +116,7 @@ struct context_free_baseline {
       for (index_t i = 0; i < n; ++i) {
         double best = INFINITY;
         for (index_t c = 0; c < K; ++c) {
-          const double d = detail::sqdist(row(i), &centres[std::size_t(c * D)], D);
+          const double d = cpu_detail::sqdist(row(i), &centres[std::size_t(c * D)], D);
           if (d < best) best = d, assign[std::size_t(i)] = c;
         }
       }
@@ -151,7 +151,7 @@ struct context_free_baseline {
       double dot = 0, np = 0, ny = 0;
       for (index_t j = 0; j < D; ++j) dot += prediction[std::size_t(j)] * y[j], np += prediction[std::size_t(j)] * prediction[std::size_t(j)], ny += y[j] * y[j];
       m.cosine += dot / std::max(std::sqrt(np * ny), 1e-30) / double(n);
-      m.mse_most_likely += detail::sqdist(prediction.data(), y, D) / double(n * D);
+      m.mse_most_likely += cpu_detail::sqdist(prediction.data(), y, D) / double(n * D);
       m.strand_correct += (prediction[std::size_t(D - 1)] >= 0) == (y[D - 1] >= 0);
     }
     m.correct = nearest_label_correct(pred, labels, n, D);
