@@ -740,6 +740,80 @@ TEST_CASE("GLM forward rejects attention masks other than 0 and 1 or without a g
   }
 }
 
+TEST_CASE("GLM forward of host inputs: the tensor forward's outputs bit for bit, its errors word for word",
+          "[model][errors]") {
+  using M = GLM<configs::tiny, cpu>;
+  M m;
+  const index_t B = 2, L = 4;
+  auto x = random_input<M>(B, L, 1);
+  tensor<float, cpu> mask({B, L});
+  for (auto& v : mask.span()) v = 1;
+  mask.at({1, 3}) = 0;
+  const auto same = [](const tensor<float, cpu>& a, const tensor<float, cpu>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
+  };
+  for (const bool training : {false, true}) {
+    CAPTURE(training);
+    run_context ctx;
+    ctx.training = training, ctx.seed = 3, ctx.step = 7;
+    const auto o = m.forward(ctx, x, mask);
+    const tensor<float, cpu> h = o.hidden, hyp = o.hypotheses, lg = o.logits;
+    const auto p = m.forward(ctx, B, L, x.span(), mask.span());
+    CHECK(same(p.hidden, h));
+    CHECK(same(p.hypotheses, hyp));
+    CHECK(same(p.logits, lg));
+  }
+  const auto message = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const genlm::error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  // the same message from both overloads, and it contains `want`
+  const auto both = [&](const tensor<float, cpu>& xs, const tensor<float, cpu>& ms, const std::string& want) {
+    const std::string a = message([&] { m.forward({}, xs, ms); });
+    const std::string b = message([&] { m.forward({}, xs.dim(0), xs.dim(1), xs.span(), ms.span()); });
+    CHECK(a == b);
+    CHECK_THAT(b, Catch::Contains(want));
+  };
+  SECTION("NaN and Inf inputs") {
+    x.at({1, 2, 5}) = std::numeric_limits<float>::quiet_NaN();
+    x.at({1, 3, 0}) = -std::numeric_limits<float>::infinity();
+    both(x, mask, "2 NaN/Inf input value(s); first at contig 1, gene 2, feature 5");
+  }
+  SECTION("mask values") {
+    mask.at({0, 2}) = 0.5f;
+    both(x, mask, "mask value 0.5 at contig 0, gene 2");
+    mask.at({0, 2}) = std::numeric_limits<float>::quiet_NaN();
+    both(x, mask, "mask value nan at contig 0, gene 2");
+    mask.at({0, 2}) = 1;
+    for (index_t l = 0; l < L; ++l) mask.at({1, l}) = 0;
+    both(x, mask, "attention mask of contig 1 is all zero");
+  }
+  SECTION("over-long contig") {
+    const auto xl = random_input<M>(1, 33, 2);
+    tensor<float, cpu> ml({1, 33});
+    for (auto& v : ml.span()) v = 1;
+    both(xl, ml, "33 genes exceeds max_positions 32");
+  }
+  SECTION("sizes that do not match (B, L)") {
+    const auto F = std::size_t(M::config.input_dim());
+    std::vector<float> hx(std::size_t(B * L) * F, 0.5f), hm(std::size_t(B * L), 1.0f);
+    REQUIRE_NOTHROW(m.forward({}, B, L, hx, hm));
+    hx.pop_back();
+    CHECK_THROWS_AS(m.forward({}, B, L, hx, hm), shape_error);
+    CHECK_THROWS_WITH(m.forward({}, B, L, hx, hm), Catch::Contains(std::to_string(hx.size()) + " input values") &&
+                                                       Catch::Contains("expected " + std::to_string(hx.size() + 1)));
+    hx.push_back(0.5f);
+    hm.pop_back();
+    CHECK_THROWS_WITH(m.forward({}, B, L, hx, hm), Catch::Contains("attention mask of 7 values") &&
+                                                       Catch::Contains("expected 8"));
+    CHECK_THROWS_WITH(m.forward({}, 0, L, {}, {}), Catch::Contains("empty batch"));
+  }
+}
+
 TEST_CASE("GLM backward uses the forward's input even when the caller's tensor changed or is gone",
           "[model][gradcheck]") {
   using M = GLM<micro, cpu, double>;

@@ -225,3 +225,54 @@ TEST_CASE("emulator: reverse order exposes a missing barrier that thread order h
   for (int t = 1; t < 64; ++t) stale += r[std::size_t(t)] == b[std::size_t(t - 1)];
   CHECK(stale == 63);
 }
+
+TEST_CASE("emulator: a copy from pinned memory runs when its stream next works, and events track it", "[emulator]") {
+  genlm_cuda_emu::reset();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  float* pinned = nullptr;
+  REQUIRE(cudaMallocHost(reinterpret_cast<void**>(&pinned), 64 * sizeof(float)) == cudaSuccess);
+  device_buffer<float> y(64), z(64);
+  cudaEvent_t ev = nullptr;
+  REQUIRE(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) == cudaSuccess);
+
+  for (int i = 0; i < 64; ++i) pinned[i] = 1.0f;
+  REQUIRE(cudaMemcpyAsync(y.p, pinned, 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaEventRecord(ev, s) == cudaSuccess);
+  CHECK(cudaEventQuery(ev) == cudaErrorNotReady);
+  CHECK(cudaStreamQuery(s) == cudaErrorNotReady);
+  for (int i = 0; i < 64; ++i) pinned[i] = 2.0f;  // rewritten before the DMA ran: the DMA reads this
+  REQUIRE(cudaEventSynchronize(ev) == cudaSuccess);
+  CHECK(cudaEventQuery(ev) == cudaSuccess);
+  CHECK(cudaStreamQuery(s) == cudaSuccess);
+  for (float f : y.get(64)) CHECK(f == 2.0f);
+
+  // the stream's next operation runs the pending copy first (a kernel reading the data sees it)
+  for (int i = 0; i < 64; ++i) pinned[i] = 3.0f;
+  REQUIRE(cudaMemcpyAsync(z.p, pinned, 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(y.p, z.p, 64 * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+  for (float f : y.get(64)) CHECK(f == 3.0f);
+
+  // pageable sources and the legacy stream copy at once, as before
+  std::vector<float> h(64, 4.0f);
+  REQUIRE(cudaMemcpyAsync(y.p, h.data(), 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  CHECK(cudaStreamQuery(s) == cudaSuccess);
+  h.assign(64, 5.0f);
+  for (float f : y.get(64)) CHECK(f == 4.0f);
+
+  // cudaDeviceSynchronize, a memset on the stream and a cudaFree also run a pending copy
+  pinned[0] = 6.0f;
+  REQUIRE(cudaMemcpyAsync(y.p, pinned, sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  CHECK(cudaStreamQuery(s) == cudaSuccess);
+  CHECK(y.get(1)[0] == 6.0f);
+  pinned[0] = 7.0f;
+  REQUIRE(cudaMemcpyAsync(y.p, pinned, sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaMemsetAsync(z.p, 0, sizeof(float), s) == cudaSuccess);
+  CHECK(cudaStreamQuery(s) == cudaSuccess);
+  CHECK(y.get(1)[0] == 7.0f);
+
+  REQUIRE(cudaEventDestroy(ev) == cudaSuccess);
+  REQUIRE(cudaFreeHost(pinned) == cudaSuccess);
+  REQUIRE(cudaStreamDestroy(s) == cudaSuccess);
+}

@@ -152,6 +152,14 @@ void check_model(Pair& p, const inputs<typename Pair::cpu_model::scalar>& in, co
   for (std::size_t i = 0; i < Pair::cpu_model::num_layers(); ++i)
     fwd("attention of layer " + std::to_string(i), p.g.attention(i).to_host(), p.c.attention(i).to_host());
   std::printf("[measured] %s: forward worst %.3g (tol %.1g)\n", label.c_str(), worst, fwd_tol);
+  {  // the host-input forward (checks on the host, uploads queued): the device tensor forward's bits
+    const std::vector<T> h = og.hidden.to_host(), hyp = og.hypotheses.to_host(), lg = og.logits.to_host();
+    auto oh = p.g.forward(ctx, in.B, in.L, in.x, in.mask);
+    INFO(label << ": host-input forward against the tensor forward");
+    CHECK(oh.hidden.to_host() == h);
+    CHECK(oh.hypotheses.to_host() == hyp);
+    CHECK(oh.logits.to_host() == lg);
+  }
   if (!backward) return;
 
   const index_t K = C.hypotheses, D = C.label_dim();
@@ -403,6 +411,13 @@ void model_errors() {
   mask.from_host({2, 5}, std::vector<float>(10, 1.0f));
   CHECK_THROWS_AS(m.forward({}, x2, mask), genlm::value_error);
   CHECK_THROWS_WITH(m.forward({}, x2, mask), Catch::Contains("contig 1, gene 2, feature 4"));
+  // the host-input forward finds it on the host, with the same message
+  CHECK_THROWS_WITH(m.forward({}, 2, 5, xv, std::vector<float>(10, 1.0f)),
+                    Catch::Contains("1 NaN/Inf input value(s); first at contig 1, gene 2, feature 4"));
+  std::vector<float> hm(10, 1.0f);
+  hm[3] = 2.0f;
+  CHECK_THROWS_WITH(m.forward({}, 2, 5, randn<float>(2 * 5 * 33, 81), hm),
+                    Catch::Contains("mask value 2 at contig 0, gene 3"));
 }
 }  // namespace
 

@@ -52,6 +52,40 @@ TEMPLATE_TEST_CASE("memory: allocate, device copies, host transfers", "[ops][mem
   CHECK(part == std::vector<T>(v.begin() + 17, v.begin() + 22));
 }
 
+TEST_CASE("uploads: staged through pinned memory, host buffers reusable at once, the ring wraps, large copies split",
+          "[ops][memory]") {
+  // copy_from_host returns before the copy ran (genlm::upload_ring); each host buffer is
+  // overwritten right after the call, and the sizes make the ring wrap and split copies larger
+  // than itself. Under the emulator a copy from pinned memory runs only when the stream next works,
+  // so a staging region rewritten too early shows up here as wrong device data.
+  const std::size_t ring = genlm::upload_ring::capacity / sizeof(float);
+  const std::vector<std::size_t> sizes = {1,        1000, ring / 3, ring / 2 + 7, 5,        ring - 1,
+                                          ring + 12345, 3,    2 * ring + 3, 17,     ring / 4};
+  std::vector<float*> dev;
+  std::vector<std::vector<float>> want;
+  std::vector<float> h;
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    h.resize(sizes[k]);
+    for (std::size_t i = 0; i < h.size(); ++i) h[i] = float((i * 31 + k * 7) % 1009);
+    want.push_back(h);
+    dev.push_back(cuda32::allocate<float>(index_t(h.size())));
+    cuda32::copy_from_host(dev.back(), h.data(), index_t(h.size()));
+    std::fill(h.begin(), h.end(), -1.0f);
+  }
+  // a kernel queued after an upload sees the uploaded data (stream order)
+  cuda32::scale(index_t(sizes[1]), 2.0f, dev[1]);
+  for (float& v : want[1]) v *= 2.0f;
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    std::vector<float> back(sizes[k]);
+    cuda32::copy_to_host(back.data(), dev[k], index_t(back.size()));
+    std::size_t wrong = 0;  // counted: printing two vectors of millions of floats would take minutes
+    for (std::size_t i = 0; i < back.size(); ++i) wrong += back[i] != want[k][i];
+    INFO("upload " << k << " of " << sizes[k] << " floats");
+    CHECK(wrong == 0);
+    cuda32::deallocate(dev[k]);
+  }
+}
+
 TEST_CASE("caching allocator: statistics and reuse", "[ops][memory]") {
   const auto s0 = genlm::cuda_allocator::stats();
   const std::size_t bytes = 1000 * 1000 * sizeof(float);

@@ -14,7 +14,8 @@
 //   CPU loops; dropout masks bit-identical). Reductions (sum of squares, dot, non-finite count)
 //   are deterministic two-pass CUB block reductions.
 // - All work runs in order on one stream per device (cuda_context); ops that return a host value
-//   (sum_squares, dot, count_nonfinite) and copy_to_host synchronise that stream.
+//   (sum_squares, dot, count_nonfinite) and copy_to_host synchronise that stream; copy_from_host
+//   does not (it stages the bytes in pinned memory and queues the copy).
 // Precision: storage, activations, gradients and optimizer state are the model's scalar type in
 // every policy; only float GEMMs change (see genlm/backend/precision.hpp). double GEMMs are always
 // exact IEEE double.
@@ -99,13 +100,14 @@ struct cuda_backend {
     GENLM_CUDA_CHECK(cudaMemcpyAsync(host, src, std::size_t(n) * sizeof(T), cudaMemcpyDeviceToHost, s));
     GENLM_CUDA_CHECK(cudaStreamSynchronize(s));
   }
-  /// Host -> device; the host buffer may be reused as soon as this returns.
+  /// Host -> device in stream order; the host buffer may be reused as soon as this returns. Staged
+  /// through the device's pinned upload_ring: the host does not wait for the stream (the copy
+  /// lands before any op queued after this call runs).
   template <class T>
   static void copy_from_host(T* dst, const T* host, index_t n) {
     if (n <= 0) return;
-    const cudaStream_t s = stream();
-    GENLM_CUDA_CHECK(cudaMemcpyAsync(dst, host, std::size_t(n) * sizeof(T), cudaMemcpyHostToDevice, s));
-    GENLM_CUDA_CHECK(cudaStreamSynchronize(s));  // pageable sources: keep the caller's buffer semantics simple
+    cuda_context& c = ctx();
+    c.uploads.copy(dst, host, std::size_t(n) * sizeof(T), c.stream);
   }
 
   // ---------------------------------------------------------------- elementwise

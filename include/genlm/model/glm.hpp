@@ -8,6 +8,7 @@
 // "roberta.encoder.layer.{i}.*", "lm_head.dense.*", "lm_head.dense_prob.*".
 #pragma once
 #include <cmath>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -84,31 +85,53 @@ class GLM {
   /// shape_error for wrong shapes; value_error for NaN/Inf inputs, mask values other than 0 and 1,
   /// or a contig whose mask is all zero (each naming the contig, and the gene where it applies).
   /// x is copied (into a buffer reused across calls): backward() does not need the caller's x.
+  /// With a GPU backend the checks read the inputs back (two waits for the device); inputs that
+  /// start on the host are better passed as such (the overload below).
   outputs forward(const run_context& ctx, const tensor_t& x, const tensor_t& mask) {
     check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape(),
                        ", expected (batch, genes, ", C.input_dim(), ") = plm_dim ", C.plm_dim, " + strand");
     const index_t B = x.dim(0), L = x.dim(1);
-    check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", x.shape());
-    check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
-                       C.max_positions, "; split long contigs into windows (data::windows)");
+    check_batch_dims(B, L, x.shape());
     expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");
-    check_mask(mask, B, L);
+    if constexpr (Backend::host_memory) {
+      check_mask(mask.data(), B, L);
+    } else {
+      mask.to_host(mask_host_);
+      check_mask(mask_host_.data(), B, L);
+    }
     if (const index_t bad = Backend::count_nonfinite(x.data(), x.numel())) {
       const auto h = x.to_host();
       index_t i = 0;
       while (std::isfinite(h[std::size_t(i)])) ++i;
-      throw value_error(detail::concat("GLM forward: ", bad, " NaN/Inf input value(s); first at contig ",
-                                       i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
-                                       i % C.input_dim()));
+      throw nonfinite_input(bad, i, L);
     }
     x_ = x;  // kept for backward (dense's weight gradient); no allocation once grown
-    dense_.forward(x, h0_);                                   // (B, L, hidden)
-    const tensor_t& e = emb_.forward(ctx, h0_);               // (B, L, hidden)
-    const tensor_t& h = enc_.forward(ctx, e, &mask);          // (B, L, hidden)
-    hyp_.forward(h, hyp_out_);                                // (B, L, K * label)
-    hyp_out_.reshape({B, L, C.hypotheses, C.label_dim()});
-    prob_.forward(h, logits_);                                // (B, L, K)
-    return {h, hyp_out_, logits_};
+    return run(ctx, mask);
+  }
+
+  /// The same forward pass of inputs in host memory: x (B, L, plm_dim + 1) and mask (B, L), row
+  /// major. They are checked on the host (the same errors as above) and copied into the model's
+  /// own input tensors (reused across calls), so with a GPU backend nothing is read back and the
+  /// host does not wait for the device: the uploads and the forward's work are only queued.
+  outputs forward(const run_context& ctx, index_t B, index_t L, std::span<const T> x, std::span<const T> mask) {
+    check_batch_dims(B, L, shape_t{B, L, C.input_dim()});
+    const std::size_t n = std::size_t(B * L);
+    check<shape_error>(x.size() == n * std::size_t(C.input_dim()), "GLM forward: ", x.size(),
+                       " input values for (batch, genes, features) = (", B, ", ", L, ", ", C.input_dim(),
+                       ") (plm_dim ", C.plm_dim, " + strand), expected ", n * std::size_t(C.input_dim()));
+    check<shape_error>(mask.size() == n, "GLM forward: attention mask of ", mask.size(), " values for (batch, genes) = (",
+                       B, ", ", L, "), expected ", n);
+    check_mask(mask.data(), B, L);
+    index_t bad = 0;
+    for (const T v : x) bad += !std::isfinite(v);
+    if (bad) {
+      index_t i = 0;
+      while (std::isfinite(x[std::size_t(i)])) ++i;
+      throw nonfinite_input(bad, i, L);
+    }
+    x_.from_host({B, L, C.input_dim()}, x);
+    mask_.from_host({B, L}, mask);
+    return run(ctx, mask_);
   }
 
   /// Attention probabilities (B, heads, L, L) of layer i from the last forward.
@@ -136,17 +159,16 @@ class GLM {
   }
 
  private:
-  /// mask (B, L) must hold only 0 (padding) and 1 (gene), with at least one gene per contig: a
-  /// NaN would be undefined in the attention kernels, other values would scale the attention, and
-  /// a contig without genes has no key to attend to. Read on the host (a copy for other backends).
-  void check_mask(const tensor_t& mask, index_t B, index_t L) {
-    const T* m = nullptr;
-    if constexpr (Backend::host_memory) {
-      m = mask.data();
-    } else {
-      mask.to_host(mask_host_);
-      m = mask_host_.data();
-    }
+  void check_batch_dims(index_t B, index_t L, const shape_t& shape) const {
+    check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", shape);
+    check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
+                       C.max_positions, "; split long contigs into windows (data::windows)");
+  }
+
+  /// mask (B, L) in host memory must hold only 0 (padding) and 1 (gene), with at least one gene
+  /// per contig: a NaN would be undefined in the attention kernels, other values would scale the
+  /// attention, and a contig without genes has no key to attend to.
+  static void check_mask(const T* m, index_t B, index_t L) {
     for (index_t b = 0; b < B; ++b) {
       bool gene = false;
       for (index_t l = 0; l < L; ++l) {
@@ -162,6 +184,24 @@ class GLM {
                          " is all zero (no genes); drop empty contigs from the batch");
     }
   }
+  /// The error for `bad` NaN/Inf input values, the first at flat index i of x (B, L, input_dim).
+  static value_error nonfinite_input(index_t bad, index_t i, index_t L) {
+    return value_error(detail::concat("GLM forward: ", bad, " NaN/Inf input value(s); first at contig ",
+                                      i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
+                                      i % C.input_dim()));
+  }
+
+  /// The layers' forward pass of the checked input x_ (B, L, input_dim) under mask (B, L).
+  outputs run(const run_context& ctx, const tensor_t& mask) {
+    const index_t B = x_.dim(0), L = x_.dim(1);
+    dense_.forward(x_, h0_);                                  // (B, L, hidden)
+    const tensor_t& e = emb_.forward(ctx, h0_);               // (B, L, hidden)
+    const tensor_t& h = enc_.forward(ctx, e, &mask);          // (B, L, hidden)
+    hyp_.forward(h, hyp_out_);                                // (B, L, K * label)
+    hyp_out_.reshape({B, L, C.hypotheses, C.label_dim()});
+    prob_.forward(h, logits_);                                // (B, L, K)
+    return {h, hyp_out_, logits_};
+  }
 
   model_options opt_;
   parameter_store<T, Backend> ps_;
@@ -169,7 +209,8 @@ class GLM {
   input_embeddings<T, Backend> emb_;
   encoder<T, Backend, Variant, Activation> enc_;
   tensor_t x_;                 // the last forward's input (for backward)
-  std::vector<T> mask_host_;   // host copy of the mask (backends without host memory)
+  tensor_t mask_;              // the last host-input forward's mask (B, L)
+  std::vector<T> mask_host_;   // host copy of a device mask (backends without host memory)
   tensor_t h0_, hyp_out_, logits_;
   tensor_t d_h_, d_hyp_flat_, d_e_, d_h0_;
 };

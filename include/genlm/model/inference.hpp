@@ -46,7 +46,6 @@ std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& 
                                              const attention_callback& on_attention = {},
                                              const std::function<void(std::size_t)>& on_batch = {}) {
   using T = typename Model::scalar;
-  using tensor_t = tensor<T, typename Model::backend>;
   constexpr model_config C = Model::config;
   check<value_error>(batch_size >= 1, "embed_windows: batch_size must be >= 1, got ", batch_size);
   std::vector<contig_embeddings> out;
@@ -54,14 +53,11 @@ std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& 
   std::vector<std::vector<int>> counts;
   std::vector<std::vector<index_t>> protein_at;  // per source: protein row at each position (-1: none yet)
   std::vector<std::string> first_window;         // per source: the first window that named it
-  tensor_t x, mask;
   for (std::size_t lo = 0; lo < windows.size(); lo += std::size_t(batch_size)) {
     std::vector<std::size_t> idx;
     for (std::size_t i = lo; i < std::min(windows.size(), lo + std::size_t(batch_size)); ++i) idx.push_back(i);
     host_batch<T> b = make_batch<T>(windows, idx, feat, C.max_positions);
-    x.from_host({b.B, b.L, b.F}, b.x);
-    mask.from_host({b.B, b.L}, b.mask);
-    auto o = model.forward(run_context{}, x, mask);
+    auto o = model.forward(run_context{}, b.B, b.L, b.x, b.mask);
     const std::vector<T> h = o.hidden.to_host();  // (B, L, hidden)
     std::vector<std::vector<T>> att;
     if (on_attention)
@@ -135,12 +131,10 @@ std::vector<gene_prediction> predict_masked(Model& model, const gene_features& f
                                             const std::vector<std::pair<std::size_t, std::size_t>>& genes,
                                             index_t batch_size, float mask_value = -1.0f) {
   using T = typename Model::scalar;
-  using tensor_t = tensor<T, typename Model::backend>;
   constexpr model_config C = Model::config;
   const index_t K = C.hypotheses, D = C.label_dim();
   check<value_error>(batch_size >= 1, "predict_masked: batch_size must be >= 1, got ", batch_size);
   std::vector<gene_prediction> out;
-  tensor_t x, mask;
   for (std::size_t lo = 0; lo < genes.size(); lo += std::size_t(batch_size)) {
     const std::size_t hi = std::min(genes.size(), lo + std::size_t(batch_size));
     std::vector<std::size_t> idx;
@@ -155,9 +149,7 @@ std::vector<gene_prediction> predict_masked(Model& model, const gene_features& f
       const index_t bi = index_t(i - lo), l = index_t(genes[i].second);
       std::fill_n(b.x.begin() + (bi * b.L + l) * b.F, b.F, T(mask_value));
     }
-    x.from_host({b.B, b.L, b.F}, b.x);
-    mask.from_host({b.B, b.L}, b.mask);
-    auto o = model.forward(run_context{}, x, mask);
+    auto o = model.forward(run_context{}, b.B, b.L, b.x, b.mask);
     const auto hyp = o.hypotheses.to_host();
     const auto logits = o.logits.to_host();
     for (std::size_t i = lo; i < hi; ++i) {

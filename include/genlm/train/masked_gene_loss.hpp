@@ -128,7 +128,7 @@ inline void masked_gene_loss_prepare(index_t B, index_t L, index_t K, index_t D,
 inline double masked_gene_mse_scale(index_t n, index_t D) { return 1.0 / double(n * D); }
 inline double masked_gene_ce_scale(index_t n, const masked_gene_loss_options& opt) { return opt.ce_weight / double(n); }
 /// The objective (loss, mse, ce) of n masked genes from the backend op's terms (n, 2).
-inline masked_gene_metrics masked_gene_objective(const std::vector<double>& terms, index_t n, index_t D,
+inline masked_gene_metrics masked_gene_objective(const double* terms, index_t n, index_t D,
                                                  const masked_gene_loss_options& opt) {
   masked_gene_metrics m;
   m.masked = n;
@@ -141,7 +141,7 @@ inline masked_gene_metrics masked_gene_objective(const std::vector<double>& term
   return m;
 }
 /// Adds the metrics of the most likely hypotheses from the backend op's rows (n, 4) to m.
-inline void masked_gene_add_row_metrics(const std::vector<double>& r, index_t n, index_t D, masked_gene_metrics& m) {
+inline void masked_gene_add_row_metrics(const double* r, index_t n, index_t D, masked_gene_metrics& m) {
   for (index_t i = 0; i < n; ++i) {
     const double* ri = &r[std::size_t(4 * i)];
     m.cosine += ri[0] / double(n);
@@ -175,7 +175,7 @@ masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std:
   if (d_logits) d_logits->assign(logits.size(), T(0));
   ws.terms.resize(std::size_t(2 * n));
   ws.choice.resize(std::size_t(2 * n));
-  if (n == 0) return detail::masked_gene_objective(ws.terms, 0, D, opt);
+  if (n == 0) return detail::masked_gene_objective(ws.terms.data(), 0, D, opt);
   // closest hypothesis k*, its squared distance, the cross entropy against k*, the gradients, and
   // the most likely hypothesis k^: the backend op (host memory here)
   cpu::masked_gene_loss_grad(hyp.data(), logits.data(), K, D, ws.rows.data(), ws.y.data(), n,
@@ -183,7 +183,7 @@ masked_gene_metrics masked_gene_loss_grads(const std::vector<T>& hyp, const std:
                              d_hyp ? d_hyp->data() : static_cast<T*>(nullptr),
                              d_logits ? d_logits->data() : static_cast<T*>(nullptr), ws.terms.data(),
                              ws.choice.data());
-  return detail::masked_gene_objective(ws.terms, n, D, opt);
+  return detail::masked_gene_objective(ws.terms.data(), n, D, opt);
 }
 
 /// The second part (see masked_gene_loss_grads): m from the first part, hyp and ws unchanged since.
@@ -202,7 +202,7 @@ void masked_gene_loss_metrics(const std::vector<T>& hyp, index_t K, index_t D, m
   ws.row_metrics.resize(std::size_t(4 * n));
   cpu::masked_gene_metrics_rows(hyp.data(), K, D, ws.rows.data(), ws.y.data(), ws.choice.data(), n,
                                 ws.row_metrics.data());
-  detail::masked_gene_add_row_metrics(ws.row_metrics, n, D, m);
+  detail::masked_gene_add_row_metrics(ws.row_metrics.data(), n, D, m);
 }
 
 /// Both parts: the loss, the metrics and the gradients on host copies of the model outputs.

@@ -64,30 +64,32 @@ class masked_gene_pass {
   void reserve(std::size_t genes) {
     const auto D = index_t(C.label_dim()), n = index_t(genes);
     loss_ws_.reserve(genes, std::size_t(D));
+    results_.reserve(6 * genes);
     rows_.resize({n});
     y_.resize({n, D});
-    terms_.resize({n, 2});
-    row_metrics_.resize({n, 4});
+    out_.resize({n, 6});
     choice_.resize({n, 2});
   }
 
   /// The forward pass of mb under ctx and the metrics of its masked genes' loss. With `backward`,
   /// the loss gradients, multiplied by `grad_scale` (folded into the op's double-precision scales,
   /// so rounded to T once), are backpropagated: the model's parameter gradients are assigned.
-  /// Invalid labels or masked genes throw (as masked_gene_loss_grads) before the forward pass.
+  /// Invalid labels or masked genes throw (as masked_gene_loss_grads) before the forward pass, as
+  /// do invalid inputs (the model's host-input forward checks them on the host).
+  /// With a GPU backend the host waits for the device once, for the loss terms after the backward
+  /// pass: the inputs, masked rows and labels are uploaded through pinned staging (no wait), the
+  /// inputs are not read back, and the terms and row metrics come back in one copy.
   masked_gene_metrics run(Model& model, const run_context& ctx, const masked_batch<T>& mb,
                           const masked_gene_loss_options& loss, double grad_scale, bool backward) {
     const host_batch<T>& b = mb.b;
     const index_t K = C.hypotheses, D = C.label_dim(), n = index_t(mb.masked.size());
     detail::masked_gene_loss_prepare(b.B, b.L, K, D, std::size_t(b.B * b.L * K * D), std::size_t(b.B * b.L * K),
                                      mb.masked, mb.labels, loss, loss_ws_);
-    x_.from_host({b.B, b.L, b.F}, b.x);
-    mask_.from_host({b.B, b.L}, b.mask);
-    if (n > 0) {  // uploaded before the forward pass: a GPU backend's upload waits for its stream
+    if (n > 0) {  // queued before the forward pass
       rows_.from_host({n}, loss_ws_.rows);
       y_.from_host({n, D}, loss_ws_.y);
     }
-    auto out = model.forward(ctx, x_, mask_);
+    auto out = model.forward(ctx, b.B, b.L, b.x, b.mask);
     expect_shape(out.hypotheses.shape(), shape_t{b.B, b.L, K, D}, "masked_gene_pass: hypotheses");
     expect_shape(out.logits.shape(), shape_t{b.B, b.L, K}, "masked_gene_pass: logits");
     if (backward) {
@@ -95,34 +97,34 @@ class masked_gene_pass {
       d_log_.resize_zero({b.B, b.L, K});
     }
     if (n > 0) {
-      terms_.resize({n, 2});
+      out_.resize({n, 6});  // (n, 2) loss terms, then (n, 4) row metrics
       choice_.resize({n, 2});
-      row_metrics_.resize({n, 4});
+      double* terms = out_.data();
+      double* row_metrics = out_.data() + 2 * n;
       Backend::masked_gene_loss_grad(out.hypotheses.data(), out.logits.data(), K, D, rows_.data(), y_.data(), n,
                                      detail::masked_gene_mse_scale(n, D) * grad_scale,
                                      detail::masked_gene_ce_scale(n, loss) * grad_scale,
                                      backward ? d_hyp_.data() : static_cast<T*>(nullptr),
-                                     backward ? d_log_.data() : static_cast<T*>(nullptr), terms_.data(),
-                                     choice_.data());
+                                     backward ? d_log_.data() : static_cast<T*>(nullptr), terms, choice_.data());
       // before backward, which may reuse the output buffers
       Backend::masked_gene_metrics_rows(out.hypotheses.data(), K, D, rows_.data(), y_.data(), choice_.data(), n,
-                                        row_metrics_.data());
+                                        row_metrics);
     }
     if (backward) model.backward(d_hyp_, d_log_);
-    if (n == 0) return detail::masked_gene_objective(loss_ws_.terms, 0, D, loss);
-    terms_.to_host(loss_ws_.terms);  // waits for the backward pass on a GPU backend
-    row_metrics_.to_host(loss_ws_.row_metrics);
-    masked_gene_metrics m = detail::masked_gene_objective(loss_ws_.terms, n, D, loss);
-    detail::masked_gene_add_row_metrics(loss_ws_.row_metrics, n, D, m);
+    if (n == 0) return detail::masked_gene_objective(nullptr, 0, D, loss);
+    out_.to_host(results_);  // waits for the backward pass on a GPU backend
+    masked_gene_metrics m = detail::masked_gene_objective(results_.data(), n, D, loss);
+    detail::masked_gene_add_row_metrics(results_.data() + 2 * n, n, D, m);
     return m;
   }
 
  private:
-  tensor_t x_, mask_, d_hyp_, d_log_;          // (B, L, F), (B, L), (B, L, K, D), (B, L, K)
+  tensor_t d_hyp_, d_log_;                     // (B, L, K, D), (B, L, K)
   tensor<std::int64_t, Backend> rows_;         // (n) flat position of each masked gene
-  tensor<double, Backend> y_, terms_, row_metrics_;  // (n, D) clipped labels, (n, 2), (n, 4)
+  tensor<double, Backend> y_, out_;            // (n, D) clipped labels; (n, 6) loss terms + row metrics
   tensor<std::int32_t, Backend> choice_;       // (n, 2) k*, k^
   masked_gene_loss_workspace loss_ws_;         // the loss's host scratch
+  std::vector<double> results_;                // host copy of out_ (n, 6)
 };
 
 }  // namespace genlm

@@ -159,6 +159,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
                     const T* beta, T* C, int ldc, long long sc, int batch, cublasComputeType_t ct) {
   using detail::report;
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  fake_cuda_drain(h->stream);  // stream order: after a pending copy or collective
   if (detail::sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
   const auto bad = [&](const std::string& what) {
     report(std::string(call) + ": " + what + " (CUBLAS_STATUS_INVALID_VALUE)");

@@ -19,11 +19,13 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <genlm/core/error.hpp>
 
@@ -292,9 +294,98 @@ class cuda_allocator {
   }
 };
 
+/// Pinned host staging of host -> device copies (one per device, in cuda_context). A copy from
+/// pageable memory (any std::vector) may make the driver wait for the stream's earlier work, so an
+/// upload between two training steps would stall the host until the GPU is idle. Here the
+/// caller's bytes are memcpy'd into a pinned ring buffer and the DMA is queued on the stream from
+/// there: the host returns at once, the caller's buffer may be reused at once, and the copy runs
+/// in stream order. Each staged piece carries an event recorded after its DMA; a region of the
+/// ring is written again only after its events completed (the oldest are waited for when the ring
+/// is full). Copies larger than the ring go through it in ring-sized pieces.
+class upload_ring {
+ public:
+  static constexpr std::size_t capacity = std::size_t(32) << 20;  // pinned bytes per device
+
+  upload_ring() = default;
+  upload_ring(const upload_ring&) = delete;
+  upload_ring& operator=(const upload_ring&) = delete;
+
+  /// dst (device) <- src (host, any memory), n bytes, in the order of `stream`.
+  void copy(void* dst, const void* src, std::size_t n, cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!buf_) GENLM_CUDA_CHECK(cudaMallocHost(&buf_, capacity));
+    auto* d = static_cast<unsigned char*>(dst);
+    const auto* h = static_cast<const unsigned char*>(src);
+    while (n > 0) {
+      const std::size_t piece = std::min(n, capacity);
+      const std::size_t at = reserve(piece);
+      std::memcpy(buf_ + at, h, piece);
+      GENLM_CUDA_CHECK(cudaMemcpyAsync(d, buf_ + at, piece, cudaMemcpyHostToDevice, stream));
+      cudaEvent_t ev = nullptr;
+      if (!spare_.empty()) {
+        ev = spare_.back();
+        spare_.pop_back();
+      } else {
+        GENLM_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+      }
+      GENLM_CUDA_CHECK(cudaEventRecord(ev, stream));
+      busy_.push_back({at, at + piece, ev});
+      head_ = at + piece;
+      d += piece;
+      h += piece;
+      n -= piece;
+    }
+  }
+
+ private:
+  struct region {
+    std::size_t begin, end;  // [begin, end) of buf_
+    cudaEvent_t done;        // recorded after the region's DMA
+  };
+
+  /// The offset of n free bytes (n <= capacity): after the last piece, or from the start when they
+  /// do not fit before the end; regions in the way are waited for, oldest first.
+  std::size_t reserve(std::size_t n) {
+    retire(false);
+    for (;;) {
+      const std::size_t at = head_ + n <= capacity ? head_ : 0;
+      const bool clash = std::any_of(busy_.begin(), busy_.end(),
+                                     [&](const region& r) { return r.begin < at + n && at < r.end; });
+      if (!clash) return at;
+      retire(true);  // waits for the oldest region
+    }
+  }
+  /// Frees the regions whose copies completed, oldest first; with `wait_one`, waits for the oldest.
+  void retire(bool wait_one) {
+    while (!busy_.empty()) {
+      region& r = busy_.front();
+      if (wait_one) {
+        GENLM_CUDA_CHECK(cudaEventSynchronize(r.done));
+        wait_one = false;
+      } else {
+        const cudaError_t e = cudaEventQuery(r.done);
+        if (e == cudaErrorNotReady) {
+          (void)cudaGetLastError();
+          return;
+        }
+        GENLM_CUDA_CHECK(e);
+      }
+      spare_.push_back(r.done);
+      busy_.erase(busy_.begin());
+    }
+  }
+
+  std::mutex mu_;  // one host thread per device is the rule; this keeps a second one safe
+  unsigned char* buf_ = nullptr;  // (capacity) pinned
+  std::size_t head_ = 0;          // end of the newest piece
+  std::vector<region> busy_;      // oldest first
+  std::vector<cudaEvent_t> spare_;
+};
+
 /// Per-device resources of the backend: one non-blocking stream on which every op runs, a cuBLAS
-/// handle bound to it, and scratch for reductions (device partials + pinned host results).
-/// Created on first use of a device, never destroyed (the driver reclaims them at exit).
+/// handle bound to it, scratch for reductions (device partials + pinned host results) and the
+/// pinned staging of uploads. Created on first use of a device, never destroyed (the driver
+/// reclaims them at exit).
 struct cuda_context {
   static constexpr int max_devices = 64;
   static constexpr int reduce_blocks = 512;  // fixed grid of the deterministic two-pass reductions
@@ -306,6 +397,7 @@ struct cuda_context {
   unsigned long long* d_count = nullptr;    // (reduce_blocks) per-block partial counts
   double* d_result = nullptr;               // (2) final values
   double* h_result = nullptr;               // (2) pinned host copy
+  upload_ring uploads;                      // host -> device copies (copy_from_host)
   // One scratch set per device: two host threads reducing on one device at once would overwrite
   // each other's results (one host thread per device is the backend's rule, docs/GPU.md).
 

@@ -28,8 +28,14 @@
 // - cuBLAS: column-major GEMMs computed with Eigen; the compute types' input rounding is emulated
 //   (TF32: 10 mantissa bits, round to nearest, ties away; bf16 and fp16: round to nearest even,
 //   fp16 with its range), accumulation in float (double for D-GEMMs).
-// Not emulated: asynchrony (every call completes before it returns, except a pending operation
-// that tests/mpi/fake_cuda/nccl.h leaves on a stream for other threads to complete), races between threads or
+// - Asynchrony, in two places only: a cudaMemcpyAsync from pinned host memory (cudaMallocHost) to
+//   the device on a stream is deferred until the stream's next operation (kernel, cuBLAS call, copy,
+//   memset), a cudaStreamSynchronize / cudaEventSynchronize / cudaStreamWaitEvent that reaches it,
+//   cudaDeviceSynchronize, cudaFree or cudaFreeHost, and it reads the pinned buffer then (as the DMA
+//   would): a pinned staging buffer rewritten before its copy ran shows up as wrong device data.
+//   cudaEventQuery / cudaStreamQuery say cudaErrorNotReady meanwhile. And a pending operation that
+//   tests/mpi/fake_cuda/nccl.h leaves on a stream for other threads to complete.
+// Not emulated: other asynchrony (every other call completes before it returns), races between threads or
 // streams (GENLM_CUDA_EMU_ORDER=reverse runs blocks, and the threads of a block, in reverse order, which
 // exposes results that depend on the order), performance, NCCL, the real driver and hardware.
 //
@@ -108,6 +114,9 @@ inline void fake_cuda_drain(cudaStream_t s) {
 struct CUevent_st {
   std::chrono::steady_clock::time_point t{};
   bool recorded = false;
+  // the stream's pending operation when recorded (see CUstream_st): the event completes with it
+  cudaStream_t stream = nullptr;
+  std::function<bool()> done;
 };
 using cudaEvent_t = CUevent_st*;
 struct cudaDeviceProp {
@@ -142,6 +151,7 @@ struct state {
   cudaError_t sticky = cudaSuccess;
   std::unordered_map<std::uintptr_t, bool> kernel_syncs;  // kernel -> synchronised on its first launch
   int devices = 1;
+  std::vector<cudaStream_t> streams;  // live streams (cudaDeviceSynchronize drains them)
   std::size_t capacity = std::size_t(16384) << 20;
   bool reverse = false;
 };
@@ -197,6 +207,23 @@ inline bool is_device_range(const void* p, std::size_t bytes) {
 }
 /// True when p points into a device allocation or one past its end (an empty range there).
 inline bool is_device_pointer(const void* p) { return is_device_range(p, 0); }
+/// True when [p, p + bytes) lies inside one pinned host allocation (cudaMallocHost).
+inline bool is_pinned_range(const void* p, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(st().mu);
+  const allocation* a = find_locked(p, bytes);
+  return a && a->pinned;
+}
+/// Runs the pending operation of every stream of the current device (cudaDeviceSynchronize,
+/// cudaFree, cudaFreeHost: they wait for the device's work).
+inline void drain_device() {
+  std::vector<cudaStream_t> ss;
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    for (cudaStream_t s : st().streams)
+      if (s->device == current_device) ss.push_back(s);
+  }
+  for (cudaStream_t s : ss) fake_cuda_drain(s);
+}
 
 inline std::string hex(const void* p) {
   char b[32];
@@ -732,6 +759,7 @@ inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
 inline cudaError_t cudaFree(void* p) {
   using namespace genlm_cuda_emu::detail;
   if (!p) return cudaSuccess;
+  drain_device();  // cudaFree waits for the device's work
   std::lock_guard<std::mutex> lock(st().mu);
   auto it = st().allocs.find(reinterpret_cast<std::uintptr_t>(p));
   if (it == st().allocs.end() || it->second.pinned) {
@@ -755,6 +783,7 @@ inline cudaError_t cudaMallocHost(void** p, std::size_t bytes) {
 inline cudaError_t cudaFreeHost(void* p) {
   using namespace genlm_cuda_emu::detail;
   if (!p) return cudaSuccess;
+  drain_device();  // as cudaFree
   std::lock_guard<std::mutex> lock(st().mu);
   auto it = st().allocs.find(reinterpret_cast<std::uintptr_t>(p));
   if (it == st().allocs.end() || !it->second.pinned) return cudaErrorInvalidValue;
@@ -784,14 +813,26 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes
   if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
+  if (stream && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDefault) && is_pinned_range(src, bytes) &&
+      is_device_range(dst, bytes)) {
+    // a DMA from pinned memory: runs when the stream next does something (reads src then)
+    auto ran = std::make_shared<bool>(false);
+    stream->block = [dst, src, bytes, ran] {
+      if (!*ran && sticky() == cudaSuccess) std::memmove(dst, src, bytes);
+      *ran = true;
+    };
+    stream->done = [ran] { return *ran; };
+    return cudaSuccess;
+  }
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
   return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
 }
-inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream_t = nullptr) {
+inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream_t stream = nullptr) {
   using namespace genlm_cuda_emu::detail;
+  fake_cuda_drain(stream);
   if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (!is_device_range(p, bytes))
@@ -802,14 +843,26 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream
 }
 inline cudaError_t cudaMemset(void* p, int v, std::size_t bytes) { return cudaMemsetAsync(p, v, bytes, nullptr); }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  using namespace genlm_cuda_emu::detail;
   *s = new CUstream_st;
-  (*s)->device = genlm_cuda_emu::detail::current_device;
-  return genlm_cuda_emu::detail::ret(cudaSuccess);
+  (*s)->device = current_device;
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    st().streams.push_back(*s);
+  }
+  return ret(cudaSuccess);
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  using namespace genlm_cuda_emu::detail;
+  fake_cuda_drain(s);  // the stream's queued work still completes
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    auto& v = st().streams;
+    v.erase(std::remove(v.begin(), v.end(), s), v.end());
+  }
   delete s;
-  return genlm_cuda_emu::detail::ret(cudaSuccess);
+  return ret(cudaSuccess);
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   fake_cuda_drain(s);
@@ -819,26 +872,47 @@ inline cudaError_t cudaStreamQuery(cudaStream_t s) {
   if (s && s->done && !s->done()) return cudaErrorNotReady;
   return genlm_cuda_emu::detail::sticky();
 }
-inline cudaError_t cudaDeviceSynchronize() { return genlm_cuda_emu::detail::sticky(); }
+inline cudaError_t cudaDeviceSynchronize() {
+  genlm_cuda_emu::detail::drain_device();
+  return genlm_cuda_emu::detail::sticky();
+}
+constexpr unsigned cudaEventDefault = 0, cudaEventDisableTiming = 2;
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st;
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
   e->t = std::chrono::steady_clock::now();
   e->recorded = true;
+  e->stream = s;
+  e->done = s && s->done ? s->done : nullptr;  // completes with the stream's pending operation
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return genlm_cuda_emu::detail::sticky(); }
+/// Runs the event's pending operation when it has not run yet (it is then still its stream's:
+/// a stream's next operation runs the pending one first).
+inline void fake_cuda_event_drain(cudaEvent_t e) {
+  if (e->done && !e->done()) fake_cuda_drain(e->stream);
+  e->done = nullptr;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  fake_cuda_event_drain(e);
+  return genlm_cuda_emu::detail::sticky();
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (e->done && !e->done()) return cudaErrorNotReady;
+  return genlm_cuda_emu::detail::sticky();
+}
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (!a->recorded || !b->recorded) return genlm_cuda_emu::detail::ret(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
-inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) {
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned = 0) {
+  fake_cuda_event_drain(e);  // the waiting stream's later work comes after the event's
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
