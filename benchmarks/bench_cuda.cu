@@ -10,6 +10,9 @@
 //   model/<cfg>/<p>/B<b>/forward     inference forward (eval mode)
 //   model/<cfg>/<p>/B<b>/train_step  forward (dropout) + masked-gene loss on the device + backward +
 //                              clip_grad_value(1) + AdamW
+//   model/<cfg>/<p>/B<b>/trainer_step  the same step as genlm::trainer runs it from a host batch
+//                              (masked_gene_pass: uploads, host-side input checks, metrics and
+//                              their download included; the batch assembly not)
 //   layer/<p>/<cfg>/B<b>/<layer>_{fwd,bwd}  one layer's forward (training mode) or backward, built
 //                              as genlm_bench_layers builds the CPU ones (benchmarks/layer_ops.hpp):
 //                              qkvo, ffn_in, ffn_out (linear), layer_norm, gelu, dropout, attention,
@@ -218,13 +221,16 @@ bench::cuda_workload<C, Bk>& get_workload(const std::string& key, index_t B) {
 }
 
 template <model_config C, class P>
-void bm_model(benchmark::State& st, std::string cfg, index_t B, bool train) {
+void bm_model(benchmark::State& st, std::string cfg, index_t B, int kind) {  // 0 forward, 1 train, 2 trainer
   guarded(st, [&] {
     using Bk = cuda_backend<P>;
     auto& w = get_workload<C, Bk>(cfg + "/" + P::name, B);
     cuda_allocator::reset_peak();
+    const bool train = kind > 0;
     auto op = [&] {
-      if (train)
+      if (kind == 2)
+        w.trainer_step();
+      else if (kind == 1)
         w.train_step();
       else
         w.forward();
@@ -239,7 +245,8 @@ void bm_model(benchmark::State& st, std::string cfg, index_t B, bool train) {
     st.counters["TFLOPS"] = tf;
     st.counters["pct_of_cublas_peak"] = 100.0 * tf / cublas_peak<P>();
     st.counters["gpu_peak_MB"] = double(cuda_allocator::stats().peak_bytes) / 1048576.0;
-    if (train) st.counters["loss"] = w.loss();
+    if (kind == 1) st.counters["loss"] = w.loss();
+    if (kind == 2) st.counters["loss"] = w.last.loss;
   });
 }
 
@@ -366,14 +373,14 @@ double model_min_time() {
   return v && *v ? std::atof(v) : 0.3;
 }
 
-/// model/<cfg>/<P>/B<b>/{forward,train_step} for every batch size.
+/// model/<cfg>/<P>/B<b>/{forward,train_step,trainer_step} for every batch size.
 template <model_config C, class P>
 void register_model(const std::string& cfg, const std::vector<index_t>& batches) {
+  static const char* const kinds[] = {"/forward", "/train_step", "/trainer_step"};
   for (index_t B : batches)
-    for (bool train : {false, true})
-      benchmark::RegisterBenchmark(
-          ("model/" + cfg + "/" + P::name + "/B" + std::to_string(B) + (train ? "/train_step" : "/forward")).c_str(),
-          [cfg, B, train](benchmark::State& st) { bm_model<C, P>(st, cfg, B, train); })
+    for (int kind : {0, 1, 2})
+      benchmark::RegisterBenchmark(("model/" + cfg + "/" + P::name + "/B" + std::to_string(B) + kinds[kind]).c_str(),
+                                   [cfg, B, kind](benchmark::State& st) { bm_model<C, P>(st, cfg, B, kind); })
           ->UseManualTime()
           ->MinTime(model_min_time())
           ->Unit(benchmark::kMillisecond);

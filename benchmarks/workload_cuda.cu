@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <genlm/backend/cuda.cuh>
+#include <genlm/train/step.hpp>
 
 #include "common.hpp"
 
@@ -75,6 +76,9 @@ struct cuda_workload {
   tensor_t x, mask, d_hyp, d_log;
   device_array<std::int64_t> rows;    // flat row b * L + l of each masked gene
   device_array<double> labels, terms;  // (n, D) clipped labels; 2n loss terms
+  masked_batch<T> host;                // the same batch on the host (trainer_step)
+  masked_gene_pass<model_t> pass;      // trainer_step's forward + loss + backward
+  masked_gene_metrics last;            // trainer_step's metrics
   std::uint64_t step_no = 0;
 
   cuda_workload(index_t B_, index_t L_, const model_options& mo = {}) : model(mo) { set_batch(B_, L_); }
@@ -99,6 +103,12 @@ struct cuda_workload {
     for (const auto& m : masked) r.push_back(std::int64_t(m.b * L + m.l));
     x.from_host({B, L, C.input_dim()}, hx);
     mask.from_host({B, L}, hm);
+    host.b.B = B, host.b.L = L, host.b.F = C.input_dim();
+    host.b.x = hx;
+    host.b.mask = hm;
+    host.masked = masked;
+    host.labels = lab;
+    pass.reserve(std::size_t(B * L));
     rows.upload(r);
     labels.upload(lab);
     terms.zeros(2 * n);
@@ -124,6 +134,21 @@ struct cuda_workload {
                                    1.0 / double(n * D), 1e-4 / double(n), d_hyp.data(), d_log.data(), terms.p,
                                    static_cast<std::int32_t*>(nullptr));
     model.backward(d_hyp, d_log);
+    clip_grad_value(model.parameters(), 1.0);
+    if (!opt) opt = std::make_unique<adamw<T, Backend>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
+    opt->step(model.parameters());
+  }
+
+  /// train_step as genlm::trainer runs it (less the batch assembly): masked_gene_pass from the
+  /// host batch (inputs and mask checked on the host and uploaded through the pinned ring, rows and
+  /// labels uploaded, loss and metrics on the device, 6 doubles per masked gene copied back after
+  /// the backward pass: the host's one wait) + clip_grad_value(1) + AdamW. Metrics in `last`.
+  void trainer_step() {
+    run_context ctx;
+    ctx.training = true;
+    ctx.seed = 11;
+    ctx.step = step_no++;
+    last = pass.run(model, ctx, host, masked_gene_loss_options{}, 1.0, true);
     clip_grad_value(model.parameters(), 1.0);
     if (!opt) opt = std::make_unique<adamw<T, Backend>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
     opt->step(model.parameters());
