@@ -122,6 +122,36 @@ TEST_CASE("comm::nccl (fake devices): data-parallel training equals one process"
        << *std::max_element(rel.begin(), rel.end()));
 }
 
+TEST_CASE("comm::nccl (fake devices): a bucketed all-reduce sums every bucket and reports the buffer once",
+          "[parallel][nccl]") {
+  // 1003 values in buckets of 100 (11 buckets, the last one short), in place ("device" memory) and
+  // staged from host memory: every element summed over the 2 ranks, on_bucket_done called once on
+  // the whole buffer (so a callback that waits for the device waits once per step)
+  for (const bool host_pointer : {false, true}) {
+    CAPTURE(host_pointer);
+    std::vector<std::vector<std::pair<std::size_t, std::size_t>>> ranges(2);
+    std::vector<std::size_t> wrong(2, 1);
+    const auto errors = on_gpus(2, [&](int g, comm::nccl& nc) {
+      std::vector<double> v(1003);
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = double(i) * double(g + 1);
+      nc.allreduce_sum_buckets(
+          v.data(), v.size(), host_pointer, 100,
+          [&](double* p, std::size_t n) { ranges[std::size_t(g)].emplace_back(std::size_t(p - v.data()), n); },
+          "buckets");
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < v.size(); ++i) bad += v[i] != 3.0 * double(i);
+      wrong[std::size_t(g)] = bad;
+    });
+    for (std::size_t g = 0; g < 2; ++g) {
+      INFO("rank " << g << ": " << errors[g]);
+      CHECK(errors[g].empty());
+      CHECK(wrong[g] == 0);
+      REQUIRE(ranges[g].size() == 1);
+      CHECK(ranges[g][0] == std::make_pair(std::size_t(0), std::size_t(1003)));
+    }
+  }
+}
+
 TEST_CASE("comm::nccl (fake devices): mismatched settings fail on every rank", "[parallel][nccl]") {
   fixture d;
   const auto errors = on_gpus(2, [&](int g, comm::nccl& nc) {

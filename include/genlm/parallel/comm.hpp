@@ -19,7 +19,10 @@
 //        std::size_t bucket_elems, F&& on_bucket_done, std::string_view what);
 //                                           // all buckets issued non-blocking (last bucket first,
 //                                           // the order in which backward produces gradients);
-//                                           // on_bucket_done(T* host_or_dev_ptr, n) as each completes
+//                                           // on_bucket_done(T* host_or_dev_ptr, n) on every element
+//                                           // exactly once, as buckets complete (buckets that
+//                                           // complete together may come as one range: comm::nccl
+//                                           // reports the whole buffer once)
 //
 // T is float, double, std::int64_t or std::uint64_t. `what` names the operation in the error that
 // a rank prints when a collective times out (see parallel/mpi.hpp, parallel/nccl.hpp).
