@@ -9,10 +9,12 @@
 #      build only the GPU targets (tests/gpu, train_cuda, genlm_bench_cuda, genlm_workload_cuda,
 #      and train_nccl + train_mpi where MPI, CLI11 and NCCL are found) in one build, -j$(nproc)
 #   4. ctest -L gpu --output-on-failure
-#   5. genlm_bench_cuda (GEMM shapes vs cuBLAS peak, paper/small forward + training step, fp32 /
-#      tf32 / bf16) with a short min_time, JSON kept
-#   6. scripts/compare_pytorch.py --check-builtin and --device cuda (only when $PYTHON imports a
-#      torch that sees the GPU; skipped with the reason otherwise)
+#   5. scripts/compare_pytorch.py --check-builtin and --device cuda (only when $PYTHON imports a
+#      torch that sees the GPU; skipped with the reason otherwise): issue 7's target, so it runs
+#      before the long benchmark suite
+#   6. genlm_bench_cuda (GEMM shapes vs cuBLAS peak, paper/small forward + training step, fp32 /
+#      tf32 / bf16) with a short min_time, JSON kept; it gets what is left of the budget (a run cut
+#      short keeps the benchmarks that finished: the summary reads the JSON up to the last one)
 #   7. summary.md: date, device, pass/fail counts, key throughput numbers
 # Everything goes to ${OUT:-gpu-check-out}/ (at most 8 files: summary.md, log.txt, build.log,
 # ctest.log, bench_cuda.txt, bench_cuda.json, compare_pytorch.txt, compare_pytorch.json).
@@ -301,19 +303,7 @@ elif [ "$HAVE_GPU" -eq 1 ]; then
   record ctest-gpu "SKIPPED (GPU tests not built)" 0
 fi
 
-# ------------------------------------------------------------------------------ 5. GPU benchmarks
-if [ "$HAVE_GPU" -eq 1 ] && [ -x "$BENCH_BIN" ]; then
-  bargs=("--benchmark_min_time=${GPU_CHECK_BENCH_MIN_TIME:-0.05}" "--benchmark_out=$OUTD/bench_cuda.json"
-    --benchmark_out_format=json --benchmark_counters_tabular=true)
-  [ -n "${GPU_CHECK_BENCH_FILTER:-}" ] && bargs+=("--benchmark_filter=$GPU_CHECK_BENCH_FILTER")
-  run_step bench-cuda 300 "$OUTD/bench_cuda.txt" "$BENCH_BIN" "${bargs[@]}"
-  nerr=$(grep -c '"error_occurred": true' "$OUTD/bench_cuda.json" 2>/dev/null)
-  if [ "${nerr:-0}" -gt 0 ]; then record bench-cuda-errors "FAILED ($nerr benchmarks reported an error)" 0; fi
-elif [ "$HAVE_GPU" -eq 1 ]; then
-  record bench-cuda "SKIPPED (genlm_bench_cuda not built)" 0
-fi
-
-# ------------------------------------------------------------------------------ 6. PyTorch comparison
+# ------------------------------------------------------------------------------ 5. PyTorch comparison (issue 7's target: before the long benchmark suite)
 if [ "$HAVE_GPU" -eq 1 ] && [ -x "$WL_BIN" ]; then
   if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     run_step check-builtin 120 "$OUTD/compare_pytorch.txt" "$PY" scripts/compare_pytorch.py --check-builtin
@@ -325,6 +315,18 @@ if [ "$HAVE_GPU" -eq 1 ] && [ -x "$WL_BIN" ]; then
   fi
 elif [ "$HAVE_GPU" -eq 1 ]; then
   record compare-pytorch "SKIPPED (genlm_workload_cuda not built)" 0
+fi
+
+# ------------------------------------------------------------------------------ 6. GPU benchmarks (last: they take what is left of the budget)
+if [ "$HAVE_GPU" -eq 1 ] && [ -x "$BENCH_BIN" ]; then
+  bargs=("--benchmark_min_time=${GPU_CHECK_BENCH_MIN_TIME:-0.05}" "--benchmark_out=$OUTD/bench_cuda.json"
+    --benchmark_out_format=json --benchmark_counters_tabular=true)
+  [ -n "${GPU_CHECK_BENCH_FILTER:-}" ] && bargs+=("--benchmark_filter=$GPU_CHECK_BENCH_FILTER")
+  run_step bench-cuda 300 "$OUTD/bench_cuda.txt" "$BENCH_BIN" "${bargs[@]}"
+  nerr=$(grep -c '"error_occurred": true' "$OUTD/bench_cuda.json" 2>/dev/null)
+  if [ "${nerr:-0}" -gt 0 ]; then record bench-cuda-errors "FAILED ($nerr benchmarks reported an error)" 0; fi
+elif [ "$HAVE_GPU" -eq 1 ]; then
+  record bench-cuda "SKIPPED (genlm_bench_cuda not built)" 0
 fi
 
 # ------------------------------------------------------------------------------ 7. summary.md
@@ -369,9 +371,31 @@ done
 if [ -f "$OUTD/bench_cuda.json" ] && command -v python3 >/dev/null 2>&1; then
   python3 - "$OUTD/bench_cuda.json" >>"$SUM" 2>>"$LOG" <<'PYEOF'
 import json, re, statistics, sys
+def load_json(path):
+    """The benchmark JSON; a run cut short (the budget's timeout) leaves it unterminated: then the
+    benchmarks up to the last complete one, and a note saying so."""
+    text = open(path, errors="replace").read()
+    try:
+        return json.loads(text), ""
+    except Exception as e:
+        first = e
+    start = text.find('"benchmarks": [')
+    if start < 0:
+        raise first
+    cut = len(text)
+    for _ in range(2000):  # from the end, the last '}' after which the array can be closed
+        cut = text.rfind("}", start, cut)
+        if cut < 0:
+            break
+        try:
+            d = json.loads(text[:cut + 1] + "]}")
+            return d, f" (the run was cut short: the {len(d.get('benchmarks', []))} benchmarks that finished)"
+        except Exception:
+            pass
+    raise first
 try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:  # a run cut short leaves an unterminated file
+    d, cut_note = load_json(sys.argv[1])
+except Exception as e:
     print(f"\n(bench_cuda.json unreadable: {e})")
     sys.exit(0)
 bs = [b for b in d.get("benchmarks", []) if b.get("run_type", "iteration") == "iteration"]
@@ -379,7 +403,7 @@ for b in bs:  # Google Benchmark appends /manual_time, /min_time:..., /iteration
     b["name"] = re.sub(r"/(manual_time|real_time|min_time:[^/]*|iterations:\d+|repeats:\d+)", "", b.get("name", ""))
 errs = [b for b in bs if b.get("error_occurred")]
 ok = [b for b in bs if not b.get("error_occurred")]
-print(f"\n## genlm_bench_cuda ({len(ok)} benchmarks, {len(errs)} failed)\n")
+print(f"\n## genlm_bench_cuda ({len(ok)} benchmarks, {len(errs)} failed){cut_note}\n")
 ctx = d.get("context", {})
 if "cuda_device" in ctx:
     print(f"Device: {ctx['cuda_device']}\n")
