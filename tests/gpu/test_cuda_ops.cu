@@ -25,6 +25,16 @@ struct rc_shape {
   index_t rows, cols;
 };
 const std::vector<rc_shape> matrix_shapes = {{1, 1}, {1, 33}, {7, 32}, {300, 1280}, {64, 3072}, {3001, 7}, {129, 130}};
+
+/// n distinct rows of 0..R-1 in random order (a Fisher-Yates shuffle drawn from g, the first n
+/// kept): the masked genes' flat positions of the loss op tests.
+std::vector<std::int64_t> distinct_rows(index_t R, index_t n, genlm::rng& g) {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(R));
+  for (index_t i = 0; i < R; ++i) rows[std::size_t(i)] = i;
+  for (std::size_t i = rows.size(); i > 1; --i) std::swap(rows[i - 1], rows[std::size_t(g.below(i))]);
+  rows.resize(std::size_t(n));
+  return rows;
+}
 }  // namespace
 
 TEMPLATE_TEST_CASE("memory: allocate, device copies, host transfers", "[ops][memory]", float, double, std::uint8_t,
@@ -535,12 +545,8 @@ TEMPLATE_TEST_CASE("masked_gene_loss_grad", "[ops][loss]", float, double) {
     auto hyp = randn<T>(std::size_t(R * K * D), 90);
     auto logits = randn<T>(std::size_t(R * K), 91, 2.0);
     auto labels = randn<double>(std::size_t(n * D), 92);
-    // n distinct rows in random order
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(R));
-    for (index_t i = 0; i < R; ++i) rows[std::size_t(i)] = i;
     genlm::rng g(93);
-    for (std::size_t i = rows.size(); i > 1; --i) std::swap(rows[i - 1], rows[std::size_t(g.below(i))]);
-    rows.resize(std::size_t(n));
+    const std::vector<std::int64_t> rows = distinct_rows(R, n, g);
     // gene 0: exact ties (dyadic values, so every summation order gives the same distances):
     // hypotheses 0 and 1 equally closest -> k* = 0; logits 2 and 3 equally largest -> k^ = 2
     const index_t r0 = rows[0];
@@ -592,11 +598,8 @@ TEMPLATE_TEST_CASE("masked_gene_metrics_rows", "[ops][loss]", float, double) {
     CAPTURE(R, K, D, n);
     auto hyp = randn<T>(std::size_t(R * K * D), 94);
     auto labels = randn<double>(std::size_t(n * D), 95);
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(R));
-    for (index_t i = 0; i < R; ++i) rows[std::size_t(i)] = i;
     genlm::rng g(96);
-    for (std::size_t i = rows.size(); i > 1; --i) std::swap(rows[i - 1], rows[std::size_t(g.below(i))]);
-    rows.resize(std::size_t(n));
+    const std::vector<std::int64_t> rows = distinct_rows(R, n, g);
     std::vector<std::int32_t> choice(std::size_t(2 * n));
     for (auto& c : choice) c = std::int32_t(g.below(std::uint64_t(K)));
     const auto at = [&](index_t i) -> T* {  // gene i's most likely hypothesis
