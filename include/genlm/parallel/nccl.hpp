@@ -224,8 +224,8 @@ class nccl {
   /// (H2D before the first all-reduce, D2H after the bounded wait: copy_out). Every bucket
   /// completes at that one wait, so on_bucket_done runs once, on the whole buffer: a callback that
   /// reads device memory (the data-parallel trainer's non-finite count, a reduction that waits
-  /// for the device) then waits once per step instead of once per bucket (280 buckets of 4 MiB
-  /// for the paper model's gradients).
+  /// for the device) then waits once per step instead of once per bucket (266 buckets of 4 MiB
+  /// for the paper model's 278,868,000 float32 gradients).
   template <class T, class F>
   void allreduce_sum_buckets(T* p, std::size_t n, bool host_pointer, std::size_t bucket_elems, F&& on_bucket_done,
                              std::string_view what = "bucketed allreduce") {
