@@ -109,6 +109,7 @@ struct cuda_workload {
     host.masked = masked;
     host.labels = lab;
     pass.reserve(std::size_t(B * L));
+    pass.count_nonfinite_gradients(true);  // the trainer's gradient check, in the pass's copy
     rows.upload(r);
     labels.upload(lab);
     terms.zeros(2 * n);
@@ -141,14 +142,17 @@ struct cuda_workload {
 
   /// train_step as genlm::trainer runs it (less the batch assembly): masked_gene_pass from the
   /// host batch (inputs and mask checked on the host and uploaded through the pinned ring, rows and
-  /// labels uploaded, loss and metrics on the device, 6 doubles per masked gene copied back after
-  /// the backward pass: the host's one wait) + clip_grad_value(1) + AdamW. Metrics in `last`.
+  /// labels uploaded, loss, metrics and the gradients' NaN/Inf count on the device, 6 doubles per
+  /// masked gene and the count copied back after the backward pass: the host's one wait) +
+  /// clip_grad_value(1) + AdamW. Metrics in `last`.
   void trainer_step() {
     run_context ctx;
     ctx.training = true;
     ctx.seed = 11;
     ctx.step = step_no++;
     last = pass.run(model, ctx, host, masked_gene_loss_options{}, 1.0, true);
+    check<value_error>(pass.nonfinite_gradients() == 0, "trainer_step: ", pass.nonfinite_gradients(),
+                       " non-finite gradients");
     clip_grad_value(model.parameters(), 1.0);
     if (!opt) opt = std::make_unique<adamw<T, Backend>>(model.parameters(), adamw_options::transformers_4_22(1e-4));
     opt->step(model.parameters());

@@ -214,6 +214,19 @@ TEST_CASE("loss_scaler::unscale_and_check multiplies by 1/scale or reports non-f
   std::vector<float> g3(g);
   for (auto& v : g3) v *= 3.0f;
   CHECK(grads() == g3);
+
+  // unscale(store, finite): the caller's check (e.g. masked_gene_pass's count) instead of a count
+  fill(1024.0f);
+  CHECK(s.unscale(ps, true));
+  CHECK(grads() == g);
+  fill(1024.0f);
+  const tensor<float, cpu> scaled = ps.grads();
+  CHECK_FALSE(s.unscale(ps, false));        // reported non-finite: left untouched, not counted again
+  CHECK(same_bits(scaled, ps.grads()));
+  ps.grad(ps.find("w"))[0] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(s.unscale(ps, true));  // trusts the caller: no count of its own
+  CHECK(std::isnan(ps.grad(ps.find("w"))[0]));
+  CHECK(ps.grad(ps.find("w"))[1] == g[1]);
 }
 
 // ---------------------------------------------------------------- training on the CPU backend
@@ -338,6 +351,19 @@ TEST_CASE("trainer: overflowing steps are skipped and the scale backs off until 
     const int skipped = run_until_steps_succeed(tr, b, ref, a, 6);
     CHECK(skipped >= 2);  // 2^120 fits a float: these overflowed in the backward pass
     CHECK(tr.scaler().scale() <= std::ldexp(1.0, 118));
+  }
+  SECTION("without loss scaling non-finite gradients stop training with a value_error") {
+    // an Inf weight of the hypothesis head: NaN/Inf gradients, counted by the step's pass
+    auto w = b.parameters().get("lm_head.dense.weight");
+    w[3] = std::numeric_limits<float>::infinity();
+    b.parameters().set("lm_head.dense.weight", b.parameters().at(b.parameters().find("lm_head.dense.weight")).shape, w);
+    trainer<Model> tr(b, d.feat, d.train, plain);
+    REQUIRE_FALSE(tr.loss_scaling_active());
+    const auto before = b.parameters().values().to_host();
+    CHECK_THROWS_WITH(tr.step(), Catch::Contains("training step 0: non-finite gradients") &&
+                                     Catch::Contains("lower the learning rate"));
+    const auto after = b.parameters().values().to_host();
+    CHECK(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)) == 0);  // no update
   }
 }
 

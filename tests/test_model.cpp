@@ -594,6 +594,33 @@ TEST_CASE("masked_gene_pass (the loss on the backend) equals forward + host loss
     CHECK(scale > 0);
     CHECK(worst <= 1e-5 * scale);
   }
+  SECTION("count_nonfinite_gradients: the gradients' NaN/Inf count comes back with the results") {
+    masked_gene_pass<M> counting;
+    counting.count_nonfinite_gradients(true);
+    CHECK(pass.nonfinite_gradients() == -1);  // not counting
+    for (const auto& masked : masks) {
+      CAPTURE(masked.size());
+      const auto mb = random_masked_batch(B, L, F, D, masked, 81);
+      const auto plain = pass.run(a, run_context{}, mb, {}, 1.0, true);
+      const auto ga = a.parameters().grads().to_host();
+      const auto got = counting.run(b, run_context{}, mb, {}, 1.0, true);
+      check_same_metrics(got, plain);
+      const auto gb = b.parameters().grads().to_host();
+      CHECK(std::memcmp(ga.data(), gb.data(), ga.size() * sizeof(float)) == 0);
+      CHECK(counting.nonfinite_gradients() == 0);
+      CHECK(pass.nonfinite_gradients() == -1);
+      counting.run(b, run_context{}, mb, {}, 1.0, false);
+      CHECK(counting.nonfinite_gradients() == -1);  // no backward
+    }
+    // an Inf weight of the hypothesis head spreads NaN/Inf through the gradients: counted
+    auto w = b.parameters().get("lm_head.dense.weight");
+    w[3] = std::numeric_limits<float>::infinity();
+    b.parameters().set("lm_head.dense.weight", b.parameters().at(b.parameters().find("lm_head.dense.weight")).shape, w);
+    counting.run(b, run_context{}, random_masked_batch(B, L, F, D, masks[0], 82), {}, 1.0, true);
+    const auto& g = b.parameters().grads();
+    CHECK(counting.nonfinite_gradients() > 0);
+    CHECK(counting.nonfinite_gradients() == cpu::count_nonfinite(g.data(), g.numel()));
+  }
   SECTION("bad labels and positions throw before the forward pass, naming them") {
     auto mb = random_masked_batch(B, L, F, D, masks[0], 78);
     mb.labels[std::size_t(D + 2)] = std::numeric_limits<double>::infinity();

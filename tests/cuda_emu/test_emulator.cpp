@@ -276,3 +276,108 @@ TEST_CASE("emulator: a copy from pinned memory runs when its stream next works, 
   REQUIRE(cudaFreeHost(pinned) == cudaSuccess);
   REQUIRE(cudaStreamDestroy(s) == cudaSuccess);
 }
+
+TEST_CASE("emulator: host_waits counts the waits that find queued work, once each", "[emulator]") {
+  genlm_cuda_emu::reset();
+  cudaStream_t s = nullptr, t = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  REQUIRE(cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking) == cudaSuccess);
+  device_buffer<float> y(64);
+  float* pinned = nullptr;
+  REQUIRE(cudaMallocHost(reinterpret_cast<void**>(&pinned), 64 * sizeof(float)) == cudaSuccess);
+  cudaEvent_t ev = nullptr;
+  REQUIRE(cudaEventCreate(&ev) == cudaSuccess);
+  auto waits = [base = genlm_cuda_emu::host_waits()]() mutable {
+    const std::uint64_t now = genlm_cuda_emu::host_waits(), d = now - base;
+    base = now;
+    return d;
+  };
+  const auto kernel = [&](cudaStream_t on) {
+    GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 64, on, "write_index")(y.p, index_t(64));
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+  };
+
+  // a synchronisation of an idle stream, or a second one, does not wait
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 0);
+  kernel(s);
+  kernel(s);
+  CHECK(waits() == 0);  // queued work alone is no wait
+  REQUIRE(cudaStreamSynchronize(t) == cudaSuccess);
+  CHECK(waits() == 0);  // another stream's
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 1);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 0);
+
+  // a copy into pageable memory returns when it is done: one wait, and the stream is idle after it
+  std::vector<float> h(64);
+  kernel(s);
+  REQUIRE(cudaMemcpyAsync(h.data(), y.p, 64 * sizeof(float), cudaMemcpyDeviceToHost, s) == cudaSuccess);
+  CHECK(waits() == 1);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 0);
+  // into pinned memory it is queued; uploads from pinned or pageable memory are queued
+  REQUIRE(cudaMemcpyAsync(pinned, y.p, 64 * sizeof(float), cudaMemcpyDeviceToHost, s) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(y.p, pinned, 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(y.p, h.data(), 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  CHECK(waits() == 0);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 1);
+  // cudaMemcpy blocks in every direction
+  REQUIRE(cudaMemcpy(y.p, h.data(), 64 * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  CHECK(waits() == 1);
+
+  // an event: a wait for the work before it, counted once
+  kernel(s);
+  REQUIRE(cudaEventRecord(ev, s) == cudaSuccess);
+  REQUIRE(cudaEventSynchronize(ev) == cudaSuccess);
+  REQUIRE(cudaEventSynchronize(ev) == cudaSuccess);
+  CHECK(waits() == 1);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);  // nothing queued after the event
+  CHECK(waits() == 0);
+  kernel(s);
+  REQUIRE(cudaEventRecord(ev, s) == cudaSuccess);
+  kernel(s);
+  REQUIRE(cudaEventSynchronize(ev) == cudaSuccess);  // the first kernel
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);  // the second
+  CHECK(waits() == 2);
+  kernel(s);
+  REQUIRE(cudaEventRecord(ev, s) == cudaSuccess);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  REQUIRE(cudaEventSynchronize(ev) == cudaSuccess);  // waited for already
+  CHECK(waits() == 1);
+
+  // cudaDeviceSynchronize and cudaFree wait for every stream of the device, once
+  kernel(s);
+  kernel(t);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  CHECK(waits() == 1);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  CHECK(waits() == 0);
+  kernel(t);
+  {
+    device_buffer<float> tmp(4);
+  }  // cudaFree
+  CHECK(waits() == 1);
+  // memsets and cuBLAS calls are queued work too
+  REQUIRE(cudaMemsetAsync(y.p, 0, 64 * sizeof(float), s) == cudaSuccess);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 1);
+  cublasHandle_t hb = nullptr;
+  REQUIRE(cublasCreate(&hb) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSetStream(hb, s) == CUBLAS_STATUS_SUCCESS);
+  const float one = 1.0f, zero = 0.0f;
+  device_buffer<float> c(64);
+  REQUIRE(cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, y.p, CUDA_R_32F, 8, y.p, CUDA_R_32F, 8, &zero, c.p,
+                       CUDA_R_32F, 8, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+  CHECK(waits() == 0);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(waits() == 1);
+  REQUIRE(cublasDestroy(hb) == CUBLAS_STATUS_SUCCESS);
+
+  REQUIRE(cudaEventDestroy(ev) == cudaSuccess);
+  REQUIRE(cudaFreeHost(pinned) == cudaSuccess);
+  REQUIRE(cudaStreamDestroy(s) == cudaSuccess);
+  REQUIRE(cudaStreamDestroy(t) == cudaSuccess);
+}

@@ -193,6 +193,27 @@ void check_model_eval_and_dropout(Pair& p, const inputs<typename Pair::cpu_model
 }
 
 /// The tiny model's training data: simulated contigs with conserved modules (as test_training).
+/// Host waits for the device (under the CUDA host emulator, which counts them: genlm_cuda_emu::host_waits)
+/// while f() runs; -1 on a GPU, where nothing counts them, and without the caching allocator
+/// (GENLM_CUDA_ALLOCATOR=plain: every freed buffer is a cudaFree, which waits for the device).
+template <class F>
+long long host_waits_of(F&& f) {
+#ifdef GENLM_CUDA_EMULATOR
+  if (!genlm::cuda_allocator::caching()) {
+    f();
+    return -1;
+  }
+  const std::uint64_t before = genlm_cuda_emu::host_waits();
+  f();
+  return (long long)(genlm_cuda_emu::host_waits() - before);
+#else
+  f();
+  return -1;
+#endif
+}
+/// The expected count of host_waits_of where it is counted (any on a GPU).
+inline bool waits_are(long long got, long long want) { return got < 0 || got == want; }
+
 struct train_data {
   genlm::simulated_data sim;
   genlm::feature_pipeline pipe;
@@ -303,7 +324,11 @@ void training_parity(double param_tol, double moment_tol, double loss_tol, const
   double worst_loss = 0;
   for (int s = 0; s < 3; ++s) {
     CAPTURE(s);
-    const genlm::masked_gene_metrics mc = tc.step(), mg = tg.step();
+    const genlm::masked_gene_metrics mc = tc.step();
+    genlm::masked_gene_metrics mg;
+    // the step waits for the device once: its loss, metrics and gradient check come back in one copy
+    const long long waits = host_waits_of([&] { mg = tg.step(); });
+    CHECK(waits_are(waits, 1));
     CHECK(mc.masked > 0);
     CHECK(mg.masked == mc.masked);
     const double rel = std::abs(mg.loss - mc.loss) / std::abs(mc.loss);
@@ -370,7 +395,10 @@ void fp16_training_steps(const train_data& d, const genlm::model_options& mo) {
   int skipped = 0;
   for (int s = 0; s < steps; ++s) {
     CAPTURE(s);
-    const auto mc = tc.step(), mg = tg.step();
+    const auto mc = tc.step();
+    genlm::masked_gene_metrics mg;
+    const long long waits = host_waits_of([&] { mg = tg.step(); });
+    CHECK(waits_are(waits, 1));  // loss scaling adds no wait (the gradients' count comes with the loss)
     skipped += mg.skipped;
     CHECK(mg.masked == mc.masked);
     // the forward pass under fp16 GEMMs: the loss is within 1e-2 of the float32 loss
@@ -469,6 +497,84 @@ TEST_CASE("fp16 GEMMs with dynamic loss scaling: gradients and training steps", 
   SECTION("three trainer steps: loss scaling on, finite, close to the float32 CPU trajectory") {
     fp16_training_steps<fp16_pair>(d, mo);
   }
+}
+
+namespace {
+/// How often the forward passes and the masked-gene pass wait for the device (counted under the
+/// emulator): the tensor forward once (its input checks: one count, read back), the host-input
+/// forward never, the pass once (its one copy), with or without its gradient count; that count
+/// is the CPU's; and a repeated step allocates no device memory.
+template <class Pair>
+void pass_waits(const train_data& d, const genlm::model_options& mo) {
+  Pair p(mo, 0.0);
+  constexpr auto C = genlm::configs::tiny;
+  const inputs<float> in(3, 17, C.input_dim(), 90);
+  const device_inputs<float, cuda32> di(in);
+  CHECK(waits_are(host_waits_of([&] { p.g.forward({}, di.xg, di.mg); }), 1));
+  CHECK(waits_are(host_waits_of([&] { p.g.forward({}, in.B, in.L, in.x, in.mask); }), 0));
+  cuda32::synchronize();
+
+  genlm::masked_batch<float> mb;
+  genlm::rng mg(5, 0);
+  mb.prepare(d.windows, {0, 1, 2, 3, 4, 5, 6, 7}, d.feat, C.max_positions, mg, genlm::masking_options{});
+  REQUIRE_FALSE(mb.masked.empty());
+  REQUIRE(mb.b.B * mb.b.L > 128);  // column sums over more than 128 rows: split into row chunks
+  genlm::masked_gene_pass<typename Pair::cpu_model> pc;
+  genlm::masked_gene_pass<typename Pair::gpu_model> pg;
+  pc.count_nonfinite_gradients(true);
+  pg.count_nonfinite_gradients(true);
+  genlm::run_context ctx;
+  ctx.training = true;
+  ctx.seed = 9;
+  genlm::masked_gene_metrics mg_eval, mg_train;
+  CHECK(waits_are(host_waits_of([&] { mg_eval = pg.run(p.g, ctx, mb, {}, 1.0, false); }), 1));
+  CHECK(pg.nonfinite_gradients() == -1);  // no backward: not counted
+  CHECK(waits_are(host_waits_of([&] { mg_train = pg.run(p.g, ctx, mb, {}, 1.0, true); }), 1));
+  const auto mc = pc.run(p.c, ctx, mb, {}, 1.0, true);
+  CHECK(pg.nonfinite_gradients() == 0);
+  CHECK(pc.nonfinite_gradients() == 0);
+  CHECK(mg_train.masked == mc.masked);
+  CHECK(std::abs(mg_train.loss - mc.loss) <= 1e-5 * std::abs(mc.loss));
+
+  // workspaces: the same batch again (pass with backward, clipping, AdamW) allocates no device
+  // memory, not even from the allocator's cache (column sums use the context's scratch)
+  genlm::adamw<float, cuda32> opt(p.g.parameters(), genlm::adamw_options::transformers_4_22(1e-4));
+  const auto train_step = [&] {
+    pg.run(p.g, ctx, mb, {}, 1.0, true);
+    genlm::clip_grad_value(p.g.parameters(), 1.0);
+    opt.step(p.g.parameters());
+  };
+  train_step();
+  const auto a0 = genlm::cuda_allocator::stats();
+  train_step();
+  p.g.forward({}, di.xg, di.mg);
+  p.g.forward({}, in.B, in.L, in.x, in.mask);
+  const auto a1 = genlm::cuda_allocator::stats();
+  CHECK(a1.allocations == a0.allocations);
+  CHECK(a1.cuda_mallocs == a0.cuda_mallocs);
+  CHECK(a1.bytes_in_use == a0.bytes_in_use);
+
+  // a NaN weight of the hypothesis head: the counts of the NaN gradients it spreads agree
+  const std::string w = "lm_head.dense.weight";
+  auto wv = p.c.parameters().get(w);
+  wv[7] = std::numeric_limits<float>::quiet_NaN();
+  const auto ws = p.c.parameters().at(p.c.parameters().find(w)).shape;
+  p.c.parameters().set(w, ws, wv);
+  p.g.parameters().set(w, ws, wv);
+  CHECK(waits_are(host_waits_of([&] { pg.run(p.g, ctx, mb, {}, 1.0, true); }), 1));
+  pc.run(p.c, ctx, mb, {}, 1.0, true);
+  CHECK(pc.nonfinite_gradients() > 0);
+  CHECK(pg.nonfinite_gradients() == pc.nonfinite_gradients());
+  CHECK(pc.nonfinite_gradients() ==
+        cpu::count_nonfinite(p.c.parameters().grads().data(), p.c.parameters().grads().numel()));
+}
+}  // namespace
+
+TEST_CASE("the forward passes and the masked-gene pass wait for the device as documented, and reuse their memory",
+          "[model][waits]") {
+  genlm::model_options mo;
+  mo.init_seed = 3;
+  pass_waits<model_pair<genlm::configs::tiny, float>>(train_data{}, mo);
 }
 
 TEST_CASE("bad shapes and values through the CUDA model give the CPU's errors", "[model][errors]") {

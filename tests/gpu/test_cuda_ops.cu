@@ -261,6 +261,59 @@ TEMPLATE_TEST_CASE("reductions: sum_squares, dot, count_nonfinite", "[ops][reduc
     const index_t cnt_c = cpu::count_nonfinite(P<cpu>(x), n), cnt_g = cuda32::count_nonfinite(P<cuda32>(x), n);
     CHECK(cnt_c == expected);
     CHECK(cnt_g == cnt_c);
+    // the queued form writes the count into the backend's memory (a GPU: no wait until read)
+    dual<double> out(std::vector<double>{-1.0, 5.0});
+    cpu::count_nonfinite_into(P<cpu>(x), n, P<cpu>(out));
+    cuda32::count_nonfinite_into(P<cuda32>(x), n, P<cuda32>(out));
+    CHECK(out.ref() == std::vector<double>{double(expected), 5.0});
+    CHECK(out.got() == std::vector<double>{double(expected), 5.0});
+  }
+}
+
+TEMPLATE_TEST_CASE("count_input_faults: NaN/Inf inputs, mask values other than 0 and 1, rows without a gene",
+                   "[ops][reduce]", float, double) {
+  using T = TestType;
+  const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+  struct fault_case {
+    index_t B, L, F;
+  };
+  // up to 1100 rows (more than one block of the grid-strided rows) and 4.5 M inputs
+  for (const auto& c : {fault_case{1, 1, 1}, fault_case{3, 17, 33}, fault_case{64, 30, 1281}, fault_case{1100, 2, 7},
+                        fault_case{120, 30, 1281}}) {
+    CAPTURE(c.B, c.L, c.F);
+    const index_t n = c.B * c.L * c.F;
+    const auto sz = std::size_t(n);
+    std::vector<T> xv = randn<T>(sz, 30), mv(std::size_t(c.B * c.L), T(1));
+    for (index_t b = 0; b < c.B; ++b)  // padding at the end of every other row, never the whole row
+      for (index_t l = c.L - (b % 2) * (c.L / 2); l < c.L; ++l) mv[std::size_t(b * c.L + l)] = T(0);
+    dual<T> x(xv), m(mv);
+    const auto faults = [&](auto t) {
+      using B = typename decltype(t)::type;
+      return B::count_input_faults(P<B>(x), n, P<B>(m), c.B, c.L);
+    };
+    CHECK(faults(tag<cpu>{}) == 0);
+    CHECK(faults(tag<cuda32>{}) == 0);
+    index_t want = 0;
+    xv[0] = nan;
+    ++want;
+    if (sz > 1) xv[sz - 1] = -inf, ++want;
+    if (sz > 100) xv[sz / 3] = inf, xv[sz / 3 + 1] = std::numeric_limits<T>::max(), ++want;  // max is finite
+    mv[0] = T(0.5);  // a value other than 0 and 1 (row 0 keeps other genes when L > 1)
+    ++want;
+    if (c.L == 1) ++want;  // row 0 has no gene left
+    if (c.B > 2) {  // row 1 (not the last): NaN is neither 0 nor 1
+      mv[std::size_t(1 * c.L + c.L - 1)] = nan;
+      ++want;
+      if (c.L == 1) ++want;
+    }
+    if (c.B > 1) {  // row B - 1 all padding: one fault for the row
+      std::fill_n(mv.begin() + (c.B - 1) * c.L, c.L, T(0));
+      ++want;
+    }
+    x.set(xv);
+    m.set(mv);
+    CHECK(faults(tag<cpu>{}) == want);
+    CHECK(faults(tag<cuda32>{}) == want);
   }
 }
 
@@ -717,6 +770,7 @@ TEST_CASE("zero-size calls are no-ops, as on the CPU", "[ops][edge]") {
     CHECK(B::sum_squares(P<B>(x), 0) == 0.0);
     CHECK(B::dot(P<B>(x), P<B>(y), 0) == 0.0);
     CHECK(B::count_nonfinite(P<B>(x), 0) == 0);
+    CHECK(B::count_input_faults(P<B>(x), 0, P<B>(x), 0, 4) == 0);
   });
   GPU_CHECK_BITWISE("untouched x", x.got(), xv);
   GPU_CHECK_BITWISE("untouched y", y.got(), yv);

@@ -778,6 +778,18 @@ GENLM_DISPATCHED(clip_run, clip_body)
 GENLM_DISPATCHED(nonfinite, nonfinite_body)
 #undef GENLM_DISPATCHED
 
+/// Values of a mask row other than 0 and 1, plus 1 when none is 1 (a row without genes).
+template <class T>
+index_t mask_row_faults(const T* m, index_t L) {
+  index_t bad = 0;
+  bool gene = false;
+  for (index_t l = 0; l < L; ++l) {
+    gene = gene || m[l] == T(1);
+    bad += !(m[l] == T(0) || m[l] == T(1));
+  }
+  return bad + !gene;
+}
+
 /// ||h - y||^2 over D, summed in order, in double.
 template <class T>
 double sqdist(const T* h, const double* y, index_t D) {
@@ -1132,6 +1144,21 @@ struct cpu {
       total += cpu_detail::nonfinite<T>(x, lo, hi);
     });
     return total.load();
+  }
+  /// count_nonfinite(x, n) written to *out (exact below 2^53), memory of this backend. The GPU
+  /// backends only queue it (no wait): a caller brings it back with other results in one copy.
+  template <class T>
+  static void count_nonfinite_into(const T* x, index_t n, double* out) {
+    *out = double(count_nonfinite(x, n));
+  }
+  /// The faults of a model input, counted: NaN/Inf values of x (n values), values of mask (B, L)
+  /// other than 0 and 1, and rows of mask without a 1. 0: the input is valid. (One wait with a GPU
+  /// backend; the caller reads the inputs back only to name a fault.)
+  template <class T>
+  static index_t count_input_faults(const T* x, index_t n, const T* mask, index_t B, index_t L) {
+    index_t bad = count_nonfinite(x, n);
+    for (index_t b = 0; b < B; ++b) bad += cpu_detail::mask_row_faults(mask + b * L, L);
+    return bad;
   }
   /// x = clamp(x, -c, c)  (torch.nn.utils.clip_grad_value_); elementwise, split over threads.
   template <class T>

@@ -14,7 +14,8 @@
 //   CPU loops; dropout masks bit-identical). Reductions (sum of squares, dot, non-finite count)
 //   are deterministic two-pass CUB block reductions.
 // - All work runs in order on one stream per device (cuda_context); ops that return a host value
-//   (sum_squares, dot, count_nonfinite) and copy_to_host synchronise that stream; copy_from_host
+//   (sum_squares, dot, count_nonfinite, count_input_faults) and copy_to_host synchronise that
+//   stream (count_nonfinite_into only queues its count, into device memory); copy_from_host
 //   does not (it stages the bytes in pinned memory and queues the copy).
 // Precision: storage, activations, gradients and optimizer state are the model's scalar type in
 // every policy; only float GEMMs change (see genlm/backend/precision.hpp). double GEMMs are always
@@ -219,14 +220,28 @@ struct cuda_backend {
   static index_t count_nonfinite(const T* x, index_t n) {
     if (n <= 0) return 0;
     cuda_context& c = ctx();
+    count_nonfinite_into(x, n, c.d_result);
+    return index_t(fetch_result(c));
+  }
+  /// Queued: *out (device memory) = the count, when the stream gets there (no wait).
+  template <class T>
+  static void count_nonfinite_into(const T* x, index_t n, double* out) {
+    cuda_context& c = ctx();
     const int parts = int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(n)));
     launch("count_nonfinite_partial", parts, cuda_kernels::block_threads, &cuda_kernels::count_nonfinite_partial<T>,
            x, n, c.d_count);
-    // launched directly: the host compiler cannot take the address of this non-dependent kernel
-    // template-id in nvcc's generated code (launch() fails to deduce it)
-    GENLM_CUDA_KERNEL_LAUNCH(cuda_kernels::count_final<0>, 1, cuda_kernels::block_threads, c.stream,
-                             "count_final")(c.d_count, parts, c.d_result);
-    cuda_detail::check_launch("count_final", c.stream, __FILE__, __LINE__);
+    count_final(c, parts, out);
+  }
+  /// Counted on the device and read back: one wait (see cpu_backend::count_input_faults).
+  template <class T>
+  static index_t count_input_faults(const T* x, index_t n, const T* mask, index_t B, index_t L) {
+    if (n <= 0 && B <= 0) return 0;
+    cuda_context& c = ctx();
+    const int parts =
+        int(std::min<index_t>(cuda_context::reduce_blocks, cuda_kernels::grid_for(std::max(n, B))));
+    launch("input_faults_partial", parts, cuda_kernels::block_threads, &cuda_kernels::input_faults_partial<T>, x, n,
+           mask, B, L, c.d_count);
+    count_final(c, parts, c.d_result);
     return index_t(fetch_result(c));
   }
   template <class T>
@@ -382,19 +397,17 @@ struct cuda_backend {
   /// chunks of chunk_rows rows (colsum_chunk, more when there would be over 65535 chunks: the
   /// grid's y limit), one block row each. sums(grid, chunk_rows, partial) launches the kernel;
   /// with one chunk partial is null (the kernel writes the results), else it is a (chunks, N,
-  /// cols) buffer that finish(partial, chunks) adds up. The caching allocator's blocks are
-  /// stream-ordered, so the buffer is freed right after the launches (its next user runs after
-  /// them).
+  /// cols) buffer that finish(partial, chunks) adds up: the context's scratch (cuda_context::scratch,
+  /// grown to the largest request, then reused: no allocation per call).
   template <int N, class T, class Sums, class Finish>
   static void launch_column_sums(index_t rows, index_t cols, Sums sums, Finish finish) {
     if (cols <= 0) return;
     const index_t chunk_rows = std::max<index_t>(cuda_kernels::colsum_chunk, (rows + 65534) / 65535);
     const index_t chunks = std::max<index_t>(1, (rows + chunk_rows - 1) / chunk_rows);
     if (chunks == 1) return sums(dim3(colsum_grid(cols)), chunk_rows, static_cast<T*>(nullptr));
-    T* part = allocate<T>(chunks * N * cols);
+    T* part = static_cast<T*>(ctx().scratch(std::size_t(chunks * N * cols) * sizeof(T)));
     sums(dim3(colsum_grid(cols), unsigned(chunks)), chunk_rows, part);
     finish(static_cast<const T*>(part), chunks);
-    deallocate(part);
   }
   /// Blocks for the tiled column-sum kernels (cols > 0).
   static unsigned colsum_grid(index_t cols) {
@@ -407,6 +420,14 @@ struct cuda_backend {
     const index_t b = (rows + cuda_kernels::warps_per_block - 1) / cuda_kernels::warps_per_block;
     check<cuda_error>(b <= index_t(0x7fffffff), "cuda_backend: ", rows, " rows exceed the grid limit");
     return unsigned(b);
+  }
+  /// out[0] = the sum of the first `parts` per-block counts of c.d_count (device memory).
+  static void count_final(cuda_context& c, int parts, double* out) {
+    // launched directly: the host compiler cannot take the address of this non-dependent kernel
+    // template-id in nvcc's generated code (launch() fails to deduce it)
+    GENLM_CUDA_KERNEL_LAUNCH(cuda_kernels::count_final<0>, 1, cuda_kernels::block_threads, c.stream,
+                             "count_final")(c.d_count, parts, out);
+    cuda_detail::check_launch("count_final", c.stream, __FILE__, __LINE__);
   }
   static double fetch_result(cuda_context& c) {
     GENLM_CUDA_CHECK(cudaMemcpyAsync(c.h_result, c.d_result, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
@@ -422,7 +443,7 @@ struct cuda_backend {
            c.d_partial, f);
     GENLM_CUDA_KERNEL_LAUNCH(cuda_kernels::reduce_final<0>, 1, cuda_kernels::block_threads, c.stream,
                              "reduce_final")(c.d_partial, parts, c.d_result);
-    cuda_detail::check_launch("reduce_final", c.stream, __FILE__, __LINE__);  // direct: see count_nonfinite
+    cuda_detail::check_launch("reduce_final", c.stream, __FILE__, __LINE__);  // direct: see count_final
     return fetch_result(c);
   }
 };

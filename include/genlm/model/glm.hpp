@@ -85,22 +85,23 @@ class GLM {
   /// shape_error for wrong shapes; value_error for NaN/Inf inputs, mask values other than 0 and 1,
   /// or a contig whose mask is all zero (each naming the contig, and the gene where it applies).
   /// x is copied (into a buffer reused across calls): backward() does not need the caller's x.
-  /// With a GPU backend the checks read the inputs back (two waits for the device); inputs that
-  /// start on the host are better passed as such (the overload below).
+  /// The checks count the faults on the backend (one wait for a GPU) and read the inputs back
+  /// only to name one; inputs that start on the host are better passed as such (the overload
+  /// below: no wait).
   outputs forward(const run_context& ctx, const tensor_t& x, const tensor_t& mask) {
     check<shape_error>(x.rank() == 3 && x.dim(2) == C.input_dim(), "GLM forward: input shape ", x.shape(),
                        ", expected (batch, genes, ", C.input_dim(), ") = plm_dim ", C.plm_dim, " + strand");
     const index_t B = x.dim(0), L = x.dim(1);
     check_batch_dims(B, L, x.shape());
     expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");
-    if constexpr (Backend::host_memory) {
-      check_mask(mask.data(), B, L);
-    } else {
-      mask.to_host(mask_host_);
+    if (const index_t faults = Backend::count_input_faults(x.data(), x.numel(), mask.data(), B, L)) {
+      mask.to_host(mask_host_);  // the mask's errors first, as in the host-input forward
       check_mask(mask_host_.data(), B, L);
-    }
-    if (const index_t bad = Backend::count_nonfinite(x.data(), x.numel())) {
       const auto h = x.to_host();
+      index_t bad = 0;
+      for (const T v : h) bad += !std::isfinite(v);
+      check<error>(bad > 0, "GLM forward: the backend counted ", faults,
+                   " input fault(s) that the host checks do not find");
       index_t i = 0;
       while (std::isfinite(h[std::size_t(i)])) ++i;
       throw nonfinite_input(bad, i, L);

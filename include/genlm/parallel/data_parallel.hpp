@@ -310,7 +310,7 @@ class data_parallel_trainer {
     });
     if (scaler_.enabled()) {
       // every rank holds the same summed gradients: the same finite/overflow decision everywhere
-      const bool finite = nonfinite == 0 && scaler_.unscale_and_check(ps);
+      const bool finite = scaler_.unscale(ps, nonfinite == 0);  // counted above, no second count
       scaler_.update(!finite);
       m.skipped = !finite;
       if (!finite) return finish(m);

@@ -8,7 +8,8 @@
 //   2. backward                          (every backward op is linear in its upstream gradient)
 //   3. unscale_and_check(store): if any gradient is NaN/Inf the step overflowed: the gradients are
 //      left as they are and false is returned; else g *= 1/S (one Backend::scale pass, skipped
-//      when S == 1) and true is returned
+//      when S == 1) and true is returned (unscale(store, finite): the same with the caller's count,
+//      e.g. the one masked_gene_pass brings back with the loss)
 //   4. on overflow the caller skips clipping and the optimizer step
 //   5. update(found_inf): overflow -> S *= backoff_factor and the growth tracker restarts; else
 //      ++tracker, and after growth_interval overflow-free steps in a row S *= growth_factor (kept
@@ -111,9 +112,17 @@ class loss_scaler {
   /// gradients by 1/scale() (Backend::scale; nothing to do at scale 1) and returns true.
   template <class T, class Backend>
   bool unscale_and_check(parameter_store<T, Backend>& store) const {
+    const auto& g = store.grads();
+    return unscale(store, g.numel() == 0 || Backend::count_nonfinite(g.data(), g.numel()) == 0);
+  }
+  /// unscale_and_check with the check already made by the caller: `finite` says that no gradient
+  /// of `store` is NaN/Inf (with a GPU backend counting them is a wait for the device, which a
+  /// caller can share with other results). false: returns false and leaves the gradients.
+  template <class T, class Backend>
+  bool unscale(parameter_store<T, Backend>& store, bool finite) const {
+    if (!finite) return false;
     auto& g = store.grads();
     if (g.numel() == 0) return true;
-    if (Backend::count_nonfinite(g.data(), g.numel()) != 0) return false;
     const double s = scale();
     if (s == 1.0) return true;
     const double inv = 1.0 / s;

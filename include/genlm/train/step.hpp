@@ -64,10 +64,10 @@ class masked_gene_pass {
   void reserve(std::size_t genes) {
     const auto D = index_t(C.label_dim()), n = index_t(genes);
     loss_ws_.reserve(genes, std::size_t(D));
-    results_.reserve(6 * genes);
+    results_.reserve(6 * genes + 1);
     rows_.resize({n});
     y_.resize({n, D});
-    out_.resize({n, 6});
+    out_.resize({6 * n + 1});
     choice_.resize({n, 2});
   }
 
@@ -78,7 +78,8 @@ class masked_gene_pass {
   /// do invalid inputs (the model's host-input forward checks them on the host).
   /// With a GPU backend the host waits for the device once, for the loss terms after the backward
   /// pass: the inputs, masked rows and labels are uploaded through pinned staging (no wait), the
-  /// inputs are not read back, and the terms and row metrics come back in one copy.
+  /// inputs are not read back, and the terms and row metrics (and, with count_nonfinite_gradients
+  /// on, the gradients' NaN/Inf count) come back in one copy.
   masked_gene_metrics run(Model& model, const run_context& ctx, const masked_batch<T>& mb,
                           const masked_gene_loss_options& loss, double grad_scale, bool backward) {
     const host_batch<T>& b = mb.b;
@@ -96,8 +97,9 @@ class masked_gene_pass {
       d_hyp_.resize_zero({b.B, b.L, K, D});  // the op writes the masked genes' rows only
       d_log_.resize_zero({b.B, b.L, K});
     }
+    const bool count = backward && count_grads_;
+    if (n > 0 || count) out_.resize({6 * n + 1});  // (n, 2) loss terms, (n, 4) row metrics, gradients' count
     if (n > 0) {
-      out_.resize({n, 6});  // (n, 2) loss terms, then (n, 4) row metrics
       choice_.resize({n, 2});
       double* terms = out_.data();
       double* row_metrics = out_.data() + 2 * n;
@@ -111,20 +113,38 @@ class masked_gene_pass {
                                         row_metrics);
     }
     if (backward) model.backward(d_hyp_, d_log_);
-    if (n == 0) return detail::masked_gene_objective(nullptr, 0, D, loss);
+    nonfinite_grads_ = -1;
+    if (count) {
+      const auto& g = model.parameters().grads();
+      Backend::count_nonfinite_into(g.data(), g.numel(), out_.data() + 6 * n);
+    }
+    if (n == 0 && !count) return detail::masked_gene_objective(nullptr, 0, D, loss);
     out_.to_host(results_);  // waits for the backward pass on a GPU backend
+    if (count) nonfinite_grads_ = index_t(results_[std::size_t(6 * n)]);
+    if (n == 0) return detail::masked_gene_objective(nullptr, 0, D, loss);
     masked_gene_metrics m = detail::masked_gene_objective(results_.data(), n, D, loss);
     detail::masked_gene_add_row_metrics(results_.data() + 2 * n, n, D, m);
     return m;
   }
 
+  /// With `on`, run() with backward also counts the NaN/Inf values among the model's parameter
+  /// gradients after the backward pass, and that count comes back in the pass's one copy
+  /// (nonfinite_gradients()): genlm::trainer's overflow / divergence check without a wait of its
+  /// own. Off by default (the data-parallel trainer counts the all-reduced gradients instead).
+  void count_nonfinite_gradients(bool on) { count_grads_ = on; }
+  /// The NaN/Inf parameter gradients after the last run(); -1 when it did not count them (no
+  /// backward, or counting off).
+  index_t nonfinite_gradients() const { return nonfinite_grads_; }
+
  private:
   tensor_t d_hyp_, d_log_;                     // (B, L, K, D), (B, L, K)
   tensor<std::int64_t, Backend> rows_;         // (n) flat position of each masked gene
-  tensor<double, Backend> y_, out_;            // (n, D) clipped labels; (n, 6) loss terms + row metrics
+  tensor<double, Backend> y_, out_;            // (n, D) clipped labels; (6n + 1) loss terms, row metrics, count
   tensor<std::int32_t, Backend> choice_;       // (n, 2) k*, k^
   masked_gene_loss_workspace loss_ws_;         // the loss's host scratch
-  std::vector<double> results_;                // host copy of out_ (n, 6)
+  std::vector<double> results_;                // host copy of out_ (6n + 1)
+  bool count_grads_ = false;
+  index_t nonfinite_grads_ = -1;
 };
 
 }  // namespace genlm

@@ -344,8 +344,9 @@ class trainer {
     // once (and converting it would be UB: no backward then), else the loss gradients are scaled
     // in the backward pass and the parameter gradients unscaled and checked after it.
     bool finite = scaler_.scale_fits<T>();
+    // the gradients' NaN/Inf count comes back with the loss (pass_ counts them): one wait per step
     masked_gene_metrics m = pass_.run(model_, ctx, batch_, opt_.loss, scaler_.scale(), finite);
-    if (finite) finite = scaler_.unscale_and_check(ps);
+    if (finite) finite = scaler_.unscale(ps, pass_.nonfinite_gradients() == 0);
     if (scaler_.enabled()) {
       scaler_.update(!finite);  // overflow: back off and skip this step's update
       m.skipped = !finite;
@@ -419,6 +420,7 @@ class trainer {
     idx_.reserve(std::size_t(opt_.batch_size));
     batch_.reserve(std::size_t(opt_.batch_size), genes, C.input_dim(), C.label_dim());
     pass_.reserve(genes);
+    pass_.count_nonfinite_gradients(true);  // step()'s gradient check, in the pass's one copy
   }
 
   // step()'s host side: window indices (and the epoch permutation), the masked batch, and the

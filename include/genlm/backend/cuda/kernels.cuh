@@ -200,6 +200,27 @@ __global__ void count_nonfinite_partial(const T* x, index_t n, unsigned long lon
   const unsigned long long s = br(tmp).Sum(c);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
+// Faults of a model input (cpu_backend::count_input_faults): NaN/Inf values of x (n), values of
+// mask (B, L) other than 0 and 1, and mask rows without a 1; the rows are strided over the grid.
+template <class T>
+__global__ void input_faults_partial(const T* x, index_t n, const T* mask, index_t B, index_t L,
+                                     unsigned long long* partial) {
+  using br = cub::BlockReduce<unsigned long long, block_threads>;
+  __shared__ typename br::TempStorage tmp;
+  unsigned long long c = 0;
+  GENLM_GRID_STRIDE(i, n) c += !isfinite(x[i]);
+  GENLM_GRID_STRIDE(b, B) {
+    bool gene = false;
+    for (index_t l = 0; l < L; ++l) {
+      const T v = mask[b * L + l];
+      gene = gene || v == T(1);
+      c += !(v == T(0) || v == T(1));
+    }
+    c += !gene;
+  }
+  const unsigned long long s = br(tmp).Sum(c);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
 template <int = 0>
 __global__ void count_final(const unsigned long long* partial, int parts, double* out) {
   using br = cub::BlockReduce<unsigned long long, block_threads>;

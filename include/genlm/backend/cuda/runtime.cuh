@@ -151,6 +151,7 @@ class cuda_allocator {
     std::size_t bytes_cached = 0;  // freed, kept for reuse
     std::size_t peak_bytes = 0;    // max of bytes_in_use since start / reset_peak()
     std::size_t cuda_mallocs = 0;  // cudaMalloc calls made
+    std::size_t allocations = 0;   // allocate() calls (served from the cache or by cudaMalloc)
   };
 
   static void* allocate(std::size_t bytes) {
@@ -160,6 +161,7 @@ class cuda_allocator {
                       " bytes (larger than any device memory)");
     state& s = st();
     std::lock_guard<std::mutex> lock(s.mu);
+    ++s.allocations;
     const int dev = cuda_device::current();
     // rounded to size classes for reuse; without caching the exact size (cudaMalloc aligns anyway,
     // and a memory checker then sees the true end of every buffer)
@@ -218,7 +220,7 @@ class cuda_allocator {
   static statistics stats() {
     state& s = st();
     std::lock_guard<std::mutex> lock(s.mu);
-    return {s.bytes_in_use, s.bytes_cached, s.peak, s.mallocs};
+    return {s.bytes_in_use, s.bytes_cached, s.peak, s.mallocs, s.allocations};
   }
   static void reset_peak() {
     state& s = st();
@@ -258,7 +260,7 @@ class cuda_allocator {
     bool caching = true;
     std::multimap<std::pair<int, std::size_t>, void*> free;          // (device, size) -> block
     std::unordered_map<void*, std::pair<std::size_t, int>> live;     // block -> (size, device)
-    std::size_t bytes_in_use = 0, bytes_cached = 0, peak = 0, mallocs = 0;
+    std::size_t bytes_in_use = 0, bytes_cached = 0, peak = 0, mallocs = 0, allocations = 0;
   };
   // Never destroyed: tensors with static storage may be freed after other statics are gone.
   static state& st() {
@@ -383,9 +385,9 @@ class upload_ring {
 };
 
 /// Per-device resources of the backend: one non-blocking stream on which every op runs, a cuBLAS
-/// handle bound to it, scratch for reductions (device partials + pinned host results) and the
-/// pinned staging of uploads. Created on first use of a device, never destroyed (the driver
-/// reclaims them at exit).
+/// handle bound to it, scratch for reductions (device partials + pinned host results) and for
+/// column sums, and the pinned staging of uploads. Created on first use of a device, never
+/// destroyed (the driver reclaims them at exit).
 struct cuda_context {
   static constexpr int max_devices = 64;
   static constexpr int reduce_blocks = 512;  // fixed grid of the deterministic two-pass reductions
@@ -398,6 +400,22 @@ struct cuda_context {
   double* d_result = nullptr;               // (2) final values
   double* h_result = nullptr;               // (2) pinned host copy
   upload_ring uploads;                      // host -> device copies (copy_from_host)
+
+  /// Device scratch of at least `bytes`, grown (never shrunk) through the caching allocator: for
+  /// partial results that one op's kernels write and then read (the column sums' row-chunk
+  /// partials), so that such an op allocates nothing once the largest batch has been seen. Ops
+  /// run in stream order, so the next user of the scratch runs after the last one's kernels, and
+  /// an outgrown block is freed in stream order too (as every block of the allocator).
+  void* scratch(std::size_t bytes) {
+    if (bytes > scratch_bytes_) {
+      cuda_allocator::deallocate(scratch_);
+      scratch_ = nullptr;  // if allocate throws: no scratch, grown on the next call
+      scratch_bytes_ = 0;
+      scratch_ = cuda_allocator::allocate(bytes);
+      scratch_bytes_ = bytes;
+    }
+    return scratch_;
+  }
   // One scratch set per device: two host threads reducing on one device at once would overwrite
   // each other's results (one host thread per device is the backend's rule, docs/GPU.md).
 
@@ -423,6 +441,10 @@ struct cuda_context {
     }
     return *ctx[std::size_t(dev)];
   }
+
+ private:
+  void* scratch_ = nullptr;
+  std::size_t scratch_bytes_ = 0;
 };
 
 }  // namespace genlm

@@ -35,6 +35,8 @@
 //   would): a pinned staging buffer rewritten before its copy ran shows up as wrong device data.
 //   cudaEventQuery / cudaStreamQuery say cudaErrorNotReady meanwhile. And a pending operation that
 //   tests/mpi/fake_cuda/nccl.h leaves on a stream for other threads to complete.
+// - Host waits: genlm_cuda_emu::host_waits() counts the synchronisations (and host-blocking copies)
+//   that find queued work, so that tests can say how often a step waits for the device.
 // Not emulated: other asynchrony (every other call completes before it returns), races between threads or
 // streams (GENLM_CUDA_EMU_ORDER=reverse runs blocks, and the threads of a block, in reverse order, which
 // exposes results that depend on the order), performance, NCCL, the real driver and hardware.
@@ -46,6 +48,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <stdlib.h>  // posix_memalign
 #include <cmath>
@@ -95,6 +98,11 @@ enum cudaMemcpyKind {
   cudaMemcpyDefault = 4
 };
 constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+/// A stream's queue as genlm_cuda_emu::host_waits sees it: operations queued, and the number of
+/// them (a prefix) that the host has waited for.
+struct genlm_cuda_emu_queue {
+  std::atomic<std::uint64_t> queued{0}, waited{0};
+};
 struct CUstream_st {
   int device = 0;
   // A pending operation that another host thread completes: the only asynchrony emulated, for
@@ -102,6 +110,8 @@ struct CUstream_st {
   // completed, block() waits until it has; the stream's next operation waits for it first.
   std::function<bool()> done;
   std::function<void()> block;
+  // Operations queued on it, and how many of them the host has waited for (host_waits).
+  std::shared_ptr<genlm_cuda_emu_queue> queue = std::make_shared<genlm_cuda_emu_queue>();
 };
 using cudaStream_t = CUstream_st*;
 /// Waits for the stream's pending operation (see CUstream_st), then forgets it (the fake NCCL's name).
@@ -117,6 +127,8 @@ struct CUevent_st {
   // the stream's pending operation when recorded (see CUstream_st): the event completes with it
   cudaStream_t stream = nullptr;
   std::function<bool()> done;
+  std::shared_ptr<genlm_cuda_emu_queue> queue;  // its stream's when recorded,
+  std::uint64_t position = 0;                   // and the operations queued on it before the event
 };
 using cudaEvent_t = CUevent_st*;
 struct cudaDeviceProp {
@@ -154,6 +166,8 @@ struct state {
   std::vector<cudaStream_t> streams;  // live streams (cudaDeviceSynchronize drains them)
   std::size_t capacity = std::size_t(16384) << 20;
   bool reverse = false;
+  std::atomic<std::uint64_t> waits{0};  // host waits for queued work (genlm_cuda_emu::host_waits)
+  std::shared_ptr<genlm_cuda_emu_queue> null_queue = std::make_shared<genlm_cuda_emu_queue>();  // the null stream's
 };
 // Never destroyed (tensors with static storage are freed after other statics are gone).
 inline state& st() {
@@ -224,7 +238,33 @@ inline void drain_device() {
   }
   for (cudaStream_t s : ss) fake_cuda_drain(s);
 }
-
+inline genlm_cuda_emu_queue& queue_of(cudaStream_t s) { return s ? *s->queue : *st().null_queue; }
+/// Work (a kernel, cuBLAS call, copy or memset) queued on stream s (null: the null stream).
+inline void queued(cudaStream_t s) { ++queue_of(s).queued; }
+/// The host waits for the first `upto` operations of queue q: one host wait when some of them
+/// were not waited for yet.
+inline bool wait_for(genlm_cuda_emu_queue& q, std::uint64_t upto) {
+  std::uint64_t w = q.waited.load();
+  while (w < upto && !q.waited.compare_exchange_weak(w, upto)) {
+  }
+  return w < upto;
+}
+/// The host waits for all of stream s's queued work (cudaStreamSynchronize, a blocking copy).
+inline void waited(cudaStream_t s) {
+  genlm_cuda_emu_queue& q = queue_of(s);
+  if (wait_for(q, q.queued.load())) ++st().waits;
+}
+/// The host waits for all of the current device's work (cudaDeviceSynchronize, cudaFree,
+/// cudaFreeHost): one host wait when any of its streams, or the null stream, has unwaited work.
+inline void waited_device() {
+  bool b = wait_for(*st().null_queue, st().null_queue->queued.load());
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    for (cudaStream_t s : st().streams)
+      if (s->device == current_device) b = wait_for(*s->queue, s->queue->queued.load()) || b;
+  }
+  if (b) ++st().waits;
+}
 inline std::string hex(const void* p) {
   char b[32];
   std::snprintf(b, sizeof b, "%p", p);
@@ -571,6 +611,7 @@ struct launch_config {
     int index = 0;
     std::apply([&](const auto&... v) { ((ok = ok && detail::check_pointer_arg(v, name, index++)), ...); }, args);
     if (!ok) return;
+    detail::queued(stream);
     auto body = [&] { std::apply(kernel, args); };
     using body_t = decltype(body);
     detail::run(reinterpret_cast<std::uintptr_t>(kernel), grid, block, name,
@@ -589,6 +630,14 @@ inline std::size_t device_bytes() {
   std::lock_guard<std::mutex> lock(detail::st().mu);
   return detail::st().device_bytes;
 }
+/// How many times the host has waited for queued device work, since the program started: a
+/// cudaStreamSynchronize, cudaEventSynchronize, cudaDeviceSynchronize, cudaFree or cudaFreeHost that
+/// found work queued (a kernel, cuBLAS call, copy or memset since the last wait for that stream;
+/// an event: work before it when recorded; work already waited for is not waited for again), and every host-blocking copy (cudaMemcpy, and
+/// cudaMemcpyAsync from the device into pageable host memory, which returns when the copy is done:
+/// the copy's own stream is idle after it). Differences of this count are what tests compare, e.g.
+/// "a training step waits for the device once".
+inline std::uint64_t host_waits() { return detail::st().waits.load(); }
 /// GENLM_CUDA_EMU_ORDER at run time (true: blocks, and the threads of a block, in reverse order).
 inline void set_reverse_order(bool on) {
   std::lock_guard<std::mutex> lock(detail::st().mu);
@@ -760,6 +809,7 @@ inline cudaError_t cudaFree(void* p) {
   using namespace genlm_cuda_emu::detail;
   if (!p) return cudaSuccess;
   drain_device();  // cudaFree waits for the device's work
+  waited_device();
   std::lock_guard<std::mutex> lock(st().mu);
   auto it = st().allocs.find(reinterpret_cast<std::uintptr_t>(p));
   if (it == st().allocs.end() || it->second.pinned) {
@@ -784,6 +834,7 @@ inline cudaError_t cudaFreeHost(void* p) {
   using namespace genlm_cuda_emu::detail;
   if (!p) return cudaSuccess;
   drain_device();  // as cudaFree
+  waited_device();
   std::lock_guard<std::mutex> lock(st().mu);
   auto it = st().allocs.find(reinterpret_cast<std::uintptr_t>(p));
   if (it == st().allocs.end() || !it->second.pinned) return cudaErrorInvalidValue;
@@ -806,13 +857,18 @@ inline cudaError_t cudaMemGetInfo(std::size_t* free_b, std::size_t* total_b) {
   *free_b = st().capacity - std::min(st().capacity, st().device_bytes);
   return st().sticky;
 }
-inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
-                                   cudaStream_t stream = nullptr) {
-  using namespace genlm_cuda_emu::detail;
+namespace genlm_cuda_emu::detail {
+/// cudaMemcpy (blocking: the host waits for the copy) and cudaMemcpyAsync.
+inline cudaError_t memcpy_on(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t stream,
+                             bool blocking) {
   fake_cuda_drain(stream);
   if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
+  queued(stream);
+  // into pageable host memory: cudaMemcpyAsync returns when the copy is done
+  if (blocking || (!is_device_range(dst, bytes) && !is_pinned_range(dst, bytes) && is_device_range(src, bytes)))
+    waited(stream);
   if (stream && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDefault) && is_pinned_range(src, bytes) &&
       is_device_range(dst, bytes)) {
     // a DMA from pinned memory: runs when the stream next does something (reads src then)
@@ -827,8 +883,13 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
+}  // namespace genlm_cuda_emu::detail
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
+                                   cudaStream_t stream = nullptr) {
+  return genlm_cuda_emu::detail::memcpy_on(dst, src, bytes, kind, stream, false);
+}
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  return genlm_cuda_emu::detail::memcpy_on(dst, src, bytes, kind, nullptr, true);
 }
 inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream_t stream = nullptr) {
   using namespace genlm_cuda_emu::detail;
@@ -838,6 +899,7 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream
   if (!is_device_range(p, bytes))
     return fail(cudaErrorInvalidValue, "cudaMemset: " + hex(p) + " + " + std::to_string(bytes) +
                                            " bytes is not inside a device allocation");
+  queued(stream);
   std::memset(p, v, bytes);
   return cudaSuccess;
 }
@@ -866,6 +928,7 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   fake_cuda_drain(s);
+  genlm_cuda_emu::detail::waited(s);
   return genlm_cuda_emu::detail::sticky();
 }
 inline cudaError_t cudaStreamQuery(cudaStream_t s) {
@@ -874,6 +937,7 @@ inline cudaError_t cudaStreamQuery(cudaStream_t s) {
 }
 inline cudaError_t cudaDeviceSynchronize() {
   genlm_cuda_emu::detail::drain_device();
+  genlm_cuda_emu::detail::waited_device();
   return genlm_cuda_emu::detail::sticky();
 }
 constexpr unsigned cudaEventDefault = 0, cudaEventDisableTiming = 2;
@@ -891,6 +955,8 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
   e->recorded = true;
   e->stream = s;
   e->done = s && s->done ? s->done : nullptr;  // completes with the stream's pending operation
+  e->queue = s ? s->queue : genlm_cuda_emu::detail::st().null_queue;
+  e->position = e->queue->queued.load();
   return genlm_cuda_emu::detail::ret(cudaSuccess);
 }
 /// Runs the event's pending operation when it has not run yet (it is then still its stream's:
@@ -901,6 +967,7 @@ inline void fake_cuda_event_drain(cudaEvent_t e) {
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   fake_cuda_event_drain(e);
+  if (e->queue && genlm_cuda_emu::detail::wait_for(*e->queue, e->position)) ++genlm_cuda_emu::detail::st().waits;
   return genlm_cuda_emu::detail::sticky();
 }
 inline cudaError_t cudaEventQuery(cudaEvent_t e) {
