@@ -5,12 +5,20 @@
 // names; Intel AMX where present). Counters: genes/s and achieved FLOPS (analytic count, see
 // common.hpp). Also the random initial weights: rng::fill_normal per instruction set against the
 // normal() loop it reproduces bit for bit ("init/fill_normal/..."), parameter_store::initialize
-// of the paper model on 1 and 2 threads ("paper/initialize"), and the masked-gene loss's two host
-// parts ("loss/grads", "loss/metrics").
+// of the paper model on 1 and 2 threads ("paper/initialize"), the masked-gene loss's two host
+// parts ("loss/grads", "loss/metrics"), and the rest of a training step's host side at the paper's
+// widths ("host/batch_prepare", "host/input_check_stage": what a GPU trainer step does on the
+// host before it queues the forward pass).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <cstring>
 #include <memory>
 #include <vector>
+
+#include <genlm/data/simulate.hpp>
+#include <genlm/train/step.hpp>
+#include <genlm/train/trainer.hpp>
 
 #include "common.hpp"
 
@@ -120,6 +128,77 @@ void loss_metrics(benchmark::State& st) {
   }
   st.counters["masked"] = double(in.masked.size());
 }
+// The host side of a training step at the paper's widths (plm_dim 1280, 99 PCA components, windows
+// of up to 30 genes from simulated contigs), B = range(0) windows: "host/batch_prepare" is
+// masked_batch::prepare as trainer::step runs it (inputs, 15% masking, labels);
+// "host/input_check_stage" is what the host-input forward and the CUDA upload ring then do with
+// the inputs (the NaN/Inf scan of x and the mask check, and a copy of x and the mask into a
+// staging buffer, here a pageable one). One thread, wall time.
+struct host_side {
+  static constexpr model_config C = configs::paper;
+  gene_features feat;
+  std::vector<gene_window> windows;
+  host_side() {
+    simulation_options so;
+    so.dim = C.plm_dim;
+    so.contigs = 200;
+    so.seed = 3;
+    const auto sim = simulate_contigs(so);
+    feature_pipeline pipe;
+    pipe.fit(sim.proteins, C.pca_components);
+    feat = pipe.features(sim.proteins);
+    windows = simulated_windows(sim);
+  }
+  static host_side& get() {
+    static host_side h;  // built once per process (a PCA of 1280-d proteins)
+    return h;
+  }
+  /// The windows of batch k (a stride through all windows, as a shuffled epoch would visit them).
+  void batch(index_t B, std::int64_t k, std::vector<std::size_t>& which) const {
+    which.resize(std::size_t(B));
+    for (index_t i = 0; i < B; ++i) which[std::size_t(i)] = std::size_t((k * B + i) * 7) % windows.size();
+  }
+};
+void host_batch_prepare(benchmark::State& st) {
+  const host_side& h = host_side::get();
+  const index_t B = st.range(0);
+  masked_batch<float> mb;
+  mb.reserve(std::size_t(B), std::size_t(B) * 30, host_side::C.input_dim(), host_side::C.label_dim());
+  std::vector<std::size_t> which;
+  std::int64_t k = 0;
+  for (auto _ : st) {
+    h.batch(B, k, which);
+    rng mg(11, std::uint64_t(k++));
+    mb.prepare(h.windows, which, h.feat, host_side::C.max_positions, mg, masking_options{});
+    benchmark::DoNotOptimize(mb.b.x.data());
+  }
+  st.counters["genes"] = double(mb.b.B * mb.b.L);
+  st.counters["MB_inputs"] = double(mb.b.x.size() * sizeof(float)) / 1e6;
+}
+void host_input_check_stage(benchmark::State& st) {
+  const host_side& h = host_side::get();
+  const index_t B = st.range(0);
+  masked_batch<float> mb;
+  std::vector<std::size_t> which;
+  h.batch(B, 0, which);
+  rng mg(11, 0);
+  mb.prepare(h.windows, which, h.feat, host_side::C.max_positions, mg, masking_options{});
+  std::vector<float> staging(mb.b.x.size() + mb.b.mask.size());
+  for (auto _ : st) {
+    index_t bad = 0;
+    for (const float v : mb.b.x) bad += !std::isfinite(v);
+    for (const float v : mb.b.mask) bad += !(v == 0.0f || v == 1.0f);
+    std::memcpy(staging.data(), mb.b.x.data(), mb.b.x.size() * sizeof(float));
+    std::memcpy(staging.data() + mb.b.x.size(), mb.b.mask.data(), mb.b.mask.size() * sizeof(float));
+    benchmark::DoNotOptimize(bad);
+    benchmark::DoNotOptimize(staging.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["MB_inputs"] = double(mb.b.x.size() * sizeof(float)) / 1e6;
+}
+BENCHMARK(host_batch_prepare)->Name("host/batch_prepare")->Arg(8)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(host_input_check_stage)->Name("host/input_check_stage")->Arg(8)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 BENCHMARK(loss_grads)->Name("loss/grads")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond);
 BENCHMARK(loss_metrics)->Name("loss/metrics")->Arg(8)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
 
