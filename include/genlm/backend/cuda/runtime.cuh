@@ -419,10 +419,20 @@ struct cuda_context {
   // One scratch set per device: two host threads reducing on one device at once would overwrite
   // each other's results (one host thread per device is the backend's rule, docs/GPU.md).
 
-  /// The context of the calling thread's current device.
+  /// The context of the calling thread's current device. Every op asks for it: a thread's
+  /// contexts are remembered per thread (contexts are never destroyed), so only a thread's first
+  /// op on a device takes the global lock.
   static cuda_context& get() {
     const int dev = cuda_device::current();
     check<cuda_error>(dev >= 0 && dev < max_devices, "cuda_context: device ", dev, " >= ", max_devices);
+    thread_local std::array<cuda_context*, max_devices> mine{};
+    if (cuda_context* c = mine[std::size_t(dev)]) return *c;
+    return *(mine[std::size_t(dev)] = &create(dev));
+  }
+
+ private:
+  /// The process's context of device dev, created on first use.
+  static cuda_context& create(int dev) {
     static std::mutex mu;
     static std::array<cuda_context*, max_devices> ctx{};
     std::lock_guard<std::mutex> lock(mu);
@@ -442,7 +452,6 @@ struct cuda_context {
     return *ctx[std::size_t(dev)];
   }
 
- private:
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
 };
