@@ -798,11 +798,14 @@ TEST_CASE("GLM forward of host inputs: the tensor forward's outputs bit for bit,
     }
     return "no error";
   };
-  // the same message from both overloads, and it contains `want`
+  // the same message from both overloads and from GLM::check_inputs, and it contains `want`
+  CHECK_NOTHROW(M::check_inputs(B, L, x.span(), mask.span()));
   const auto both = [&](const tensor<float, cpu>& xs, const tensor<float, cpu>& ms, const std::string& want) {
     const std::string a = message([&] { m.forward({}, xs, ms); });
     const std::string b = message([&] { m.forward({}, xs.dim(0), xs.dim(1), xs.span(), ms.span()); });
+    const std::string c = message([&] { M::check_inputs(xs.dim(0), xs.dim(1), xs.span(), ms.span()); });
     CHECK(a == b);
+    CHECK(c == b);
     CHECK_THAT(b, Catch::Contains(want));
   };
   SECTION("NaN and Inf inputs") {

@@ -95,16 +95,10 @@ class GLM {
     check_batch_dims(B, L, x.shape());
     expect_shape(mask.shape(), {B, L}, "GLM forward: attention mask");
     if (const index_t faults = Backend::count_input_faults(x.data(), x.numel(), mask.data(), B, L)) {
-      mask.to_host(mask_host_);  // the mask's errors first, as in the host-input forward
-      check_mask(mask_host_.data(), B, L);
-      const auto h = x.to_host();
-      index_t bad = 0;
-      for (const T v : h) bad += !std::isfinite(v);
-      check<error>(bad > 0, "GLM forward: the backend counted ", faults,
-                   " input fault(s) that the host checks do not find");
-      index_t i = 0;
-      while (std::isfinite(h[std::size_t(i)])) ++i;
-      throw nonfinite_input(bad, i, L);
+      mask.to_host(mask_host_);  // named by the host-input forward's checks
+      check_inputs(B, L, x.to_host(), mask_host_);
+      throw error(detail::concat("GLM forward: the backend counted ", faults,
+                                 " input fault(s) that the host checks do not find"));
     }
     x_ = x;  // kept for backward (dense's weight gradient); no allocation once grown
     return run(ctx, mask);
@@ -115,21 +109,7 @@ class GLM {
   /// own input tensors (reused across calls), so with a GPU backend nothing is read back and the
   /// host does not wait for the device: the uploads and the forward's work are only queued.
   outputs forward(const run_context& ctx, index_t B, index_t L, std::span<const T> x, std::span<const T> mask) {
-    check_batch_dims(B, L, shape_t{B, L, C.input_dim()});
-    const std::size_t n = std::size_t(B * L);
-    check<shape_error>(x.size() == n * std::size_t(C.input_dim()), "GLM forward: ", x.size(),
-                       " input values for (batch, genes, features) = (", B, ", ", L, ", ", C.input_dim(),
-                       ") (plm_dim ", C.plm_dim, " + strand), expected ", n * std::size_t(C.input_dim()));
-    check<shape_error>(mask.size() == n, "GLM forward: attention mask of ", mask.size(), " values for (batch, genes) = (",
-                       B, ", ", L, "), expected ", n);
-    check_mask(mask.data(), B, L);
-    index_t bad = 0;
-    for (const T v : x) bad += !std::isfinite(v);
-    if (bad) {
-      index_t i = 0;
-      while (std::isfinite(x[std::size_t(i)])) ++i;
-      throw nonfinite_input(bad, i, L);
-    }
+    check_inputs(B, L, x, mask);
     x_.from_host({B, L, C.input_dim()}, x);
     mask_.from_host({B, L}, mask);
     return run(ctx, mask_);
@@ -159,8 +139,30 @@ class GLM {
     dense_.backward(x_, d_h0_, nullptr);
   }
 
+  /// The forward passes' checks of inputs x (B, L, plm_dim + 1) and mask (B, L) in host memory,
+  /// row major, with their errors (see forward): sizes, then the mask, then NaN/Inf inputs.
+  static void check_inputs(index_t B, index_t L, std::span<const T> x, std::span<const T> mask) {
+    check_batch_dims(B, L, shape_t{B, L, C.input_dim()});
+    const std::size_t n = std::size_t(B * L);
+    check<shape_error>(x.size() == n * std::size_t(C.input_dim()), "GLM forward: ", x.size(),
+                       " input values for (batch, genes, features) = (", B, ", ", L, ", ", C.input_dim(),
+                       ") (plm_dim ", C.plm_dim, " + strand), expected ", n * std::size_t(C.input_dim()));
+    check<shape_error>(mask.size() == n, "GLM forward: attention mask of ", mask.size(), " values for (batch, genes) = (",
+                       B, ", ", L, "), expected ", n);
+    check_mask(mask.data(), B, L);
+    index_t bad = 0;
+    for (const T v : x) bad += !std::isfinite(v);
+    if (bad) {
+      index_t i = 0;
+      while (std::isfinite(x[std::size_t(i)])) ++i;
+      throw value_error(detail::concat("GLM forward: ", bad, " NaN/Inf input value(s); first at contig ",
+                                       i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
+                                       i % C.input_dim()));
+    }
+  }
+
  private:
-  void check_batch_dims(index_t B, index_t L, const shape_t& shape) const {
+  static void check_batch_dims(index_t B, index_t L, const shape_t& shape) {
     check<shape_error>(B >= 1 && L >= 1, "GLM forward: empty batch ", shape);
     check<shape_error>(L <= C.max_positions, "GLM forward: contig window of ", L, " genes exceeds max_positions ",
                        C.max_positions, "; split long contigs into windows (data::windows)");
@@ -185,12 +187,6 @@ class GLM {
                          " is all zero (no genes); drop empty contigs from the batch");
     }
   }
-  /// The error for `bad` NaN/Inf input values, the first at flat index i of x (B, L, input_dim).
-  static value_error nonfinite_input(index_t bad, index_t i, index_t L) {
-    return value_error(detail::concat("GLM forward: ", bad, " NaN/Inf input value(s); first at contig ",
-                                      i / (L * C.input_dim()), ", gene ", (i / C.input_dim()) % L, ", feature ",
-                                      i % C.input_dim()));
-  }
 
   /// The layers' forward pass of the checked input x_ (B, L, input_dim) under mask (B, L).
   outputs run(const run_context& ctx, const tensor_t& mask) {
@@ -211,7 +207,7 @@ class GLM {
   encoder<T, Backend, Variant, Activation> enc_;
   tensor_t x_;                 // the last forward's input (for backward)
   tensor_t mask_;              // the last host-input forward's mask (B, L)
-  std::vector<T> mask_host_;   // host copy of a device mask (backends without host memory)
+  std::vector<T> mask_host_;   // host copy of the tensor forward's mask (to name a fault)
   tensor_t h0_, hyp_out_, logits_;
   tensor_t d_h_, d_hyp_flat_, d_e_, d_h0_;
 };

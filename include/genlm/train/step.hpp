@@ -98,7 +98,7 @@ class masked_gene_pass {
       d_log_.resize_zero({b.B, b.L, K});
     }
     const bool count = backward && count_grads_;
-    if (n > 0 || count) out_.resize({6 * n + 1});  // (n, 2) loss terms, (n, 4) row metrics, gradients' count
+    out_.resize({6 * n + 1});  // (n, 2) loss terms, (n, 4) row metrics, the gradients' count
     if (n > 0) {
       choice_.resize({n, 2});
       double* terms = out_.data();
@@ -118,8 +118,7 @@ class masked_gene_pass {
       const auto& g = model.parameters().grads();
       Backend::count_nonfinite_into(g.data(), g.numel(), out_.data() + 6 * n);
     }
-    if (n == 0 && !count) return detail::masked_gene_objective(nullptr, 0, D, loss);
-    out_.to_host(results_);  // waits for the backward pass on a GPU backend
+    if (n > 0 || count) out_.to_host(results_);  // waits for the backward pass on a GPU backend
     if (count) nonfinite_grads_ = index_t(results_[std::size_t(6 * n)]);
     if (n == 0) return detail::masked_gene_objective(nullptr, 0, D, loss);
     masked_gene_metrics m = detail::masked_gene_objective(results_.data(), n, D, loss);

@@ -633,9 +633,9 @@ inline std::size_t device_bytes() {
 /// How many times the host has waited for queued device work, since the program started: a
 /// cudaStreamSynchronize, cudaEventSynchronize, cudaDeviceSynchronize, cudaFree or cudaFreeHost that
 /// found work queued (a kernel, cuBLAS call, copy or memset since the last wait for that stream;
-/// an event: work before it when recorded; work already waited for is not waited for again), and every host-blocking copy (cudaMemcpy, and
-/// cudaMemcpyAsync from the device into pageable host memory, which returns when the copy is done:
-/// the copy's own stream is idle after it). Differences of this count are what tests compare, e.g.
+/// an event: work before it when recorded; work already waited for is not waited for again), and
+/// every host-blocking copy (cudaMemcpy, and cudaMemcpyAsync from the device into pageable host
+/// memory, which returns when the copy is done: the copy's own stream is idle after it). Differences of this count are what tests compare, e.g.
 /// "a training step waits for the device once".
 inline std::uint64_t host_waits() { return detail::st().waits.load(); }
 /// GENLM_CUDA_EMU_ORDER at run time (true: blocks, and the threads of a block, in reverse order).
