@@ -6,7 +6,9 @@
 // Each make_*_op<Backend>(B, L, ...) builds the layer (parameters initialised, seed 1), random
 // inputs (B, L, width) on the backend and, for layers whose backward reads the forward's cache,
 // runs one forward; the returned closure runs one forward (training mode: dropout on) or one
-// backward (parameter gradients and dx) and owns everything it touches.
+// backward (parameter gradients and dx) and owns everything it touches. Backward passes that the
+// model runs with dx assigned (accumulate = false: layer norm, GELU, the encoder layer; since the
+// twentieth session) are timed that way; the linear layer and the attention accumulate into dx.
 #pragma once
 #include <functional>
 #include <memory>
@@ -84,7 +86,7 @@ std::function<void()> make_layer_norm_op(index_t B, index_t L, layer_dims d, boo
     }
   };
   auto s = std::make_shared<state>(B, L, d.hidden);
-  if (backward) return [s] { s->ln.backward(s->x, s->dy, s->dx); };
+  if (backward) return [s] { s->ln.backward(s->x, s->dy, s->dx, false); };  // dx assigned, as in the model
   return [s] { s->ln.forward(s->x, s->y); };
 }
 
@@ -92,7 +94,7 @@ std::function<void()> make_layer_norm_op(index_t B, index_t L, layer_dims d, boo
 template <class Backend>
 std::function<void()> make_gelu_op(index_t B, index_t L, layer_dims d, bool backward) {
   auto s = std::make_shared<layer_ops_detail::io<Backend>>(B, L, d.ffn, d.ffn);
-  if (backward) return [s] { gelu::backward(s->x, s->dy, s->dx); };
+  if (backward) return [s] { gelu::backward(s->x, s->dy, s->dx, false); };  // dx assigned, as in the model
   return [s] { gelu::forward(s->x, s->y); };
 }
 
@@ -149,7 +151,7 @@ std::function<void()> make_encoder_layer_op(index_t B, index_t L, layer_dims d, 
     }
   };
   auto s = std::make_shared<state>(B, L, d);
-  if (backward) return [s] { s->layer.backward(s->x, s->dy, s->dx); };
+  if (backward) return [s] { s->layer.backward(s->x, s->dy, s->dx, false); };  // dx assigned, as in the model
   return [s] { s->layer.forward(s->ctx, s->x, &s->mask); };
 }
 

@@ -158,13 +158,14 @@ TEMPLATE_TEST_CASE("cpu softmax_relpos_backward equals softmax_backward then rel
       }
 }
 
-TEMPLATE_TEST_CASE("cpu threaded add_bias, sum_rows, add and permute_0213 equal the one-thread results", "[fused]",
+TEMPLATE_TEST_CASE("cpu threaded add_bias, sum_rows, add and permute_0213 (with and without a bias) equal the one-thread results", "[fused]",
                    float, double) {
   using T = TestType;
   const index_t rows = 240, cols = 1283, A = 8, B = 30, C = 10, D = 128;
   const auto y0 = randn<T>(std::size_t(rows * cols), 11);
   const auto b = randn<T>(std::size_t(cols), 12);
   const auto x = randn<T>(std::size_t(A * B * C * D), 13);
+  const auto pbias = randn<T>(std::size_t(C * D), 14);
   auto run = [&](int threads) {
     thread_guard tg(threads);
     std::vector<T> y = y0, db(std::size_t(cols), T(2)), s(y0.size()), p(x.size(), T(1));
@@ -172,7 +173,11 @@ TEMPLATE_TEST_CASE("cpu threaded add_bias, sum_rows, add and permute_0213 equal 
     cpu::sum_rows(y0.data(), rows, cols, db.data(), T(0.5));
     cpu::add(rows * cols, y0.data(), y.data(), s.data());
     cpu::permute_0213(x.data(), p.data(), A, B, C, D, true);
-    return std::vector<std::vector<T>>{y, db, s, p};
+    // with a bias (C, D): assigned, then accumulated
+    std::vector<T> pb(x.size(), std::numeric_limits<T>::quiet_NaN()), pba(x.size(), T(1));
+    cpu::permute_0213(x.data(), pb.data(), A, B, C, D, false, pbias.data());
+    cpu::permute_0213(x.data(), pba.data(), A, B, C, D, true, pbias.data());
+    return std::vector<std::vector<T>>{y, db, s, p, pb, pba};
   };
   const auto one = run(1), two = run(2);
   for (std::size_t i = 0; i < one.size(); ++i) {
@@ -187,6 +192,13 @@ TEMPLATE_TEST_CASE("cpu threaded add_bias, sum_rows, add and permute_0213 equal 
   // permute (a, b, c, d) -> (a, c, b, d), accumulated onto ones
   const index_t a = 3, bb = 17, c = 4, d = 99;
   CHECK(one[3][std::size_t(((a * C + c) * B + bb) * D + d)] == T(1) + x[std::size_t(((a * B + bb) * C + c) * D + d)]);
+  // with the bias of (c, d): the value add_bias would give, then accumulated onto ones
+  const T xb = x[std::size_t(((a * B + bb) * C + c) * D + d)] + pbias[std::size_t(c * D + d)];
+  CHECK(one[4][std::size_t(((a * C + c) * B + bb) * D + d)] == xb);
+  CHECK(one[5][std::size_t(((a * C + c) * B + bb) * D + d)] == T(1) + xb);
+  std::size_t nans = 0;
+  for (const T v : one[4]) nans += std::isnan(v);
+  CHECK(nans == 0);  // every element assigned
 }
 
 namespace {

@@ -173,17 +173,64 @@ TEST_CASE("gradcheck: post-LN encoder layer and stack", "[gradcheck][encoder]") 
   run_context ctx;
   ctx.training = GENERATE(false, true);
   ctx.seed = 99;
+  // accumulate: dh zeroed, then dx += ... through every layer (the layers' default); assign: dh and
+  // dx start as NaN and the backward passes overwrite them (what GLM::backward does: no zero fills)
+  const bool accumulate = GENERATE(true, false);
   auto r = gradient_check<cpu>(
       &ps, {{"inputs_embeds", &x, &dx}},
       [&]() -> const ten& { return enc.forward(ctx, emb.forward(ctx, x), &mask); },
       [&](const ten& dy) {
-        dh.resize_zero(x.shape());
-        enc.backward(dy, dh);
-        emb.backward(dh, dx);
+        if (accumulate) {
+          dh.resize_zero(x.shape());
+          enc.backward(dy, dh);
+          emb.backward(dh, dx);
+        } else {
+          dh.resize(x.shape());
+          cpu::fill(dh.data(), dh.numel(), std::numeric_limits<T>::quiet_NaN());
+          cpu::fill(dx.data(), dx.numel(), std::numeric_limits<T>::quiet_NaN());
+          enc.backward(dy, dh, false);
+          emb.backward(dh, dx, false);
+        }
       });
-  INFO("training=" << ctx.training << ": " << r.summary());
+  INFO("training=" << ctx.training << " accumulate=" << accumulate << ": " << r.summary());
   CHECK(r.checked > std::size_t(ps.count()));
   CHECK(r.max_rel_error < tol);
+}
+
+TEST_CASE("encoder layer backward: assigning dx gives the bits of accumulating onto zeros", "[gradcheck][encoder]") {
+  encoder_dims d;
+  d.hidden = 16;
+  d.heads = 4;
+  d.intermediate = 24;
+  d.max_positions = 16;
+  parameter_store<T, cpu> ps;
+  encoder_layer<T, cpu> layer(ps, "encoder.layer.0", d, 1);
+  ps.finalize();
+  ps.initialize(1);
+  randomize(ps, 41, 0.3);
+  const ten x = random_tensor({3, 5, d.hidden}, 42), dy = random_tensor({3, 5, d.hidden}, 43);
+  run_context ctx;
+  ctx.training = GENERATE(false, true);  // dropout on: the out-of-place dropout backward paths
+  ctx.seed = 5;
+  layer.forward(ctx, x, nullptr);
+  ten acc, set(x.shape());
+  acc.resize_zero(x.shape());
+  cpu::fill(set.data(), set.numel(), std::numeric_limits<T>::quiet_NaN());
+  layer.backward(x, dy, acc);
+  const auto g_acc = ps.grads().to_host();
+  layer.backward(x, dy, set, false);
+  const auto g_set = ps.grads().to_host();
+  CAPTURE(ctx.training);
+  CHECK(acc.to_host() == set.to_host());
+  CHECK(g_acc == g_set);
+  // and accumulating adds onto what dx held (the parts summed in another order: to rounding)
+  ten twice = acc;
+  layer.backward(x, dy, twice);
+  const auto a = acc.to_host(), t2 = twice.to_host();
+  double scale = 0;
+  for (const T v : a) scale = std::max(scale, std::abs(v));
+  REQUIRE(scale > 0);
+  for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(std::abs(t2[i] - 2 * a[i]) <= 1e-13 * scale);
 }
 
 TEST_CASE("gradient checker detects a wrong backward", "[gradcheck]") {

@@ -577,6 +577,95 @@ TEST_CASE("the forward passes and the masked-gene pass wait for the device as do
   pass_waits<model_pair<genlm::configs::tiny, float>>(train_data{}, mo);
 }
 
+#ifdef GENLM_CUDA_EMULATOR
+namespace {
+/// configs::tiny with one more encoder layer (the per-layer share of a step's operations).
+inline constexpr genlm::model_config tiny3 = [] {
+  genlm::model_config c = genlm::configs::tiny;
+  c.num_layers = 3;
+  return c;
+}();
+
+using op_counts = std::map<std::string, std::uint64_t>;
+std::uint64_t total(const op_counts& m) {
+  std::uint64_t n = 0;
+  for (const auto& [k, v] : m) n += v;
+  return n;
+}
+/// Operations (kernels, cuBLAS calls, copies, memsets; counted by the emulator) of a trainer's
+/// third step, batch_size windows per step; the second step's must be the same.
+template <genlm::model_config C>
+op_counts step_operations(const train_data& d, int batch_size) {
+  genlm::model_options mo;
+  mo.init_seed = 3;
+  model_pair<C, float> p(mo, 0.0);
+  genlm::train_options to;
+  to.batch_size = batch_size;
+  to.lr = 1e-4;
+  to.seed = 11;
+  genlm::trainer<typename model_pair<C, float>::gpu_model> tg(p.g, d.feat, d.windows, to);
+  tg.step();
+  const op_counts a = genlm_cuda_emu::operations();
+  tg.step();
+  const op_counts b = genlm_cuda_emu::operations();
+  tg.step();
+  const op_counts c = genlm_cuda_emu::operations();
+  const op_counts second = genlm_cuda_emu::operations_between(a, b), third = genlm_cuda_emu::operations_between(b, c);
+  CHECK(second == third);
+  return third;
+}
+std::string describe(const op_counts& m) {
+  std::uint64_t kernels = 0, blas = 0, copies = 0, memsets = 0;
+  for (const auto& [k, v] : m) {
+    if (k.rfind("cublas", 0) == 0) blas += v;
+    else if (k.rfind("cudaMemcpy", 0) == 0) copies += v;
+    else if (k == "cudaMemset") memsets += v;
+    else kernels += v;
+  }
+  return std::to_string(total(m)) + " (" + std::to_string(kernels) + " kernels, " + std::to_string(blas) +
+         " cuBLAS calls, " + std::to_string(copies) + " copies, " + std::to_string(memsets) + " memsets)";
+}
+}  // namespace
+
+TEST_CASE("a training step queues the same device operations for any batch size, a fixed set per layer",
+          "[model][training][launches]") {
+  const train_data d;
+  const op_counts b8 = step_operations<genlm::configs::tiny>(d, 8);
+  const op_counts b16 = step_operations<genlm::configs::tiny>(d, 16);
+  const op_counts l3 = step_operations<tiny3>(d, 8);
+  // no operation per window, gene or row: a bigger batch only makes the same launches bigger
+  CHECK(b16 == b8);
+  // one more layer adds the same operations again: per layer = l3 - b8, the rest = b8 - 2 x per layer
+  op_counts per_layer, rest;
+  for (const auto& [k, v] : l3) {
+    const std::uint64_t two = b8.count(k) ? b8.at(k) : 0;
+    CHECK(v >= two);
+    if (v > two) per_layer[k] = v - two;
+  }
+  for (const auto& [k, v] : b8) {
+    const std::uint64_t pl = per_layer.count(k) ? per_layer.at(k) : 0;
+    CHECK(v >= 2 * pl);
+    if (v > 2 * pl) rest[k] = v - 2 * pl;
+  }
+  CHECK(total(per_layer) > 0);
+  // a layer's backward assigns its workspaces instead of zeroing and accumulating into them: the
+  // only fill is the distance table's gradient (its rows beyond the window's distances stay zero),
+  // and nothing is copied or added on the device by a separate pass
+  const auto count = [](const op_counts& m, const std::string& k) { return m.count(k) ? m.at(k) : 0; };
+  CHECK(count(per_layer, "fill") == 1);
+  CHECK(count(per_layer, "cudaMemcpy DtoD") == 0);
+  CHECK(count(per_layer, "axpy") == 0);
+  CHECK(count(per_layer, "add_bias") == 0);  // biases fused into the permutes, GELU, dropout + residual
+  std::printf("[measured] trainer step, float32: %s operations for configs::tiny (2 layers); per encoder layer %s; "
+              "outside the layers %s\n",
+              describe(b8).c_str(), describe(per_layer).c_str(), describe(rest).c_str());
+  if (std::getenv("GENLM_PARITY_REPORT")) {
+    for (const auto& [k, v] : per_layer) std::printf("  per layer: %3llu %s\n", (unsigned long long)v, k.c_str());
+    for (const auto& [k, v] : rest) std::printf("  outside:   %3llu %s\n", (unsigned long long)v, k.c_str());
+  }
+}
+#endif
+
 TEST_CASE("bad shapes and values through the CUDA model give the CPU's errors", "[model][errors]") {
   model_errors<model_pair<genlm::configs::tiny, float>>();
 }

@@ -343,12 +343,17 @@ TEMPLATE_TEST_CASE("layer_norm forward and backward", "[ops][layer_norm]", float
     // backward from the same saved statistics (the CPU's), dx accumulated, dgamma/dbeta assigned
     dual<T> mean_in(mean.ref()), rstd_in(rstd.ref());
     dual<T> dy(randn<T>(n, 33)), dx(randn<T>(n, 34)), dgamma(nans<T>(c)), dbeta(nans<T>(c));
+    dual<T> dx_set(nans<T>(n)), dgamma2(nans<T>(c)), dbeta2(nans<T>(c));  // dx assigned (accumulate false)
     on_both([&](auto t) {
       using B = typename decltype(t)::type;
       B::layer_norm_backward(P<B>(dy), P<B>(x), P<B>(gamma), P<B>(mean_in), P<B>(rstd_in), P<B>(dx), P<B>(dgamma),
                              P<B>(dbeta), rows, cols);
+      B::layer_norm_backward(P<B>(dy), P<B>(x), P<B>(gamma), P<B>(mean_in), P<B>(rstd_in), P<B>(dx_set),
+                             P<B>(dgamma2), P<B>(dbeta2), rows, cols, false);
     });
     GPU_CHECK_CLOSE("layer_norm_backward dx (accumulated)", dx.got(), dx.ref(), tol);
+    GPU_CHECK_CLOSE("layer_norm_backward dx (assigned over NaN)", dx_set.got(), dx_set.ref(), tol);
+    GPU_CHECK_BITWISE("layer_norm_backward dgamma, either mode", dgamma2.got(), dgamma.got());
     GPU_CHECK_CLOSE("layer_norm_backward dgamma", dgamma.got(), dgamma.ref(), tol);
     GPU_CHECK_CLOSE("layer_norm_backward dbeta", dbeta.got(), dbeta.ref(), tol);
   }
@@ -363,14 +368,16 @@ TEMPLATE_TEST_CASE("gelu forward and backward", "[ops][gelu]", float, double) {
     const auto sz = std::size_t(n);
     auto xv = randn<T>(sz, 40, 2.5);
     for (std::size_t i = 0; i < special.size() && i < sz; ++i) xv[i] = special[i];
-    dual<T> x(xv), y(nans<T>(sz)), dy(randn<T>(sz, 41)), dx(randn<T>(sz, 42));
+    dual<T> x(xv), y(nans<T>(sz)), dy(randn<T>(sz, 41)), dx(randn<T>(sz, 42)), dx_set(nans<T>(sz));
     on_both([&](auto t) {
       using B = typename decltype(t)::type;
       B::gelu_forward(P<B>(x), P<B>(y), n);
       B::gelu_backward(P<B>(x), P<B>(dy), P<B>(dx), n);
+      B::gelu_backward(P<B>(x), P<B>(dy), P<B>(dx_set), n, false);
     });
     GPU_CHECK_CLOSE("gelu_forward", y.got(), y.ref(), tol);
     GPU_CHECK_CLOSE("gelu_backward (accumulated)", dx.got(), dx.ref(), tol);
+    GPU_CHECK_CLOSE("gelu_backward (assigned over NaN)", dx_set.got(), dx_set.ref(), tol);
   }
 }
 
@@ -424,7 +431,7 @@ TEMPLATE_TEST_CASE("dropout: bit-identical Philox masks, forward and backward", 
       }
 }
 
-TEMPLATE_TEST_CASE("permute_0213 with and without accumulation", "[ops][permute]", float, double) {
+TEMPLATE_TEST_CASE("permute_0213 with and without accumulation and bias", "[ops][permute]", float, double) {
   using T = TestType;
   const double tol = op_tol<T>();
   struct p_case {
@@ -436,13 +443,19 @@ TEMPLATE_TEST_CASE("permute_0213 with and without accumulation", "[ops][permute]
     const auto n = std::size_t(s.A * s.B * s.C * s.D);
     const auto sv = randn<T>(n, 60);
     dual<T> src(sv), dst(nans<T>(n)), acc(randn<T>(n, 61));
+    // with a bias (C, D) added on the way: assigned and accumulated
+    dual<T> bias(randn<T>(std::size_t(s.C * s.D), 62)), dstb(nans<T>(n)), accb(randn<T>(n, 63));
     on_both([&](auto t) {
       using B = typename decltype(t)::type;
       B::permute_0213(P<B>(src), P<B>(dst), s.A, s.B, s.C, s.D, false);
       B::permute_0213(P<B>(src), P<B>(acc), s.A, s.B, s.C, s.D, true);
+      B::permute_0213(P<B>(src), P<B>(dstb), s.A, s.B, s.C, s.D, false, P<B>(bias));
+      B::permute_0213(P<B>(src), P<B>(accb), s.A, s.B, s.C, s.D, true, P<B>(bias));
     });
     GPU_CHECK_BITWISE("permute_0213", dst.got(), dst.ref());
     GPU_CHECK_CLOSE("permute_0213 accumulate", acc.got(), acc.ref(), tol);
+    GPU_CHECK_BITWISE("permute_0213 with bias", dstb.got(), dstb.ref());
+    GPU_CHECK_CLOSE("permute_0213 with bias, accumulate", accb.got(), accb.ref(), tol);
     // and back: (A, C, B, D) -> (A, B, C, D) restores the input exactly
     dual<T> back(nans<T>(n));
     cuda32::permute_0213(P<cuda32>(dst), P<cuda32>(back), s.A, s.C, s.B, s.D, false);

@@ -403,21 +403,27 @@ GENLM_ALWAYS_INLINE void gelu_fwd_body(const T* x, T* y, index_t n) {
   }
 }
 template <class T>
-GENLM_ALWAYS_INLINE void gelu_bwd_body(const T* x, const T* dy, T* dx, index_t n) {
+GENLM_ALWAYS_INLINE void gelu_bwd_body(const T* x, const T* dy, T* dx, index_t n, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
-    for (index_t i = 0; i < n; ++i) {
+    const auto d = [&](index_t i) {
       const float xv = x[i];
-      const float d = 0.5f * (1.0f + fast_erff(xv * 0.70710678118654752440f)) +
-                      xv * 0.39894228040143267794f * fast_expf(-0.5f * xv * xv);
-      dx[i] += dy[i] * d;
-    }
+      return 0.5f * (1.0f + fast_erff(xv * 0.70710678118654752440f)) +
+             xv * 0.39894228040143267794f * fast_expf(-0.5f * xv * xv);
+    };
+    if (accumulate)
+      for (index_t i = 0; i < n; ++i) dx[i] += dy[i] * d(i);
+    else
+      for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * d(i);
   } else {
     constexpr double r2 = 0.70710678118654752440, inv_sqrt_2pi = 0.39894228040143267794;
-    for (index_t i = 0; i < n; ++i) {
+    const auto d = [&](index_t i) {
       const double xv = x[i];
-      const double d = 0.5 * (1.0 + std::erf(xv * r2)) + xv * inv_sqrt_2pi * std::exp(-0.5 * xv * xv);
-      dx[i] += T(dy[i] * d);
-    }
+      return 0.5 * (1.0 + std::erf(xv * r2)) + xv * inv_sqrt_2pi * std::exp(-0.5 * xv * xv);
+    };
+    if (accumulate)
+      for (index_t i = 0; i < n; ++i) dx[i] += T(dy[i] * d(i));
+    else
+      for (index_t i = 0; i < n; ++i) dx[i] = T(dy[i] * d(i));
   }
 }
 /// Row sums in double with 8 independent lanes (vectorisable without reassociation flags).
@@ -455,7 +461,7 @@ GENLM_ALWAYS_INLINE void ln_fwd_body(const T* x, const T* gamma, const T* beta, 
 }
 template <class T>
 GENLM_ALWAYS_INLINE void ln_bwd_dx_body(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
-                                        index_t r0, index_t r1, index_t cols) {
+                                        index_t r0, index_t r1, index_t cols, bool accumulate) {
   for (index_t r = r0; r < r1; ++r) {
     const T* dyr = dy + r * cols;
     const T* xr = x + r * cols;
@@ -466,11 +472,15 @@ GENLM_ALWAYS_INLINE void ln_bwd_dx_body(const T* dy, const T* x, const T* gamma,
         lane_sum<T>(cols, [&](index_t c) { return double(dyr[c]) * gamma[c] * ((xr[c] - mu) * rs); });
     const double inv_n = 1.0 / double(cols);
     const double a = inv_n * sum_g, b = inv_n * sum_gx;
-    for (index_t c = 0; c < cols; ++c) {
+    const auto d = [&](index_t c) {
       const double xhat = (xr[c] - mu) * rs;
       const double g = double(dyr[c]) * gamma[c];
-      dxr[c] += T(rs * (g - a - xhat * b));
-    }
+      return T(rs * (g - a - xhat * b));
+    };
+    if (accumulate)
+      for (index_t c = 0; c < cols; ++c) dxr[c] += d(c);
+    else
+      for (index_t c = 0; c < cols; ++c) dxr[c] = d(c);
   }
 }
 /// dgamma, dbeta (+)= column sums over rows r0..r1 (caller zeroes them).
@@ -1177,10 +1187,11 @@ struct cpu {
                                cpu_detail::ln_fwd<T>(x, gamma, beta, y, mean, rstd, r0, r1, cols, eps);
                              });
   }
-  /// dx += LN backward; dgamma, dbeta assigned (summed over rows).
+  /// dx += LN backward (accumulate false: dx = ..., dx's old contents never read); dgamma, dbeta
+  /// assigned (summed over rows).
   template <class T>
   static void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd,
-                                  T* dx, T* dgamma, T* dbeta, index_t rows, index_t cols) {
+                                  T* dx, T* dgamma, T* dbeta, index_t rows, index_t cols, bool accumulate = true) {
     std::fill(dgamma, dgamma + cols, T(0));
     std::fill(dbeta, dbeta + cols, T(0));
     // dgamma/dbeta: column sums in row order on one thread (the same order as a serial loop);
@@ -1192,11 +1203,11 @@ struct cpu {
       cpu_detail::thread_pool::instance().run(nt, [&](index_t i) {
         if (i == 0) return cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols);
         const index_t r0 = std::min(rows, (i - 1) * chunk), r1 = std::min(rows, r0 + chunk);
-        if (r0 < r1) cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, r0, r1, cols);
+        if (r0 < r1) cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, r0, r1, cols, accumulate);
       });
     } else {
       cpu_detail::ln_bwd_params<T>(dy, x, mean, rstd, dgamma, dbeta, index_t(0), rows, cols);
-      cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, index_t(0), rows, cols);
+      cpu_detail::ln_bwd_dx<T>(dy, x, gamma, mean, rstd, dx, index_t(0), rows, cols, accumulate);
     }
   }
 
@@ -1208,11 +1219,11 @@ struct cpu {
       cpu_detail::gelu_fwd<T>(x + lo, y + lo, hi - lo);
     });
   }
-  /// dx += dy * (Phi(x) + x phi(x)).
+  /// dx += dy * (Phi(x) + x phi(x)) (accumulate false: dx = ..., dx's old contents never read).
   template <class T>
-  static void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
+  static void gelu_backward(const T* x, const T* dy, T* dx, index_t n, bool accumulate = true) {
     cpu_detail::parallel_for(n, num_threads(), index_t(1) << 16, [&](index_t lo, index_t hi) {
-      cpu_detail::gelu_bwd<T>(x + lo, dy + lo, dx + lo, hi - lo);
+      cpu_detail::gelu_bwd<T>(x + lo, dy + lo, dx + lo, hi - lo, accumulate);
     });
   }
 
@@ -1234,9 +1245,11 @@ struct cpu {
   }
 
   // ---------------------------------------------------------------- layout
-  /// dst(a, c, b, d) (+)= src(a, b, c, d): (B, L, heads, hd) <-> (B, heads, L, hd).
+  /// dst(a, c, b, d) (+)= src(a, b, c, d) [+ bias(c, d)]: (B, L, heads, hd) <-> (B, heads, L, hd).
+  /// bias (C, D), nullptr: none (a linear layer's bias added on the way, as add_bias would).
   template <class T>
-  static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
+  static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate,
+                           const T* bias = nullptr) {
     // (a, b) pairs split over the threads; each writes its own rows of dst
     cpu_detail::parallel_for(A * B, num_threads(), row_chunk(C * D), [&](index_t ab0, index_t ab1) {
       for (index_t ab = ab0; ab < ab1; ++ab) {
@@ -1244,7 +1257,12 @@ struct cpu {
         for (index_t c = 0; c < C; ++c) {
           const T* s = src + (ab * C + c) * D;
           T* d = dst + ((a * C + c) * B + b) * D;
-          if (accumulate)
+          const T* bc = bias ? bias + c * D : nullptr;
+          if (bc && accumulate)
+            for (index_t e = 0; e < D; ++e) d[e] += s[e] + bc[e];
+          else if (bc)
+            for (index_t e = 0; e < D; ++e) d[e] = s[e] + bc[e];
+          else if (accumulate)
             for (index_t e = 0; e < D; ++e) d[e] += s[e];
           else
             std::copy(s, s + D, d);

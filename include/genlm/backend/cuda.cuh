@@ -256,12 +256,12 @@ struct cuda_backend {
     launch_rows("layer_norm_forward", rows, &cuda_kernels::layer_norm_forward<T>, x, gamma, beta, y, mean, rstd, rows,
                 cols, eps);
   }
-  /// dx += LN backward; dgamma, dbeta assigned.
+  /// dx += LN backward (accumulate false: dx = ...); dgamma, dbeta assigned.
   template <class T>
   static void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
-                                  T* dgamma, T* dbeta, index_t rows, index_t cols) {
+                                  T* dgamma, T* dbeta, index_t rows, index_t cols, bool accumulate = true) {
     launch_rows("layer_norm_backward_dx", rows, &cuda_kernels::layer_norm_backward_dx<T>, dy, x, gamma, mean, rstd, dx,
-                rows, cols);
+                rows, cols, accumulate);
     launch_column_sums<2, T>(rows, cols, [&](dim3 grid, index_t chunk_rows, T* part) {
       launch("layer_norm_backward_params", grid, cuda_kernels::colsum_threads,
              &cuda_kernels::layer_norm_backward_params<T>, dy, x, mean, rstd, dgamma, dbeta, rows, chunk_rows, cols, part);
@@ -276,9 +276,10 @@ struct cuda_backend {
   static void gelu_forward(const T* x, T* y, index_t n) {
     launch_1d("gelu_forward", n, &cuda_kernels::gelu_forward<T>, x, y, n);
   }
+  /// dx += dy * gelu'(x) (accumulate false: dx = ...).
   template <class T>
-  static void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
-    launch_1d("gelu_backward", n, &cuda_kernels::gelu_backward<T>, x, dy, dx, n);
+  static void gelu_backward(const T* x, const T* dy, T* dx, index_t n, bool accumulate = true) {
+    launch_1d("gelu_backward", n, &cuda_kernels::gelu_backward<T>, x, dy, dx, n, accumulate);
   }
 
   // ---------------------------------------------------------------- dropout (inverted)
@@ -297,8 +298,9 @@ struct cuda_backend {
 
   // ---------------------------------------------------------------- layout
   template <class T>
-  static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
-    launch_1d("permute_0213", A * B * C * D, &cuda_kernels::permute_0213<T>, src, dst, A, B, C, D, accumulate);
+  static void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate,
+                           const T* bias = nullptr) {
+    launch_1d("permute_0213", A * B * C * D, &cuda_kernels::permute_0213<T>, src, dst, A, B, C, D, accumulate, bias);
   }
 
   // ---------------------------------------------------------------- relative position terms

@@ -32,14 +32,23 @@ class input_embeddings {
   }
   const tensor_t& output() const { return y_; }
 
-  /// Parameter gradients assigned; dx += dL/dx.
-  void backward(const tensor_t& dy, tensor_t& dx) {
-    d_y_.resize(dy.shape());
-    drop_.backward(dy, d_y_, false);
-    d_sum_.resize_zero(sum_.shape());
-    ln_.backward(sum_, d_y_, d_sum_);
-    Backend::sum_rows(d_sum_.data(), d_sum_.numel() / hidden_, hidden_, ps_->grad(tt_), T(0));
-    Backend::axpy(dx.numel(), T(1), d_sum_.data(), dx.data());
+  /// Parameter gradients assigned; dx += dL/dx (accumulate false: dx = dL/dx, its old contents
+  /// never read). dx must not be dy.
+  void backward(const tensor_t& dy, tensor_t& dx, bool accumulate = true) {
+    const tensor_t* g = &dy;  // dy through the dropout (dy itself where it dropped nothing)
+    if (drop_.active()) {
+      d_y_.resize(dy.shape());
+      drop_.backward(dy, d_y_, false);
+      g = &d_y_;
+    }
+    tensor_t* d_sum = &dx;  // d(x + token type): dx itself unless accumulating
+    if (accumulate) {
+      d_sum_.resize(sum_.shape());
+      d_sum = &d_sum_;
+    }
+    ln_.backward(sum_, *g, *d_sum, false);
+    Backend::sum_rows(d_sum->data(), d_sum->numel() / hidden_, hidden_, ps_->grad(tt_), T(0));
+    if (accumulate) Backend::axpy(dx.numel(), T(1), d_sum_.data(), dx.data());
   }
 
  private:

@@ -37,18 +37,19 @@ class encoder {
   /// Attention probabilities (B, heads, L, L) of layer i from the last forward.
   const tensor_t& attention_probs(std::size_t i) const { return layers_.at(i).attention_probs(); }
 
-  /// Parameter gradients assigned; dx += dL/dx for the input of the last forward.
-  void backward(const tensor_t& dy, tensor_t& dx) {
+  /// Parameter gradients assigned; dx += dL/dx for the input of the last forward (accumulate
+  /// false: dx = dL/dx, its old contents never read).
+  void backward(const tensor_t& dy, tensor_t& dx, bool accumulate = true) {
     check(input_ != nullptr, "encoder::backward called before forward");
     const tensor_t* g = &dy;
     for (std::size_t i = layers_.size(); i-- > 0;) {
       const tensor_t& x = i == 0 ? *input_ : layers_[i - 1].output();
       if (i == 0) {
-        layers_[0].backward(x, *g, dx);
+        layers_[0].backward(x, *g, dx, accumulate);
       } else {
         tensor_t& buf = grad_[i % 2];
-        buf.resize_zero(x.shape());
-        layers_[i].backward(x, *g, buf);
+        buf.resize(x.shape());
+        layers_[i].backward(x, *g, buf, false);  // assigns: no zeroing
         g = &buf;
       }
     }

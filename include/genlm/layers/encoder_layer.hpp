@@ -71,34 +71,58 @@ class encoder_layer {
   const tensor_t& attention_probs() const { return attn_.attention_probs(); }
   relative_attention<T, Backend, Variant>& attention() { return attn_; }
 
-  /// Parameter gradients assigned; dx += dL/dx (x: the input of the last forward).
-  void backward(const tensor_t& x, const tensor_t& dy, tensor_t& dx) {
-    d_h2_.resize_zero(h2_.shape());
-    ln2_.backward(h2_, dy, d_h2_);                 // d(residual sum 2)
-    d_a_ = d_h2_;                                  // residual branch
-    drop2_.backward(d_h2_, d_h2_, false);          // d(output.dense out)
-    d_g_.resize_zero(g_.shape());
-    out_dense_.backward(g_, d_h2_, &d_g_);
-    d_i_.resize_zero(i_.shape());
-    Activation::backward(i_, d_g_, d_i_);
-    inter_.backward(a_, d_i_, &d_a_);
-    d_h1_.resize_zero(h1_.shape());
-    ln1_.backward(h1_, d_a_, d_h1_);               // d(residual sum 1)
-    Backend::axpy(dx.numel(), T(1), d_h1_.data(), dx.data());  // residual branch
-    drop1_.backward(d_h1_, d_h1_, false);
-    d_ctx_.resize_zero(ctx_.shape());
-    attn_out_.backward(ctx_, d_h1_, &d_ctx_);
-    attn_.backward(x, d_ctx_, dx);
+  /// Parameter gradients assigned; dx += dL/dx (x: the input of the last forward). accumulate
+  /// false: dx = dL/dx (its old contents never read, so it needs no zeroing). dx must not be x or dy.
+  /// Every workspace is written before it is read: no zero fills, no copies (the residual
+  /// gradients are accumulated by the GEMMs that produce the branch gradients).
+  void backward(const tensor_t& x, const tensor_t& dy, tensor_t& dx, bool accumulate = true) {
+    // second sublayer: y = LN2(drop2(g Wo2^T + bo2) + a), g = act(a Wi^T + bi)
+    d_h2_.resize(h2_.shape());
+    ln2_.backward(h2_, dy, d_h2_, false);          // d(residual sum 2) = d(a) so far (residual branch)
+    const tensor_t& d_o = dropped(drop2_, d_h2_, d_o_);  // d(output.dense out)
+    d_g_.resize(g_.shape());
+    out_dense_.backward(g_, d_o, &d_g_, false);
+    if constexpr (requires { Activation::backward(i_, d_g_, d_i_, false); }) {
+      d_i_.resize(i_.shape());
+      Activation::backward(i_, d_g_, d_i_, false);
+    } else {  // an activation whose backward only accumulates
+      d_i_.resize_zero(i_.shape());
+      Activation::backward(i_, d_g_, d_i_);
+    }
+    inter_.backward(a_, d_i_, &d_h2_);             // d(a) += d_i Wi (d_o, which may be d_h2_, is read by now)
+    // first sublayer: a = LN1(drop1(ctx Wo^T + bo) + x)
+    if (accumulate) {
+      d_h1_.resize(h1_.shape());
+      ln1_.backward(h1_, d_h2_, d_h1_, false);     // d(residual sum 1)
+      Backend::axpy(dx.numel(), T(1), d_h1_.data(), dx.data());  // residual branch
+      drop1_.backward(d_h1_, d_h1_, false);
+      d_ctx_.resize(ctx_.shape());
+      attn_out_.backward(ctx_, d_h1_, &d_ctx_, false);
+    } else {
+      ln1_.backward(h1_, d_h2_, dx, false);        // d(residual sum 1): dx's residual branch
+      const tensor_t& d_p = dropped(drop1_, dx, d_h1_);  // d(attention.output.dense out)
+      d_ctx_.resize(ctx_.shape());
+      attn_out_.backward(ctx_, d_p, &d_ctx_, false);  // reads d_p (maybe dx) before attention adds to dx
+    }
+    attn_.backward(x, d_ctx_, dx);                 // dx += the attention branch
   }
 
  private:
+  /// dy through dropout d: dy itself where the last forward dropped nothing, else buf = d'(dy).
+  static const tensor_t& dropped(const dropout<T, Backend>& d, const tensor_t& dy, tensor_t& buf) {
+    if (!d.active()) return dy;
+    buf.resize(dy.shape());
+    d.backward(dy, buf, false);
+    return buf;
+  }
+
   std::string name_;
   relative_attention<T, Backend, Variant> attn_;
   linear<T, Backend> attn_out_, inter_, out_dense_;
   layer_norm<T, Backend> ln1_, ln2_;
   dropout<T, Backend> drop1_, drop2_;
   tensor_t ctx_, h1_, a_, i_, g_, h2_, y_;         // forward activations
-  tensor_t d_h2_, d_a_, d_g_, d_i_, d_h1_, d_ctx_;  // backward workspaces
+  tensor_t d_h2_, d_o_, d_g_, d_i_, d_h1_, d_ctx_;  // backward workspaces
 };
 
 }  // namespace genlm

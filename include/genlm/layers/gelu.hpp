@@ -24,12 +24,13 @@ struct gelu {
     else
       Backend::gelu_forward(y.data(), g.data(), y.numel());
   }
-  /// dx += dy * gelu'(x)
+  /// dx += dy * gelu'(x) (accumulate false: dx = dy * gelu'(x), its old contents never read).
   template <class T, class Backend>
-  static void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx) {
+  static void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx,
+                       bool accumulate = true) {
     expect_shape(dy.shape(), x.shape(), "gelu backward: dy");
     expect_shape(dx.shape(), x.shape(), "gelu backward: dx");
-    Backend::gelu_backward(x.data(), dy.data(), dx.data(), x.numel());
+    Backend::gelu_backward(x.data(), dy.data(), dx.data(), x.numel(), accumulate);
   }
 };
 

@@ -31,14 +31,16 @@ class layer_norm {
                                 dim_, eps_);
   }
 
-  /// Gradients of gamma/beta assigned; dx += ... (x must be the input of the last forward).
-  void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx) {
+  /// Gradients of gamma/beta assigned; dx += ... (accumulate false: dx = ..., its old contents
+  /// never read). x must be the input of the last forward.
+  void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>& dx,
+                bool accumulate = true) {
     const index_t n = rows_of(x);
     expect_shape(dy.shape(), x.shape(), "layer_norm '", name_, "' backward: dy");
     expect_shape(dx.shape(), x.shape(), "layer_norm '", name_, "' backward: dx");
     check<shape_error>(mean_.numel() == n, "layer_norm '", name_, "': backward without matching forward");
     Backend::layer_norm_backward(dy.data(), x.data(), ps_->value(g_), mean_.data(), rstd_.data(), dx.data(),
-                                 ps_->grad(g_), ps_->grad(b_), n, dim_);
+                                 ps_->grad(g_), ps_->grad(b_), n, dim_, accumulate);
   }
 
  private:

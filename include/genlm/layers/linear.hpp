@@ -39,15 +39,18 @@ class linear {
   /// The bias (out), or nullptr for a layer without one.
   const T* bias_data() const { return has_bias_ ? ps_->value(b_) : nullptr; }
 
-  /// Parameter gradients assigned (dW = dy^T x, db = sum dy); dx += dy W when dx != nullptr.
-  void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>* dx) {
+  /// Parameter gradients assigned (dW = dy^T x, db = sum dy); dx += dy W when dx != nullptr
+  /// (accumulate false: dx = dy W, dx's old contents never read, so it needs no zeroing).
+  void backward(const tensor<T, Backend>& x, const tensor<T, Backend>& dy, tensor<T, Backend>* dx,
+                bool accumulate = true) {
     const index_t n = rows_of(x);
     expect_shape(dy.shape(), out_shape(x), "linear '", name_, "' backward: dy");
     Backend::gemm(true, false, out_, in_, n, T(1), dy.data(), out_, x.data(), in_, T(0), ps_->grad(w_), in_);
     if (has_bias_) Backend::sum_rows(dy.data(), n, out_, ps_->grad(b_), T(0));
     if (dx) {
       expect_shape(dx->shape(), x.shape(), "linear '", name_, "' backward: dx");
-      Backend::gemm(false, false, n, in_, out_, T(1), dy.data(), out_, ps_->value(w_), in_, T(1), dx->data(), in_);
+      Backend::gemm(false, false, n, in_, out_, T(1), dy.data(), out_, ps_->value(w_), in_, T(accumulate ? 1 : 0),
+                    dx->data(), in_);
     }
   }
 

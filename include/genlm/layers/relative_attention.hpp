@@ -73,15 +73,16 @@ class relative_attention {
     mask_ = mask;
     const index_t H = heads_, D = head_dim_, L = L_, W = 2 * L_ - 1, BH = B_ * heads_;
 
-    q_.forward(x, lin_);  // (B, L, hidden)
+    // projections (B, L, hidden) without their biases; each bias is added by the permute into heads
+    q_.forward_product(x, lin_);
     qh_.resize({B_, H, L, D});
-    Backend::permute_0213(lin_.data(), qh_.data(), B_, L, H, D, false);
-    k_.forward(x, lin_);
+    Backend::permute_0213(lin_.data(), qh_.data(), B_, L, H, D, false, q_.bias_data());
+    k_.forward_product(x, lin_);
     kh_.resize({B_, H, L, D});
-    Backend::permute_0213(lin_.data(), kh_.data(), B_, L, H, D, false);
-    v_.forward(x, lin_);
+    Backend::permute_0213(lin_.data(), kh_.data(), B_, L, H, D, false, k_.bias_data());
+    v_.forward_product(x, lin_);
     vh_.resize({B_, H, L, D});
-    Backend::permute_0213(lin_.data(), vh_.data(), B_, L, H, D, false);
+    Backend::permute_0213(lin_.data(), vh_.data(), B_, L, H, D, false, v_.bias_data());
 
     // S = Q K^T  (BH, L, L)
     probs_.resize({B_, H, L, L});

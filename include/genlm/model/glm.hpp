@@ -127,15 +127,16 @@ class GLM {
     expect_shape(d_hyp.shape(), {B, L, C.hypotheses, C.label_dim()}, "GLM backward: d(hypotheses)");
     expect_shape(d_logits.shape(), {B, L, C.hypotheses}, "GLM backward: d(logits)");
     const tensor_t& h = enc_.layer(enc_.num_layers() - 1).output();
-    d_h_.resize_zero(h.shape());
+    // workspaces are assigned, not accumulated into, so none needs zeroing
+    d_h_.resize(h.shape());
     d_hyp_flat_ = d_hyp;
     d_hyp_flat_.reshape({B, L, index_t(C.hypotheses) * C.label_dim()});
-    hyp_.backward(h, d_hyp_flat_, &d_h_);
+    hyp_.backward(h, d_hyp_flat_, &d_h_, false);
     prob_.backward(h, d_logits, &d_h_);
-    d_e_.resize_zero(h.shape());
-    enc_.backward(d_h_, d_e_);
-    d_h0_.resize_zero(h0_.shape());
-    emb_.backward(d_e_, d_h0_);
+    d_e_.resize(h.shape());
+    enc_.backward(d_h_, d_e_, false);
+    d_h0_.resize(h0_.shape());
+    emb_.backward(d_e_, d_h0_, false);
     dense_.backward(x_, d_h0_, nullptr);
   }
 

@@ -161,7 +161,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
   fake_cuda_drain(h->stream);  // stream order: after a pending copy or collective
   if (detail::sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
-  detail::queued(h->stream);
+  detail::queued(h->stream, call);
   const auto bad = [&](const std::string& what) {
     report(std::string(call) + ": " + what + " (CUBLAS_STATUS_INVALID_VALUE)");
     return CUBLAS_STATUS_INVALID_VALUE;

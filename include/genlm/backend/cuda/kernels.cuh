@@ -261,10 +261,11 @@ __global__ void layer_norm_forward(const T* x, const T* gamma, const T* beta, T*
     for (index_t c = lane; c < cols; c += 32) yr[c] = T((xr[c] - mu) * rs) * gamma[c] + beta[c];
   }
 }
-/// dx += rs * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma (warp per row).
+/// dx += rs * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma (warp per row); accumulate
+/// false: dx = ... (dx's old contents never read).
 template <class T>
 __global__ void layer_norm_backward_dx(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx,
-                                       index_t rows, index_t cols) {
+                                       index_t rows, index_t cols, bool accumulate) {
   const index_t row = index_t(blockIdx.x) * warps_per_block + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -282,7 +283,8 @@ __global__ void layer_norm_backward_dx(const T* dy, const T* x, const T* gamma, 
   for (index_t c = lane; c < cols; c += 32) {
     const double xhat = (xr[c] - mu) * rs;
     const double g = double(dyr[c]) * gamma[c];
-    dxr[c] += T(rs * (g - a - xhat * b));
+    const T v = T(rs * (g - a - xhat * b));
+    dxr[c] = accumulate ? dxr[c] + v : v;
   }
 }
 /// dgamma[c] = sum_r dy * xhat, dbeta[c] = sum_r dy (assigned), tiled and split as sum_rows
@@ -338,20 +340,23 @@ __global__ void bias_gelu_forward(T* y, const T* b, T* g, index_t rows, index_t 
     g[i] = gelu_value(v);
   }
 }
+/// dx += dy * gelu'(x); accumulate false: dx = dy * gelu'(x) (dx's old contents never read).
 template <class T>
-__global__ void gelu_backward(const T* x, const T* dy, T* dx, index_t n) {
+__global__ void gelu_backward(const T* x, const T* dy, T* dx, index_t n, bool accumulate) {
   GENLM_GRID_STRIDE(i, n) {
+    T v;
     if constexpr (std::is_same_v<T, float>) {
       const float xv = x[i];
       const float d = 0.5f * (1.0f + erff(xv * 0.70710678118654752440f)) +
                       xv * 0.39894228040143267794f * expf(-0.5f * xv * xv);
-      dx[i] += dy[i] * d;
+      v = dy[i] * d;
     } else {
       const double xv = x[i];
       const double d = 0.5 * (1.0 + erf(xv * 0.70710678118654752440)) +
                        xv * 0.39894228040143267794 * exp(-0.5 * xv * xv);
-      dx[i] += T(dy[i] * d);
+      v = T(dy[i] * d);
     }
+    dx[i] = accumulate ? dx[i] + v : v;
   }
 }
 
@@ -400,9 +405,11 @@ __global__ void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, i
 }
 
 // ------------------------------------------------------------------ layout
-/// dst(a, c, b, d) (+)= src(a, b, c, d) for src (A, B, C, D); one thread per element.
+/// dst(a, c, b, d) (+)= src(a, b, c, d) [+ bias(c, d)] for src (A, B, C, D); bias (C, D) or nullptr;
+/// one thread per element.
 template <class T>
-__global__ void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate) {
+__global__ void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t C, index_t D, bool accumulate,
+                             const T* bias) {
   GENLM_GRID_STRIDE(i, A * B * C * D) {
     const index_t d = i % D;
     index_t t = i / D;
@@ -411,7 +418,8 @@ __global__ void permute_0213(const T* src, T* dst, index_t A, index_t B, index_t
     const index_t b = t % B;
     const index_t a = t / B;
     T& o = dst[((a * C + c) * B + b) * D + d];
-    o = accumulate ? o + src[i] : src[i];
+    const T v = bias ? T(src[i] + bias[c * D + d]) : src[i];
+    o = accumulate ? o + v : v;
   }
 }
 

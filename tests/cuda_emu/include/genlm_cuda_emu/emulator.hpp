@@ -239,8 +239,22 @@ inline void drain_device() {
   for (cudaStream_t s : ss) fake_cuda_drain(s);
 }
 inline genlm_cuda_emu_queue& queue_of(cudaStream_t s) { return s ? *s->queue : *st().null_queue; }
-/// Work (a kernel, cuBLAS call, copy or memset) queued on stream s (null: the null stream).
-inline void queued(cudaStream_t s) { ++queue_of(s).queued; }
+/// Operations queued since the program started, by name (genlm_cuda_emu::operations).
+struct op_log {
+  std::mutex mu;
+  std::map<std::string, std::uint64_t> counts;
+};
+inline op_log& ops() {
+  static op_log* l = new op_log;  // never destroyed, as st()
+  return *l;
+}
+/// Work (a kernel, cuBLAS call, copy or memset; `what` names it) queued on stream s (null: the
+/// null stream).
+inline void queued(cudaStream_t s, const char* what) {
+  ++queue_of(s).queued;
+  std::lock_guard<std::mutex> lock(ops().mu);
+  ++ops().counts[what ? what : "?"];
+}
 /// The host waits for the first `upto` operations of queue q: one host wait when some of them
 /// were not waited for yet.
 inline bool wait_for(genlm_cuda_emu_queue& q, std::uint64_t upto) {
@@ -611,7 +625,7 @@ struct launch_config {
     int index = 0;
     std::apply([&](const auto&... v) { ((ok = ok && detail::check_pointer_arg(v, name, index++)), ...); }, args);
     if (!ok) return;
-    detail::queued(stream);
+    detail::queued(stream, name);
     auto body = [&] { std::apply(kernel, args); };
     using body_t = decltype(body);
     detail::run(reinterpret_cast<std::uintptr_t>(kernel), grid, block, name,
@@ -638,6 +652,27 @@ inline std::size_t device_bytes() {
 /// memory, which returns when the copy is done: the copy's own stream is idle after it). Differences of this count are what tests compare, e.g.
 /// "a training step waits for the device once".
 inline std::uint64_t host_waits() { return detail::st().waits.load(); }
+/// Operations queued on any stream since the program started, by name: each kernel launch under
+/// the name it was launched with (GENLM_CUDA_KERNEL_LAUNCH's), each cuBLAS call under its function's
+/// name ("cublasGemmEx", ...), copies as "cudaMemcpy HtoD" / "DtoH" / "DtoD" and memsets as
+/// "cudaMemset" (work that a device would run; launches that fail their checks are not counted).
+/// Differences of two snapshots are what tests compare, e.g. "a training step's launches do not
+/// depend on the batch size".
+inline std::map<std::string, std::uint64_t> operations() {
+  std::lock_guard<std::mutex> lock(detail::ops().mu);
+  return detail::ops().counts;
+}
+/// b - a, name by name (names without a difference left out).
+inline std::map<std::string, std::uint64_t> operations_between(const std::map<std::string, std::uint64_t>& a,
+                                                               const std::map<std::string, std::uint64_t>& b) {
+  std::map<std::string, std::uint64_t> d;
+  for (const auto& [k, v] : b) {
+    const auto it = a.find(k);
+    const std::uint64_t before = it == a.end() ? 0 : it->second;
+    if (v > before) d[k] = v - before;
+  }
+  return d;
+}
 /// GENLM_CUDA_EMU_ORDER at run time (true: blocks, and the threads of a block, in reverse order).
 inline void set_reverse_order(bool on) {
   std::lock_guard<std::mutex> lock(detail::st().mu);
@@ -865,12 +900,13 @@ inline cudaError_t memcpy_on(void* dst, const void* src, std::size_t bytes, cuda
   if (const cudaError_t s = sticky(); s != cudaSuccess) return s;
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
-  queued(stream);
+  const bool to_dev = is_device_range(dst, bytes), from_dev = is_device_range(src, bytes);
+  queued(stream, to_dev ? (from_dev ? "cudaMemcpy DtoD" : "cudaMemcpy HtoD")
+                        : (from_dev ? "cudaMemcpy DtoH" : "cudaMemcpy HtoH"));
   // into pageable host memory: cudaMemcpyAsync returns when the copy is done
-  if (blocking || (!is_device_range(dst, bytes) && !is_pinned_range(dst, bytes) && is_device_range(src, bytes)))
-    waited(stream);
+  if (blocking || (!to_dev && !is_pinned_range(dst, bytes) && from_dev)) waited(stream);
   if (stream && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDefault) && is_pinned_range(src, bytes) &&
-      is_device_range(dst, bytes)) {
+      to_dev) {
     // a DMA from pinned memory: runs when the stream next does something (reads src then)
     auto ran = std::make_shared<bool>(false);
     stream->block = [dst, src, bytes, ran] {
@@ -899,7 +935,7 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, std::size_t bytes, cudaStream
   if (!is_device_range(p, bytes))
     return fail(cudaErrorInvalidValue, "cudaMemset: " + hex(p) + " + " + std::to_string(bytes) +
                                            " bytes is not inside a device allocation");
-  queued(stream);
+  queued(stream, "cudaMemset");
   std::memset(p, v, bytes);
   return cudaSuccess;
 }
