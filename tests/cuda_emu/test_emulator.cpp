@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -380,4 +381,38 @@ TEST_CASE("emulator: host_waits counts the waits that find queued work, once eac
   REQUIRE(cudaFreeHost(pinned) == cudaSuccess);
   REQUIRE(cudaStreamDestroy(s) == cudaSuccess);
   REQUIRE(cudaStreamDestroy(t) == cudaSuccess);
+}
+
+TEST_CASE("emulator: operations() counts queued work by name; failed launches are not counted", "[emulator]") {
+  genlm_cuda_emu::reset();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  device_buffer<float> y(64), c(64);
+  std::vector<float> h(64, 1.0f);
+  const auto before = genlm_cuda_emu::operations();
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 64, s, "write_index")(y.p, index_t(64));
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 64, s, "write_index")(y.p, index_t(64));
+  GENLM_CUDA_KERNEL_LAUNCH(write_index, 1, 2048, s, "write_index")(y.p, index_t(64));  // too many threads
+  CHECK(cudaGetLastError() != cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(c.p, h.data(), 64 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(c.p, y.p, 64 * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+  REQUIRE(cudaMemcpy(h.data(), c.p, 64 * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(c.p, h.data(), 0, cudaMemcpyHostToDevice, s) == cudaSuccess);  // empty: nothing queued
+  REQUIRE(cudaMemsetAsync(y.p, 0, 64 * sizeof(float), s) == cudaSuccess);
+  cublasHandle_t hb = nullptr;
+  REQUIRE(cublasCreate(&hb) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSetStream(hb, s) == CUBLAS_STATUS_SUCCESS);
+  const float one = 1.0f, zero = 0.0f;
+  REQUIRE(cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, y.p, CUDA_R_32F, 8, y.p, CUDA_R_32F, 8, &zero, c.p,
+                       CUDA_R_32F, 8, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS);
+  CHECK(cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, y.p, CUDA_R_32F, 1, y.p, CUDA_R_32F, 8, &zero, c.p,
+                     CUDA_R_32F, 8, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE);  // lda
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  const auto d = genlm_cuda_emu::operations_between(before, genlm_cuda_emu::operations());
+  const std::map<std::string, std::uint64_t> want = {{"write_index", 2},        {"cudaMemcpy HtoD", 1},
+                                                     {"cudaMemcpy DtoD", 1},    {"cudaMemcpy DtoH", 1},
+                                                     {"cudaMemset", 1},         {"cublasGemmEx", 1}};
+  CHECK(d == want);
+  REQUIRE(cublasDestroy(hb) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cudaStreamDestroy(s) == cudaSuccess);
 }

@@ -161,7 +161,6 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
   fake_cuda_drain(h->stream);  // stream order: after a pending copy or collective
   if (detail::sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
-  detail::queued(h->stream, call);
   const auto bad = [&](const std::string& what) {
     report(std::string(call) + ": " + what + " (CUBLAS_STATUS_INVALID_VALUE)");
     return CUBLAS_STATUS_INVALID_VALUE;
@@ -184,6 +183,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
   if (k > 0 && !extent_ok(A, sizeof(T), ra, ca, lda, sa, batch)) return outside("A");
   if (k > 0 && !extent_ok(B, sizeof(T), rb, cb, ldb, sb, batch)) return outside("B");
   if (!extent_ok(C, sizeof(T), m, n, ldc, sc, batch)) return outside("C");
+  detail::queued(h->stream, call);  // checked, not empty: work a device would run
   float (*round)(float) = nullptr;
   if constexpr (std::is_same_v<T, float>) {
     if (ct == CUBLAS_COMPUTE_32F_FAST_TF32) round = round_tf32;
