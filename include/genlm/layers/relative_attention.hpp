@@ -37,6 +37,8 @@ template <class T, class Backend, attention_variant Variant = relative_key_query
 class relative_attention {
  public:
   using tensor_t = tensor<T, Backend>;
+  /// Relative-position score terms: QE alone (relative_key) or QE and KE (relative_key_query).
+  static constexpr index_t rel_terms = Variant::key_term ? 2 : 1;
   relative_attention() = default;
   /// Declares "<prefix>.{query,key,value}.{weight,bias}" and "<prefix>.distance_embedding.weight".
   relative_attention(parameter_store<T, Backend>& ps, const std::string& prefix, index_t hidden, index_t heads,
@@ -74,30 +76,31 @@ class relative_attention {
     const index_t H = heads_, D = head_dim_, L = L_, W = 2 * L_ - 1, BH = B_ * heads_;
 
     // projections (B, L, hidden) without their biases; each bias is added by the permute into heads
+    // Q and K in one buffer, K right after Q, so that the relative terms of both are one GEMM
+    qk_.resize({2 * B_, H, L, D});  // Q (B, H, L, D), then K
+    T* const qh = qk_.data();
+    T* const kh = qh + BH * L * D;
     q_.forward_product(x, lin_);
-    qh_.resize({B_, H, L, D});
-    Backend::permute_0213(lin_.data(), qh_.data(), B_, L, H, D, false, q_.bias_data());
+    Backend::permute_0213(lin_.data(), qh, B_, L, H, D, false, q_.bias_data());
     k_.forward_product(x, lin_);
-    kh_.resize({B_, H, L, D});
-    Backend::permute_0213(lin_.data(), kh_.data(), B_, L, H, D, false, k_.bias_data());
+    Backend::permute_0213(lin_.data(), kh, B_, L, H, D, false, k_.bias_data());
     v_.forward_product(x, lin_);
     vh_.resize({B_, H, L, D});
     Backend::permute_0213(lin_.data(), vh_.data(), B_, L, H, D, false, v_.bias_data());
 
     // S = Q K^T  (BH, L, L)
     probs_.resize({B_, H, L, L});
-    Backend::gemm_strided_batched(false, true, L, L, D, T(1), qh_.data(), D, L * D, kh_.data(), D, L * D, T(0),
+    Backend::gemm_strided_batched(false, true, L, L, D, T(1), qh, D, L * D, kh, D, L * D, T(0),
                                   probs_.data(), L, L * L, BH);
-    // relative terms: QE = Q E_sub^T, KE = K E_sub^T  (BH*L, 2L-1)
+    // relative terms: QE = Q E_sub^T, KE = K E_sub^T  (BH*L, 2L-1) each, KE right after QE: one
+    // GEMM over the rows of Q and K together (Q's alone under relative_key)
     const T* esub = ps_->value(e_) + (max_pos_ - L) * D;
-    qe_.resize({BH * L, W});
-    Backend::gemm(false, true, BH * L, W, D, T(1), qh_.data(), D, esub, D, T(0), qe_.data(), W);
-    if constexpr (Variant::key_term) {
-      ke_.resize({BH * L, W});
-      Backend::gemm(false, true, BH * L, W, D, T(1), kh_.data(), D, esub, D, T(0), ke_.data(), W);
-    }
+    rel_.resize({rel_terms * BH * L, W});
+    Backend::gemm(false, true, rel_terms * BH * L, W, D, T(1), qh, D, esub, D, T(0), rel_.data(), W);
+    const T* qe = rel_.data();
+    const T* ke = Variant::key_term ? qe + BH * L * W : nullptr;
     // A = softmax((S + relative terms) / sqrt(D) + mask)  (B, H, L, L), in place, one pass
-    Backend::relpos_softmax_forward(probs_.data(), qe_.data(), Variant::key_term ? ke_.data() : static_cast<T*>(nullptr),
+    Backend::relpos_softmax_forward(probs_.data(), qe, ke,
                                     mask ? mask->data() : static_cast<const T*>(nullptr), probs_.data(), B_, H, L,
                                     T(1.0 / std::sqrt(double(D))));
     // context = dropout(A) V  (BH, L, D) -> (B, L, hidden)
@@ -138,34 +141,35 @@ class relative_attention {
     if (dropped) drop_.backward(g_s_, g_s_, false);
     // dS (pre-scale scores) = A * (dA - rowsum(dA * A)) / sqrt(D), in place; and the relative terms'
     // gradients dQE / dKE (BH*L, 2L-1) gathered from dS, in the same pass over each score block
-    g_qe_.resize({BH * L, W});
-    if constexpr (Variant::key_term) g_ke_.resize({BH * L, W});
-    Backend::softmax_relpos_backward(probs_.data(), g_s_.data(), g_s_.data(), g_qe_.data(),
-                                     Variant::key_term ? g_ke_.data() : static_cast<T*>(nullptr), BH, L,
+    // (dQE then dKE in one buffer, as QE and KE in the forward)
+    g_rel_.resize({rel_terms * BH * L, W});
+    T* const g_qe = g_rel_.data();
+    T* const g_ke = Variant::key_term ? g_qe + BH * L * W : nullptr;
+    Backend::softmax_relpos_backward(probs_.data(), g_s_.data(), g_s_.data(), g_qe, g_ke, BH, L,
                                      T(1.0 / std::sqrt(double(D))));
-    // dQ = dS K, dK = dS^T Q  (BH, L, D)
-    g_q_.resize({B_, H, L, D});
-    Backend::gemm_strided_batched(false, false, L, D, L, T(1), g_s_.data(), L, L * L, kh_.data(), D, L * D, T(0),
-                                  g_q_.data(), D, L * D, BH);
-    g_k_.resize({B_, H, L, D});
-    Backend::gemm_strided_batched(true, false, L, D, L, T(1), g_s_.data(), L, L * L, qh_.data(), D, L * D, T(0),
-                                  g_k_.data(), D, L * D, BH);
-    // relative terms: dQ += dQE E_sub, dE_sub = dQE^T Q (+ dK += dKE E_sub, dE_sub += dKE^T K)
+    // dQ = dS K, dK = dS^T Q  (BH, L, D) each, dK right after dQ
+    const T* const qh = qk_.data();
+    const T* const kh = qh + BH * L * D;
+    g_qk_.resize({2 * B_, H, L, D});  // dQ (B, H, L, D), then dK
+    T* const g_q = g_qk_.data();
+    T* const g_k = g_q + BH * L * D;
+    Backend::gemm_strided_batched(false, false, L, D, L, T(1), g_s_.data(), L, L * L, kh, D, L * D, T(0), g_q, D,
+                                  L * D, BH);
+    Backend::gemm_strided_batched(true, false, L, D, L, T(1), g_s_.data(), L, L * L, qh, D, L * D, T(0), g_k, D,
+                                  L * D, BH);
+    // relative terms, each one GEMM over the rows of Q and K together (Q's alone under
+    // relative_key): [dQ; dK] += [dQE; dKE] E_sub, dE_sub = [dQE; dKE]^T [Q; K] = dQE^T Q + dKE^T K
     const T* esub = ps_->value(e_) + (max_pos_ - L) * D;
     T* g_e = ps_->grad(e_);
-    Backend::fill(g_e, (2 * max_pos_ - 1) * D, T(0));
+    Backend::fill(g_e, (2 * max_pos_ - 1) * D, T(0));  // rows beyond the window's distances stay 0
     T* g_esub = g_e + (max_pos_ - L) * D;
-    Backend::gemm(false, false, BH * L, D, W, T(1), g_qe_.data(), W, esub, D, T(1), g_q_.data(), D);
-    Backend::gemm(true, false, W, D, BH * L, T(1), g_qe_.data(), W, qh_.data(), D, T(0), g_esub, D);
-    if constexpr (Variant::key_term) {
-      Backend::gemm(false, false, BH * L, D, W, T(1), g_ke_.data(), W, esub, D, T(1), g_k_.data(), D);
-      Backend::gemm(true, false, W, D, BH * L, T(1), g_ke_.data(), W, kh_.data(), D, T(1), g_esub, D);
-    }
+    Backend::gemm(false, false, rel_terms * BH * L, D, W, T(1), g_qe, W, esub, D, T(1), g_q, D);
+    Backend::gemm(true, false, W, D, rel_terms * BH * L, T(1), g_qe, W, qh, D, T(0), g_esub, D);
     // back to (B, L, hidden) and through the projections
     g_lin_.resize({B_, L, hidden_});
-    Backend::permute_0213(g_q_.data(), g_lin_.data(), B_, H, L, D, false);
+    Backend::permute_0213(g_q, g_lin_.data(), B_, H, L, D, false);
     q_.backward(x, g_lin_, &dx);
-    Backend::permute_0213(g_k_.data(), g_lin_.data(), B_, H, L, D, false);
+    Backend::permute_0213(g_k, g_lin_.data(), B_, H, L, D, false);
     k_.backward(x, g_lin_, &dx);
     Backend::permute_0213(g_v_.data(), g_lin_.data(), B_, H, L, D, false);
     v_.backward(x, g_lin_, &dx);
@@ -182,14 +186,16 @@ class relative_attention {
   index_t B_ = 0, L_ = 0;
   const tensor_t* mask_ = nullptr;
   tensor_t lin_;                     // (B, L, hidden) projection scratch
-  tensor_t qh_, kh_, vh_;            // (B, heads, L, head_dim)
-  tensor_t qe_, ke_;                 // (B*heads*L, 2L-1)
+  tensor_t qk_;                      // (2 B, heads, L, head_dim): Q (B, ...), then K
+  tensor_t vh_;                      // (B, heads, L, head_dim)
+  tensor_t rel_;                     // (rel_terms, B*heads*L, 2L-1): QE, then KE (relative_key_query)
   tensor_t probs_, probs_drop_;      // (B, heads, L, L)
   tensor_t ctxh_;                    // (B, heads, L, head_dim)
   // backward workspaces
-  tensor_t g_ctx_, g_v_, g_q_, g_k_;  // (B, heads, L, head_dim)
+  tensor_t g_ctx_, g_v_;              // (B, heads, L, head_dim)
+  tensor_t g_qk_;                     // (2 B, heads, L, head_dim): dQ, then dK
   tensor_t g_s_;                      // (B, heads, L, L)
-  tensor_t g_qe_, g_ke_;              // (B*heads*L, 2L-1)
+  tensor_t g_rel_;                    // (rel_terms, B*heads*L, 2L-1): dQE, then dKE
   tensor_t g_lin_;                    // (B, L, hidden)
 };
 
