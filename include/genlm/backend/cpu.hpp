@@ -788,18 +788,6 @@ GENLM_DISPATCHED(clip_run, clip_body)
 GENLM_DISPATCHED(nonfinite, nonfinite_body)
 #undef GENLM_DISPATCHED
 
-/// Values of a mask row other than 0 and 1, plus 1 when none is 1 (a row without genes).
-template <class T>
-index_t mask_row_faults(const T* m, index_t L) {
-  index_t bad = 0;
-  bool gene = false;
-  for (index_t l = 0; l < L; ++l) {
-    gene = gene || m[l] == T(1);
-    bad += !(m[l] == T(0) || m[l] == T(1));
-  }
-  return bad + !gene;
-}
-
 /// ||h - y||^2 over D, summed in order, in double.
 template <class T>
 double sqdist(const T* h, const double* y, index_t D) {
@@ -1167,7 +1155,7 @@ struct cpu {
   template <class T>
   static index_t count_input_faults(const T* x, index_t n, const T* mask, index_t B, index_t L) {
     index_t bad = count_nonfinite(x, n);
-    for (index_t b = 0; b < B; ++b) bad += cpu_detail::mask_row_faults(mask + b * L, L);
+    for (index_t b = 0; b < B; ++b) bad += mask_row_faults(mask + b * L, L);
     return bad;
   }
   /// x = clamp(x, -c, c)  (torch.nn.utils.clip_grad_value_); elementwise, split over threads.

@@ -1,7 +1,10 @@
-// genlm/backend/ops_common.hpp - argument types shared by every backend's op set (no Eigen, no
-// CUDA: included by genlm/backend/cpu.hpp and genlm/backend/cuda.cuh alike).
+// genlm/backend/ops_common.hpp - argument types and element rules shared by every backend's op
+// set (no Eigen, no CUDA headers: included by genlm/backend/cpu.hpp and genlm/backend/cuda.cuh
+// alike; the rules are __host__ __device__ under nvcc, so both backends compute the same thing).
 #pragma once
 #include <cstdint>
+
+#include <genlm/core/random.hpp>  // GENLM_HD
 
 namespace genlm {
 
@@ -22,5 +25,18 @@ struct adamw_hparams {
   /// buffer is read once and not written: it stays unclipped). 0: no clipping.
   double clip_value = 0.0;
 };
+
+/// Faults of one attention-mask row m[0..L): values other than 0 and 1, plus 1 when none is 1 (a
+/// contig without genes). count_input_faults of every backend adds these up over the rows.
+template <class T>
+GENLM_HD inline std::int64_t mask_row_faults(const T* m, std::int64_t L) {
+  std::int64_t bad = 0;
+  bool gene = false;
+  for (std::int64_t l = 0; l < L; ++l) {
+    gene = gene || m[l] == T(1);
+    bad += !(m[l] == T(0) || m[l] == T(1));
+  }
+  return bad + !gene;
+}
 
 }  // namespace genlm

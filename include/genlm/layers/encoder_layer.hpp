@@ -90,20 +90,18 @@ class encoder_layer {
       Activation::backward(i_, d_g_, d_i_);
     }
     inter_.backward(a_, d_i_, &d_h2_);             // d(a) += d_i Wi (d_o, which may be d_h2_, is read by now)
-    // first sublayer: a = LN1(drop1(ctx Wo^T + bo) + x)
+    // first sublayer: a = LN1(drop1(ctx Wo^T + bo) + x); d(residual sum 1) is dx's residual
+    // branch: written into dx itself, or (accumulating) into d_o_, free again, and added to dx
+    tensor_t* d_r = &dx;
     if (accumulate) {
-      d_h1_.resize(h1_.shape());
-      ln1_.backward(h1_, d_h2_, d_h1_, false);     // d(residual sum 1)
-      Backend::axpy(dx.numel(), T(1), d_h1_.data(), dx.data());  // residual branch
-      drop1_.backward(d_h1_, d_h1_, false);
-      d_ctx_.resize(ctx_.shape());
-      attn_out_.backward(ctx_, d_h1_, &d_ctx_, false);
-    } else {
-      ln1_.backward(h1_, d_h2_, dx, false);        // d(residual sum 1): dx's residual branch
-      const tensor_t& d_p = dropped(drop1_, dx, d_h1_);  // d(attention.output.dense out)
-      d_ctx_.resize(ctx_.shape());
-      attn_out_.backward(ctx_, d_p, &d_ctx_, false);  // reads d_p (maybe dx) before attention adds to dx
+      d_o_.resize(h1_.shape());
+      d_r = &d_o_;
     }
+    ln1_.backward(h1_, d_h2_, *d_r, false);
+    if (accumulate) Backend::axpy(dx.numel(), T(1), d_o_.data(), dx.data());
+    const tensor_t& d_p = dropped(drop1_, *d_r, d_h1_);  // d(attention.output.dense out)
+    d_ctx_.resize(ctx_.shape());
+    attn_out_.backward(ctx_, d_p, &d_ctx_, false);  // reads d_p (maybe dx) before attention adds to dx
     attn_.backward(x, d_ctx_, dx);                 // dx += the attention branch
   }
 

@@ -18,6 +18,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include <genlm/backend/adamw_update.hpp>
+#include <genlm/backend/ops_common.hpp>
 #include <genlm/core/random.hpp>
 #include <genlm/core/tensor.hpp>
 
@@ -200,8 +201,8 @@ __global__ void count_nonfinite_partial(const T* x, index_t n, unsigned long lon
   const unsigned long long s = br(tmp).Sum(c);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
-// Faults of a model input (cpu_backend::count_input_faults): NaN/Inf values of x (n), values of
-// mask (B, L) other than 0 and 1, and mask rows without a 1; the rows are strided over the grid.
+// Faults of a model input (cpu_backend::count_input_faults): NaN/Inf values of x (n), and each
+// mask row's faults (mask_row_faults, backend/ops_common.hpp); the rows are strided over the grid.
 template <class T>
 __global__ void input_faults_partial(const T* x, index_t n, const T* mask, index_t B, index_t L,
                                      unsigned long long* partial) {
@@ -209,15 +210,7 @@ __global__ void input_faults_partial(const T* x, index_t n, const T* mask, index
   __shared__ typename br::TempStorage tmp;
   unsigned long long c = 0;
   GENLM_GRID_STRIDE(i, n) c += !isfinite(x[i]);
-  GENLM_GRID_STRIDE(b, B) {
-    bool gene = false;
-    for (index_t l = 0; l < L; ++l) {
-      const T v = mask[b * L + l];
-      gene = gene || v == T(1);
-      c += !(v == T(0) || v == T(1));
-    }
-    c += !gene;
-  }
+  GENLM_GRID_STRIDE(b, B) c += mask_row_faults(mask + b * L, L);
   const unsigned long long s = br(tmp).Sum(c);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
