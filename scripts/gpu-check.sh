@@ -12,6 +12,8 @@
 #   5. scripts/compare_pytorch.py --check-builtin and --device cuda (only when $PYTHON imports a
 #      torch that sees the GPU; skipped with the reason otherwise): issue 7's target, so it runs
 #      before the long benchmark suite
+#   5b. compute-sanitizer (memcheck, racecheck, initcheck) over the op tests and memcheck over the
+#      float32 trainer steps, when the tool is installed (GPU_CHECK_SANITIZE=0 skips it)
 #   6. genlm_bench_cuda (GEMM shapes vs cuBLAS peak, paper/small forward + training step, fp32 /
 #      tf32 / bf16) with a short min_time, JSON kept; it gets what is left of the budget (a run cut
 #      short keeps the benchmarks that finished: the summary reads the JSON up to the last one)
@@ -27,7 +29,7 @@
 #       build-gpu-deps/, ~12 MB) so that a machine without them and without network (the device
 #       machine) can build: carry DIR along, the check picks it up.
 # Environment: OUT, PYTHON (default python3), GENLM_GPU_BUILD (build dir, default build-gpu),
-#   GENLM_GPU_DEPS (default build-gpu-deps), GPU_CHECK_BUDGET_S (whole run, default 560),
+#   GENLM_GPU_DEPS (default build-gpu-deps), GPU_CHECK_BUDGET_S (whole run, default 480),
 #   GPU_CHECK_BENCH_MIN_TIME (default 0.05), GPU_CHECK_BENCH_FILTER (default: all),
 #   GPU_CHECK_COMPARE_ARGS (default: paper, train+forward, fp32/tf32/bf16, batches 8 and 64),
 #   GENLM_BENCH_CUDA_BATCHES / GENLM_BENCH_CUDA_PRECISIONS (see benchmarks/bench_cuda.cu),
@@ -76,7 +78,7 @@ LOG="$OUTD/log.txt"
 : >"$LOG"
 BUILD=${GENLM_GPU_BUILD:-build-gpu}
 PY=${PYTHON:-python3}
-BUDGET=${GPU_CHECK_BUDGET_S:-560}
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
 JOBS=$(nproc 2>/dev/null || echo 4)
 export PYTHONUNBUFFERED=1
 START_DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
@@ -308,13 +310,49 @@ if [ "$HAVE_GPU" -eq 1 ] && [ -x "$WL_BIN" ]; then
   if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     run_step check-builtin 120 "$OUTD/compare_pytorch.txt" "$PY" scripts/compare_pytorch.py --check-builtin
     read -r -a cargs <<<"${GPU_CHECK_COMPARE_ARGS:---configs paper --workloads train,forward --precision fp32,tf32,bf16 --batch 8,64 --iters 10 --warmup 3}"
-    run_step compare-pytorch 330 "$OUTD/compare_pytorch.txt" "$PY" scripts/compare_pytorch.py \
+    run_step compare-pytorch 240 "$OUTD/compare_pytorch.txt" "$PY" scripts/compare_pytorch.py \
       --device cuda --build "$BUILD" --markdown --json "$OUTD/compare_pytorch.json" "${cargs[@]}"
   else
     record compare-pytorch "SKIPPED ($PY has no torch with CUDA: $TORCH_INFO)" 0
   fi
 elif [ "$HAVE_GPU" -eq 1 ]; then
   record compare-pytorch "SKIPPED (genlm_workload_cuda not built)" 0
+fi
+
+# ------------------------------------------------------------------------------ 5b. compute-sanitizer
+# What the host emulator (tests/cuda_emu) cannot see, checked on the GPU by NVIDIA's
+# compute-sanitizer: out-of-bounds and misaligned accesses (memcheck), reads of device memory that
+# nothing wrote (initcheck: the backward passes assign their workspaces instead of zeroing them),
+# and shared-memory races between a block's threads (racecheck: the column sums and the CUB block
+# reductions). Each over the op tests (small shapes, every op) under the plain allocator (each
+# buffer its own cudaMalloc, so a stray access does not land in a neighbour); memcheck also over
+# the float32 trainer steps. The tests that provoke CUDA errors on purpose ([errors]) and those that
+# copy unwritten buffers ([memory], initcheck) are left out. Output into ctest.log.
+SANITIZER=""
+for c in "$(command -v compute-sanitizer 2>/dev/null)" "${NVCC:+$(dirname "$NVCC")/compute-sanitizer}" \
+  /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+  if [ -n "$c" ] && [ -x "$c" ]; then SANITIZER=$c; break; fi
+done
+OPS_BIN="$BUILD/tests/gpu/test_cuda_ops"
+MODEL_BIN="$BUILD/tests/gpu/test_cuda_model"
+SANITIZER_SUMMARY=()
+if [ "$HAVE_GPU" -eq 1 ] && [ -x "$OPS_BIN" ] && [ -n "$SANITIZER" ] && [ "${GPU_CHECK_SANITIZE:-1}" = 1 ]; then
+  sanitize() { # name tool binary catch2-spec
+    local before
+    before=$(grep -c 'ERROR SUMMARY' "$OUTD/ctest.log" 2>/dev/null)
+    run_step "$1" 75 "$OUTD/ctest.log" env GENLM_CUDA_ALLOCATOR=plain "$SANITIZER" --tool "$2" --error-exitcode 99 \
+      --print-limit 20 "$3" "$4"
+    local line
+    line=$(grep 'ERROR SUMMARY' "$OUTD/ctest.log" 2>/dev/null | tail -n +$((${before:-0} + 1)) | tail -1 |
+      sed 's/^=* *//')
+    SANITIZER_SUMMARY+=("$1 ($2 on $(basename "$3") '$4'): ${line:-no ERROR SUMMARY line (see ctest.log)}")
+  }
+  sanitize sanitize-memcheck memcheck "$OPS_BIN" '~[errors]'
+  sanitize sanitize-racecheck racecheck "$OPS_BIN" '[bias],[layer_norm],[reduce],[loss]'
+  sanitize sanitize-initcheck initcheck "$OPS_BIN" '~[errors]~[memory]'
+  [ -x "$MODEL_BIN" ] && sanitize sanitize-memcheck-train memcheck "$MODEL_BIN" '[training]~[double]~[fp16]'
+elif [ "$HAVE_GPU" -eq 1 ]; then
+  record sanitize "SKIPPED ($([ -z "$SANITIZER" ] && echo "compute-sanitizer not found" || echo "test_cuda_ops not built or GPU_CHECK_SANITIZE=0"))" 0
 fi
 
 # ------------------------------------------------------------------------------ 6. GPU benchmarks (last: they take what is left of the budget)
@@ -348,6 +386,7 @@ done
   echo "- commit: $COMMIT (modified tracked files: $DIRTY)"
   echo "- steps: $n_ok ok, $n_bad failed, $n_skip skipped"
   echo "- ctest -L gpu: $CTEST_SUMMARY"
+  for l in ${SANITIZER_SUMMARY[@]+"${SANITIZER_SUMMARY[@]}"}; do echo "- $l"; done
   echo
   echo "| step | result | seconds |"
   echo "|---|---|---|"
