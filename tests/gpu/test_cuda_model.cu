@@ -656,6 +656,10 @@ TEST_CASE("a training step queues the same device operations for any batch size,
   CHECK(count(per_layer, "cudaMemcpy DtoD") == 0);
   CHECK(count(per_layer, "axpy") == 0);
   CHECK(count(per_layer, "add_bias") == 0);  // biases fused into the permutes, GELU, dropout + residual
+  // the column sums (bias, LayerNorm gamma / beta gradients) of up to 1024 rows are one launch each
+  CHECK(count(b16, "sum_rows") > 0);
+  CHECK(count(b16, "sum_rows_finish") == 0);
+  CHECK(count(b16, "layer_norm_backward_params_finish") == 0);
   std::printf("[measured] trainer step, float32: %s operations for configs::tiny (2 layers); per encoder layer %s; "
               "outside the layers %s\n",
               describe(b8).c_str(), describe(per_layer).c_str(), describe(rest).c_str());

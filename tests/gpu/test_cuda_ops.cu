@@ -24,7 +24,11 @@ const std::vector<index_t> vector_sizes = {1, 3, 4, 7, 1003, (index_t(1) << 20) 
 struct rc_shape {
   index_t rows, cols;
 };
-const std::vector<rc_shape> matrix_shapes = {{1, 1}, {1, 33}, {7, 32}, {300, 1280}, {64, 3072}, {3001, 7}, {129, 130}};
+// The column sums (sum_rows, layer_norm_backward_params) take up to 1024 rows in one launch and
+// split more into chunks of 128 rows: 1024 x 33 is the largest single launch, 1025 x 65 and
+// 3001 x 7 are split (9 chunks, the last of one row; 24 chunks).
+const std::vector<rc_shape> matrix_shapes = {{1, 1},      {1, 33},     {7, 32},   {300, 1280}, {64, 3072},
+                                             {3001, 7},   {129, 130},  {1024, 33}, {1025, 65}};
 
 /// n distinct rows of 0..R-1 in random order (a Fisher-Yates shuffle drawn from g, the first n
 /// kept): the masked genes' flat positions of the loss op tests.
@@ -325,7 +329,8 @@ TEMPLATE_TEST_CASE("layer_norm forward and backward", "[ops][layer_norm]", float
     double eps;
   };
   for (const auto& s : {ln_case{1, 3, 1e-5}, ln_case{1, 33, 1e-12}, ln_case{7, 32, 1e-12}, ln_case{300, 1280, 1e-12},
-                        ln_case{64, 3072, 1e-5}, ln_case{5, 1000, 1e-5}, ln_case{129, 130, 1e-12}}) {
+                        ln_case{64, 3072, 1e-5}, ln_case{5, 1000, 1e-5}, ln_case{129, 130, 1e-12},
+                        ln_case{1024, 40, 1e-12}, ln_case{1030, 40, 1e-5}}) {  // one launch; 9 chunks
     const index_t rows = s.rows, cols = s.cols;
     const double eps = s.eps;
     CAPTURE(rows, cols, eps);

@@ -395,16 +395,19 @@ struct cuda_backend {
   static void launch_rows(const char* what, index_t rows, void (*kernel)(P...), A... args) {
     if (rows > 0) launch(what, rows_grid(rows), cuda_kernels::block_threads, kernel, args...);
   }
-  /// A tiled column-sum kernel of N sums per column over (rows, cols), split along the rows:
-  /// chunks of chunk_rows rows (colsum_chunk, more when there would be over 65535 chunks: the
-  /// grid's y limit), one block row each. sums(grid, chunk_rows, partial) launches the kernel;
-  /// with one chunk partial is null (the kernel writes the results), else it is a (chunks, N,
-  /// cols) buffer that finish(partial, chunks) adds up: the context's scratch (cuda_context::scratch,
-  /// grown to the largest request, then reused: no allocation per call).
+  /// A tiled column-sum kernel of N sums per column over (rows, cols): up to colsum_single_max rows
+  /// in one chunk (one launch), more split along the rows: chunks of chunk_rows rows (colsum_chunk,
+  /// more when there would be over 65535 chunks: the grid's y limit), one block row each.
+  /// sums(grid, chunk_rows, partial) launches the kernel; with one chunk partial is null (the
+  /// kernel writes the results), else it is a (chunks, N, cols) buffer that finish(partial, chunks)
+  /// adds up: the context's scratch (cuda_context::scratch, grown to the largest request, then
+  /// reused: no allocation per call).
   template <int N, class T, class Sums, class Finish>
   static void launch_column_sums(index_t rows, index_t cols, Sums sums, Finish finish) {
     if (cols <= 0) return;
-    const index_t chunk_rows = std::max<index_t>(cuda_kernels::colsum_chunk, (rows + 65534) / 65535);
+    const index_t chunk_rows = rows <= cuda_kernels::colsum_single_max
+                                   ? std::max<index_t>(rows, 1)
+                                   : std::max<index_t>(cuda_kernels::colsum_chunk, (rows + 65534) / 65535);
     const index_t chunks = std::max<index_t>(1, (rows + chunk_rows - 1) / chunk_rows);
     if (chunks == 1) return sums(dim3(colsum_grid(cols)), chunk_rows, static_cast<T*>(nullptr));
     T* part = static_cast<T*>(ctx().scratch(std::size_t(chunks * N * cols) * sizeof(T)));

@@ -96,12 +96,16 @@ __global__ void add_bias(T* y, const T* b, index_t rows, index_t cols) {
 // colsum_groups row groups (warp g sums rows g, g + colsum_groups, ... in order); the group sums
 // of a column are then added in group order. (One thread per column was too little parallelism:
 // 1280 columns fill 5 of an H100's 132 SMs, each thread walking every row.) Matrices of more than
-// colsum_chunk rows are also split along the rows: grid (column tiles, row chunks), each block
-// writes its chunk's sums to a partial array and a second kernel adds the chunks in order (1920
-// rows x 1280 columns: 15 x 40 = 600 blocks instead of 40). The order depends on `rows` only, so
-// results are reproducible run to run.
+// colsum_single_max rows are also split along the rows: grid (column tiles, row chunks of
+// colsum_chunk), each block writes its chunk's sums to a partial array and a second kernel adds the
+// chunks in order (1920 rows x 1280 columns: 15 x 40 = 600 blocks instead of 40). Up to
+// colsum_single_max rows (a paper-model batch of up to 34 windows of 30 genes) one launch sums all
+// rows: a warp then walks at most 64 of them, a few microseconds of work, about what the second
+// launch would cost (an estimate: the launches of a small-batch step are what it waits for; not
+// measured on a GPU). The order depends on `rows` only, so results are reproducible run to run.
 constexpr int colsum_width = 32, colsum_groups = 16, colsum_threads = colsum_width * colsum_groups;
-constexpr index_t colsum_chunk = 128;  // rows per block (at least; more when grid.y would pass 65535)
+constexpr index_t colsum_single_max = 1024;  // rows summed by one launch (one block row)
+constexpr index_t colsum_chunk = 128;        // rows per block above that (more when grid.y would pass 65535)
 
 /// The tiled core shared by sum_rows and layer_norm_backward_params: add_row(r, c, acc) adds row
 /// r's N terms of column c into acc, for the rows [blockIdx.y * chunk_rows, + chunk_rows) of this
