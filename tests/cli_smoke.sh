@@ -112,12 +112,43 @@ expect_error "unknown heatmap window" "--heatmap-window 'nosuchgene' is neither"
   --heatmap-window nosuchgene
 [ "$(cat "$tmp/op.tsv")" = OLD ] && [ ! -e "$tmp/h.svg" ] && ok "failed runs left the old output" \
   || bad "failed runs left the old output"
+# a model trained on external protein embeddings (simulated ones)
+"$genlm" simulate -o "$tmp/sim" --contigs 20 > /dev/null
+"$genlm" train -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" --config tiny -w 10 --overlap 5 --steps 2 -b 4 \
+  -o "$tmp/ext.safetensors" > /dev/null 2>&1 && ok "train on external embeddings" || bad "train on external embeddings"
 # a contig named like another contig's window would overwrite that window's attention maps
-"$genlm" simulate -o "$tmp/sim" --contigs 2 > /dev/null
 awk -F'\t' 'NR == 1 { print "X\t" $2 } NR == 2 { split($2, g, ";"); print "X:1-10\t" g[1] ";" g[2] ";" g[3] }' \
   "$tmp/sim/contigs.tsv" > "$tmp/clash.tsv"
 expect_error "window id clash" "two windows have the id 'X:1-10'" \
-  "$genlm" embed -m "$tmp/m.safetensors" -c "$tmp/clash.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 --overlap 0 \
+  "$genlm" embed -m "$tmp/ext.safetensors" -c "$tmp/clash.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 --overlap 0 \
   -o "$tmp/x.npy" --attention "$tmp/clash.safetensors"
+# a model sees the kind of protein features it was trained on (metadata genlm.features)
+expect_error "built-in model, external embeddings" "trained on genlm's built-in protein features .* gives protein embeddings given with --embeddings" \
+  "$genlm" embed -m "$tmp/m.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" -o "$tmp/x.npy"
+expect_error "external model, built-in features" "trained on protein embeddings given with --embeddings .* gives genlm's built-in" \
+  "$genlm" predict -m "$tmp/ext.safetensors" -g "$gbk" -o "$tmp/x.tsv"
+expect_error "resume on other features" "trained on genlm's built-in protein features" \
+  "$genlm" train -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" --config tiny --steps 9 \
+  --resume "$tmp/m.safetensors" -o "$tmp/y.safetensors"
+# a resumed run continues the checkpoint's run: its seed unless told otherwise, steps beyond its own
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 4 -b 4 --seed 5 -o "$tmp/s5.safetensors" > /dev/null 2>&1
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 2 -b 4 --seed 5 -o "$tmp/s5half.safetensors" \
+  > /dev/null 2>&1
+"$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 4 -b 4 --resume "$tmp/s5half.safetensors" \
+  -o "$tmp/s5resumed.safetensors" > /dev/null 2>&1 && cmp -s "$tmp/s5.safetensors" "$tmp/s5resumed.safetensors" \
+  && ok "resume takes the checkpoint's seed: bit-identical" || bad "resume takes the checkpoint's seed"
+expect_error "resume with another seed" "--seed 6 differs from the seed 5 of checkpoint" \
+  "$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 4 -b 4 --seed 6 --resume "$tmp/s5half.safetensors" \
+  -o "$tmp/y.safetensors"
+expect_error "resume with no steps left" "--steps 2 is not beyond the step 2 of checkpoint" \
+  "$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 2 -b 4 --resume "$tmp/s5half.safetensors" \
+  -o "$tmp/y.safetensors"
+# a gene id used twice for the same protein (a CDS listed twice): the second occurrence is renamed
+awk '/^     CDS             190\.\.255/ { grab = 1 } grab && /^     gene / && n > 0 { for (i = 1; i <= n; i++) print blk[i];
+       grab = 0 } grab { l = $0; sub(/190\.\.255/, "300..365", l); blk[++n] = l } { print }' "$gbk" > "$tmp/dup.gbk"
+"$genlm" embed -m "$tmp/m.safetensors" -g "$tmp/dup.gbk" -w 10 --overlap 5 -o "$tmp/dup.npy" 2> "$tmp/dup.err" \
+  && grep -q "gene id 'b0001' is used again .* for the same protein; this occurrence is named 'b0001#2'" "$tmp/dup.err" \
+  && [ "$(cut -f1 "$tmp/dup.genes.tsv" | sort | uniq -d | wc -l)" -eq 0 ] && grep -q "b0001#2" "$tmp/dup.genes.tsv" \
+  && ok "a reused gene id: renamed, one row per gene" || { bad "a reused gene id"; cat "$tmp/dup.err"; }
 [ $fail -eq 0 ] && echo "all CLI checks passed"
 exit $fail

@@ -23,6 +23,7 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if !defined(_WIN32)
@@ -481,6 +482,55 @@ TEST_CASE("write_file_atomic keeps permissions and reports errors with path and 
   const auto missing = dir / "no_such_dir" / "f.bin";
   const auto msg = message_of<genlm::error>([&] { write_file_atomic(missing, std::string_view("z")); });
   CHECK_THAT(msg, Contains(missing.string()) && Contains("No such file or directory"));
+}
+
+TEST_CASE("write_file_atomic follows symbolic links and writes through devices and pipes", "[io][atomic]") {
+  namespace fs = std::filesystem;
+  temp_dir dir;
+  // a link is followed: its target is replaced (atomically), the link stays a link
+  fs::create_directory(dir / "sub");
+  write_file_atomic(dir / "sub" / "target.tsv", std::string_view("old"));
+  fs::create_symlink("sub/target.tsv", dir / "link.tsv");  // relative to the link's directory
+  fs::create_symlink("link.tsv", dir / "link2.tsv");       // a link to a link
+  write_file_atomic(dir / "link2.tsv", std::string_view("new"));
+  CHECK(fs::is_symlink(dir / "link.tsv"));
+  CHECK(fs::is_symlink(dir / "link2.tsv"));
+  CHECK(read_text(dir / "sub" / "target.tsv") == "new");
+  // a dangling link: its target is created
+  fs::create_symlink("created.tsv", dir / "dangling.tsv");
+  write_file_atomic(dir / "dangling.tsv", std::string_view("made"));
+  CHECK(fs::is_symlink(dir / "dangling.tsv"));
+  CHECK(read_text(dir / "created.tsv") == "made");
+  // a link loop is an error naming the path, not a hang
+  fs::create_symlink("loop_b", dir / "loop_a");
+  fs::create_symlink("loop_a", dir / "loop_b");
+  CHECK_THAT(message_of<genlm::error>([&] { write_file_atomic(dir / "loop_a", std::string_view("x")); }),
+             Contains("loop_a") && Contains("symbolic links"));
+  // a character device is written through and stays a device (rename would replace it by a file)
+  const bool null_writable = fs::is_character_file("/dev/null") && ::access("/dev/null", W_OK) == 0;
+  if (null_writable) {
+    fs::create_symlink("/dev/null", dir / "null_link");
+    write_file_atomic(dir / "null_link", std::string_view("discarded"));
+    CHECK(fs::is_character_file("/dev/null"));
+    CHECK(fs::is_symlink(dir / "null_link"));
+  }
+  // a named pipe: the bytes go to its reader, and it stays a pipe
+  const auto fifo = dir / "pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::string got;
+  std::thread reader([&] {
+    std::ifstream in(fifo, std::ios::binary);
+    got.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  });
+  write_file_atomic(fifo, std::string_view("through the pipe"));
+  reader.join();
+  CHECK(got == "through the pipe");
+  CHECK(fs::is_fifo(fifo));
+  // sub, link.tsv, link2.tsv, dangling.tsv, created.tsv, loop_a, loop_b, pipe (and null_link): no temporary left
+  CHECK(dir.count_entries() == (null_writable ? 9u : 8u));
+  // a directory is refused by name
+  CHECK_THAT(message_of<genlm::value_error>([&] { write_file_atomic(dir / "sub", std::string_view("x")); }),
+             Contains("is a directory"));
 }
 #endif
 

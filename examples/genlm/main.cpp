@@ -88,6 +88,25 @@ struct loaded_input {
   std::size_t genes = 0, contigs = 0;
 };
 
+/// A model sees protein features of one kind: the built-in featuriser's (no --embeddings) or a
+/// protein language model's (--embeddings); its normaliser and PCA were fitted on that kind. The
+/// checkpoint says which (metadata genlm.features, written by `genlm train`); an input of the
+/// other kind would be normalised and projected as if it were the same and give silent garbage,
+/// so it is refused (checkpoints without the entry are not checked).
+void check_feature_source(const std::string& model_path, const checkpoint_info& info, const loaded_input& in) {
+  const auto f = info.metadata.find("genlm.features");
+  if (f == info.metadata.end()) return;
+  const std::string have = in.featurized ? "builtin" : "external";
+  auto kind = [](const std::string& k) {
+    return k == "builtin" ? std::string("genlm's built-in protein features (no --embeddings)")
+                          : "protein embeddings given with --embeddings";
+  };
+  check<value_error>(f->second == have, "checkpoint '", model_path, "' was trained on ",
+                     f->second == "builtin" || f->second == "external" ? kind(f->second) : "'" + f->second + "'",
+                     " (metadata genlm.features = '", f->second, "'), but this run's input (", in.where, ") gives ",
+                     kind(have), "; its normalisation and PCA fit only the kind it was trained on");
+}
+
 void add_input_options(CLI::App* app, input_options& o, int default_overlap) {
   o.overlap = default_overlap;
   app->add_option("-g,--genome", o.genomes,
@@ -128,13 +147,15 @@ void set_threads(int n) {
 
 loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_window) {
   loaded_input in;
-  check<value_error>(o.window <= max_window, "--window ", o.window, " exceeds the model's max_positions ", max_window);
+  check<value_error>(o.window <= max_window, "--window ", o.window, " exceeds the largest window this model takes, ",
+                     max_window, " genes");
   check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
   check<value_error>(o.ids.empty() || fs::path(o.embeddings).extension() == ".npy", "--ids '", o.ids,
                      "' names the rows of a .npy --embeddings file, but ",
                      o.embeddings.empty() ? std::string("no --embeddings was given")
                                           : "--embeddings '" + o.embeddings + "' is not a .npy file");
   std::vector<contig_entry> entries;
+  std::vector<std::pair<std::string, std::string>> same_protein;  // (renamed gene id, id of its first use)
   if (!o.genomes.empty()) {
     check<value_error>(o.contigs.empty(), "give either --genome or --contigs, not both");
     std::vector<contig> genome;
@@ -159,10 +180,12 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
       genome.insert(genome.end(), cs.begin(), cs.end());
       in.where += (in.where.empty() ? "" : ", ") + g;
     }
-    // Gene ids must name one protein each. Real annotations sometimes reuse an id (e.g. two CDS
-    // with one locus_tag); later occurrences with a different protein are renamed "<id>#2", ...
-    // Without a sequence (e.g. GFF without ##FASTA, embeddings by id) two genes with one id cannot
-    // be told apart, so they are refused.
+    // Gene ids must name one gene each: the outputs have a row per gene, named by its id, with its
+    // coordinates. Real annotations sometimes reuse an id (e.g. two CDS with one locus_tag); later
+    // occurrences are renamed "<id>#2", ..., with a warning. An occurrence with the same protein as
+    // the first is still that protein: with --embeddings it takes the embedding of <id> (an alias
+    // row below). Without a sequence (e.g. GFF without ##FASTA, embeddings by id) two genes with
+    // one id cannot be told apart, so they are refused.
     std::map<std::string, std::pair<std::string, int>> first_protein;  // id -> (protein, count)
     std::map<std::string, std::string> first_contig;                   // id -> contig of its first use
     for (auto& c : genome)
@@ -172,10 +195,15 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
         check<format_error>(fresh || !g.protein.empty(), in.where, ": gene id '", g.id, "' is used twice (contigs '",
                             first_contig[g.id], "' and '", c.id,
                             "') and the input has no protein sequence to tell the two apart; gene ids must be unique");
-        if (fresh || it->second.first == g.protein) continue;
-        const std::string renamed = g.id + "#" + std::to_string(++it->second.second);
-        std::fprintf(stderr, "genlm: warning: gene id '%s' on contig '%s' names another protein than its first use; "
-                     "renamed to '%s'\n", g.id.c_str(), c.id.c_str(), renamed.c_str());
+        if (fresh) continue;
+        const bool same = it->second.first == g.protein;
+        std::string renamed = g.id + "#" + std::to_string(++it->second.second);
+        while (first_protein.count(renamed)) renamed = g.id + "#" + std::to_string(++it->second.second);
+        std::fprintf(stderr, "genlm: warning: gene id '%s' is used again on contig '%s' (%lld..%lld) for %s; this "
+                     "occurrence is named '%s'\n", g.id.c_str(), c.id.c_str(), (long long)g.start, (long long)g.end,
+                     same ? "the same protein" : "another protein than its first use", renamed.c_str());
+        if (same) same_protein.emplace_back(renamed, g.id);
+        first_protein.emplace(renamed, std::make_pair(g.protein, 1));
         g.id = renamed;
       }
     for (const auto& c : genome) {
@@ -209,6 +237,20 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
   }
   check<shape_error>(in.emb.dim() == plm_dim, in.emb.source(), ": embeddings have ", in.emb.dim(),
                      " dimensions but the model expects plm_dim ", plm_dim);
+  if (!in.featurized && !same_protein.empty()) {
+    // a renamed occurrence of the same protein uses that protein's embedding (a copy under its new id)
+    std::vector<std::string> ids = in.emb.ids();
+    std::vector<float> values = in.emb.values();
+    const std::size_t dim = std::size_t(in.emb.dim());
+    for (const auto& [alias, id] : same_protein)
+      if (!in.emb.contains(alias) && in.emb.contains(id)) {
+        const auto row = std::size_t(in.emb.find(id, in.where)) * dim;
+        ids.push_back(alias);
+        values.insert(values.end(), in.emb.values().begin() + std::ptrdiff_t(row),
+                      in.emb.values().begin() + std::ptrdiff_t(row + dim));
+      }
+    in.emb = protein_embeddings(std::move(ids), in.emb.dim(), std::move(values), in.emb.source());
+  }
   in.entries = entries;
   for (const auto& e : entries) {
     auto ws = windows(e, std::size_t(o.window), std::size_t(o.overlap));
@@ -243,6 +285,7 @@ struct train_cli {
   int eval_rounds = 5;
   long long save_every = 500;
   std::uint64_t seed = 1;
+  bool seed_given = false;  // --seed on the command line (a resumed run otherwise takes the checkpoint's)
   std::string precision = "fp32";
 };
 
@@ -305,12 +348,25 @@ int run_train(const input_options& io, const train_cli& o) {
   mo.init_threads = io.threads;       // 0 = all cores, as for the products
   Model model(mo);
   feature_pipeline pipe;
+  std::uint64_t seed = o.seed;  // the checkpoint's when resuming
   checkpoint_info resumed;
   std::optional<io::safetensors_file> ck;  // the checkpoint resumed from, read once (optimizer state below)
   if (!o.resume.empty()) {
     ck = io::read_safetensors(o.resume);
     resumed = load_checkpoint(*ck, model, pipe);
-    std::fprintf(stderr, "resuming from %s at step %lld\n", o.resume.c_str(), (long long)resumed.step);
+    check_feature_source(o.resume, resumed, in);
+    // the continuation of the checkpoint's run: its data order, masking and dropout (the seed), and
+    // steps beyond its own (--steps counts from the start of that run)
+    check<value_error>(!o.seed_given || o.seed == resumed.seed, "--seed ", o.seed, " differs from the seed ",
+                       resumed.seed, " of checkpoint '", o.resume,
+                       "' (genlm.seed); a resumed run continues that run's data order, masking and dropout: "
+                       "leave --seed out, or give --seed ", resumed.seed);
+    seed = resumed.seed;
+    check<value_error>(o.steps > resumed.step, "--steps ", o.steps, " is not beyond the step ", resumed.step,
+                       " of checkpoint '", o.resume, "': nothing to train (--steps counts from the start of the run, "
+                       "the checkpoint's steps included)");
+    std::fprintf(stderr, "resuming from %s at step %lld (seed %llu)\n", o.resume.c_str(), (long long)resumed.step,
+                 (unsigned long long)seed);
   } else {
     pipe.fit(in.emb, C.pca_components);
   }
@@ -323,7 +379,7 @@ int run_train(const input_options& io, const train_cli& o) {
   to.lr = o.lr;
   to.warmup_steps = o.warmup;
   to.clip_value = o.clip_value;
-  to.seed = o.seed;
+  to.seed = seed;
   to.masking.probability = o.mask_prob;
   to.loss.ce_weight = o.ce_weight;
   trainer<Model> tr(model, feat, train_g, to);
@@ -337,12 +393,12 @@ int run_train(const input_options& io, const train_cli& o) {
   index_t n = 0;
   const auto labels = tr.training_labels(n);
   context_free_baseline base;
-  base.fit(labels, n, C.label_dim(), C.hypotheses, o.seed);
+  base.fit(labels, n, C.label_dim(), C.hypotheses, seed);
   std::fprintf(stderr, "training on %zu windows, evaluating on %zu; %lld parameters\n", train_g.size(), eval_g.size(),
                (long long)model.parameters().count());
 
   auto save = [&] {
-    save_checkpoint(o.out, model, pipe, &tr.optimizer(), tr.step_count(), o.seed,
+    save_checkpoint(o.out, model, pipe, &tr.optimizer(), tr.step_count(), seed,
                     {{"genlm.input", in.where}, {"genlm.features", in.featurized ? "builtin" : "external"}},
                     &tr.scaler());
   };
@@ -364,7 +420,7 @@ int run_train(const input_options& io, const train_cli& o) {
   if (!eval_g.empty()) {
     metrics_sum ms, bs;  // several independent maskings of the held-out windows
     for (int r = 0; r < std::max(1, o.eval_rounds); ++r) {
-      const auto [m, b] = tr.evaluate(eval_g, base, o.seed + 1000 + std::uint64_t(r));
+      const auto [m, b] = tr.evaluate(eval_g, base, seed + 1000 + std::uint64_t(r));
       ms.add(m);
       bs.add(b);
     }
@@ -417,8 +473,9 @@ int run_embed(const input_options& io, const std::string& model_path, const std:
   std::fprintf(stderr, "products: %s\n", products_description<Backend>().c_str());
   Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
-  load_checkpoint(model_path, model, pipe);
+  const checkpoint_info ck = load_checkpoint(model_path, model, pipe);
   loaded_input in = load_input(io, C.plm_dim, C.max_positions);
+  check_feature_source(model_path, ck, in);
   print_input(in);
   const gene_features feat = pipe.features(in.emb);
   const auto gws = resolve_windows(in.windows, in.emb, in.where);
@@ -490,10 +547,11 @@ int run_predict(const input_options& io, const std::string& model_path, const st
   set_threads(io.threads);
   Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
-  load_checkpoint(model_path, model, pipe);
+  const checkpoint_info ck = load_checkpoint(model_path, model, pipe);
   input_options io2 = io;
   if (io2.overlap == 0) io2.overlap = io2.window / 2;  // give every gene context on both sides
   loaded_input in = load_input(io2, C.plm_dim, C.max_positions);
+  check_feature_source(model_path, ck, in);
   print_input(in);
   const gene_features feat = pipe.features(in.emb);
   const auto gws = resolve_windows(in.windows, in.emb, in.where);
@@ -580,11 +638,12 @@ std::string gene_label(const loaded_input& in, const std::string& id) {
 
 /// Loads a checkpoint into a model of preset C (with its feature pipeline).
 template <class Model>
-void load_model(const std::string& path, Model& model, feature_pipeline& pipe) {
-  const auto info = load_checkpoint(path, model, pipe);
+checkpoint_info load_model(const std::string& path, Model& model, feature_pipeline& pipe) {
+  auto info = load_checkpoint(path, model, pipe);
   auto f = info.metadata.find("genlm.features");
   std::fprintf(stderr, "model: %s (step %lld%s)\n", Model::config.str().c_str(), (long long)info.step,
                f != info.metadata.end() && f->second == "builtin" ? ", built-in protein features" : "");
+  return info;
 }
 
 struct operons_cli {
@@ -600,10 +659,11 @@ int run_operons(const input_options& io, const operons_cli& o) {
   set_threads(io.threads);
   Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
-  load_model(o.model, model, pipe);
+  const checkpoint_info ck = load_model(o.model, model, pipe);
   check<value_error>(io.overlap >= 1, "--overlap ", io.overlap,
                      ": operons need windows overlapping by >= 1 gene, so that every adjacent pair lies in a window");
   loaded_input in = load_input(io, C.plm_dim, C.max_positions);
+  check_feature_source(o.model, ck, in);
   print_input(in);
   check<value_error>(!o.labels.empty() || !in.info.empty(),
                      "no operon labels: give --labels pairs.tsv, or a genome (--genome) whose gene coordinates give the "
@@ -763,8 +823,9 @@ int run_probe(const input_options& io, const probe_cli& o) {
   set_threads(io.threads);
   Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
-  load_model(o.model, model, pipe);
+  const checkpoint_info ck = load_model(o.model, model, pipe);
   loaded_input in = load_input(io, C.plm_dim, C.max_positions);
+  check_feature_source(o.model, ck, in);
   print_input(in);
   check<value_error>(!in.info.empty() || !o.classes.empty(),
                      "the probe needs classes: an annotated genome (--genome) with EC numbers, or --classes FILE");
@@ -954,10 +1015,11 @@ int run_paralogs(const input_options& io, const paralogs_cli& o) {
   set_threads(io.threads);
   Model model(for_loading());  // every parameter comes from the checkpoint
   feature_pipeline pipe;
-  load_model(o.model, model, pipe);
+  const checkpoint_info ck = load_model(o.model, model, pipe);
   input_options io2 = io;
   if (io2.overlap == 0) io2.overlap = io2.window / 2;  // context on both sides of every gene
   loaded_input in = load_input(io2, C.plm_dim, C.max_positions);
+  check_feature_source(o.model, ck, in);
   print_input(in);
   // pairs file: query<TAB>partner
   std::vector<std::pair<std::string, std::string>> pairs;
@@ -1214,7 +1276,8 @@ int main(int argc, char** argv) {
   train->add_option("--config", tc.config, "Model preset: tiny, small or paper (19 x 1280 x 10)")->capture_default_str()
       ->check(CLI::IsMember({"tiny", "small", "paper"}));
   train->add_option("-o,--out", tc.out, "Checkpoint to write (atomically; also every --save-every steps)")->capture_default_str();
-  train->add_option("--resume", tc.resume, "Continue from this checkpoint (bit-identical to an uninterrupted run)")
+  train->add_option("--resume", tc.resume, "Continue from this checkpoint, with its seed, up to --steps in all (bit-identical to an "
+                  "uninterrupted run with the same other options)")
       ->check(CLI::ExistingFile);
   train->add_option("-n,--steps", tc.steps, "Total optimisation steps")->capture_default_str()->check(CLI::Range(0LL, 1000000000LL));
   const double inf = std::numeric_limits<double>::infinity();
@@ -1404,6 +1467,7 @@ int main(int argc, char** argv) {
     if (*paralogs)
       genlm_cli::check_outputs(input_paths(in_paralogs, {{"--model", lc.model}, {"--pairs", lc.pairs}}),
                                {{"--out", lc.out}});
+    tc.seed_given = train->count("--seed") > 0;
     if (*train) return dispatch_config<train_fn>(tc.config, in_train, tc);
     if (*embed) return dispatch_config<embed_fn>(checkpoint_config(model_e), in_embed, model_e, out_e, att_e, prec_e);
     if (*predict) return dispatch_config<predict_fn>(checkpoint_config(model_p), in_predict, model_p, out_p, genes_p);

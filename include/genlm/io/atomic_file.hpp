@@ -8,6 +8,12 @@
 // failure (including an exception thrown by the caller's writer callback) the temp file is
 // removed; I/O failures throw genlm::error naming the path and the errno text, callback
 // exceptions propagate unchanged. An existing target's permission bits are kept.
+//
+// What `path` names is respected (POSIX): a symbolic link is followed, so the file it points to
+// is replaced atomically and the link stays a link (a dangling link gets its target created); a
+// character or block device, FIFO or socket (/dev/null, /dev/stdout, a named pipe) is written
+// through, in place and not atomically (it has no old contents to keep); a directory is refused.
+// Only a regular file or a new name is replaced by rename.
 #pragma once
 
 #include <genlm/core/error.hpp>
@@ -41,6 +47,21 @@ namespace genlm::io {
 namespace detail {
 
 inline std::string errno_text(int err) { return std::generic_category().message(err); }
+
+/// `path` with its symbolic links followed, also a dangling last one (the name it would create);
+/// at most 40 links (ELOOP beyond, as the kernel), error naming the path.
+inline std::filesystem::path follow_links(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  fs::path p = path;
+  for (int hops = 0;; ++hops) {
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(p, ec))) return p;
+    check(hops < 40, "write_file_atomic: '", path.string(), "': more than 40 symbolic links to follow");
+    const fs::path target = fs::read_symlink(p, ec);
+    check(!ec, "write_file_atomic: cannot read the symbolic link '", p.string(), "': ", ec.message());
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+}
 
 /// Name of the temporary sibling used while writing `target`.
 inline std::filesystem::path temp_path_for(const std::filesystem::path& target) {
@@ -127,11 +148,43 @@ class file_writer {
 
 /// Atomically replaces (or creates) `path` with whatever `fill` writes into the file_writer.
 /// If `fill` throws, the temp file is removed, `path` is untouched and the exception propagates.
-inline void write_file_atomic(const std::filesystem::path& path,
+inline void write_file_atomic(const std::filesystem::path& named,
                               const std::function<void(file_writer&)>& fill) {
   namespace fs = std::filesystem;
-  check<value_error>(!path.empty() && path.has_filename(), "write_file_atomic: '", path.string(),
+  check<value_error>(!named.empty() && named.has_filename(), "write_file_atomic: '", named.string(),
                      "' does not name a file");
+#if defined(_WIN32)
+  const fs::path& path = named;
+#else
+  if (struct ::stat st {}; ::stat(named.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {  // stat follows links
+    check<value_error>(!S_ISDIR(st.st_mode), "write_file_atomic: '", named.string(), "' is a directory");
+    // a device, FIFO or socket: written through in place (nothing to replace atomically), opened
+    // by the name given (e.g. /dev/stdout, whose /proc link names no file)
+    int fd;
+    do fd = ::open(named.c_str(), O_WRONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+      const int err = errno;
+      throw error(genlm::detail::concat("write_file_atomic: cannot open '", named.string(), "' for writing: ",
+                                        detail::errno_text(err)));
+    }
+    try {
+      file_writer w(fd, named);
+      fill(w);
+      w.flush();
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    if (::close(fd) != 0) {
+      const int err = errno;
+      throw error(genlm::detail::concat("write_file_atomic: close of '", named.string(), "' failed: ",
+                                        detail::errno_text(err)));
+    }
+    return;
+  }
+  const fs::path path = detail::follow_links(named);  // a regular file or a new name: replaced by rename
+#endif
   const fs::path tmp = detail::temp_path_for(path);
 
 #if defined(_WIN32)
