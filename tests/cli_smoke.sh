@@ -143,6 +143,34 @@ expect_error "resume with another seed" "--seed 6 differs from the seed 5 of che
 expect_error "resume with no steps left" "--steps 2 is not beyond the step 2 of checkpoint" \
   "$genlm" train -g "$gbk" --config tiny -w 10 --overlap 5 --steps 2 -b 4 --resume "$tmp/s5half.safetensors" \
   -o "$tmp/y.safetensors"
+# truth tables may cover more genes than the input: what is left out is said, with an example
+{ cat "$tmp/sim/operon_pairs.tsv"; printf 'nosuch\tp1\t1\np0\tp2\t0\n'; } > "$tmp/labels.tsv"
+"$genlm" operons -m "$tmp/ext.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 \
+  --overlap 5 --labels "$tmp/labels.tsv" --folds 2 --block 5 -o "$tmp/op2.tsv" > /dev/null 2> "$tmp/op2.err" \
+  && grep -q "left out 1 of .* rows of --labels '.*labels.tsv' naming a gene that is not in the input (e.g. 'nosuch')" \
+    "$tmp/op2.err" \
+  && grep -q "left out 1 of .* pairing genes that are not adjacent in the input .*'p0' / 'p2'" "$tmp/op2.err" \
+  && ok "operons: unknown and non-adjacent label pairs are reported" || { bad "operons label report"; cat "$tmp/op2.err"; }
+printf 'p3\tp3\t1\n' >> "$tmp/labels.tsv"
+expect_error "operons: a gene paired with itself" "labels.tsv:[0-9]+.*two different gene ids" \
+  "$genlm" operons -m "$tmp/ext.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 \
+  --overlap 5 --labels "$tmp/labels.tsv" -o "$tmp/op2.tsv"
+{ cat "$tmp/sim/functions.tsv"; printf 'Xp0\tF1\n'; } > "$tmp/classes.tsv"
+"$genlm" probe -m "$tmp/ext.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" -w 10 \
+  --classes "$tmp/classes.tsv" --min-class 2 --folds 2 -o "$tmp/pr.tsv" > /dev/null 2> "$tmp/pr.err"
+grep -q "probe: left out 1 of .* rows of --classes '.*classes.tsv' naming a gene that is not in the input (e.g. 'Xp0')" \
+  "$tmp/pr.err" && ok "probe: unknown class genes are reported" || { bad "probe class report"; cat "$tmp/pr.err"; }
+{ cat "$tmp/sim/paralog_pairs.tsv"; printf 'p8\tp8\tA0\n'; } > "$tmp/selfpair.tsv"
+expect_error "paralogs: a gene paired with itself" "selfpair.tsv:[0-9]+.*another gene, its interacting partner" \
+  "$genlm" paralogs -m "$tmp/ext.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" \
+  --pairs "$tmp/selfpair.tsv" -o "$tmp/pl.tsv"
+{ cat "$tmp/sim/paralog_pairs.tsv"; printf 'p10\tnosuch\tA0\n'; } > "$tmp/partner.tsv"
+"$genlm" paralogs -m "$tmp/ext.safetensors" -c "$tmp/sim/contigs.tsv" -e "$tmp/sim/proteins.safetensors" \
+  --pairs "$tmp/partner.tsv" -o "$tmp/pl.tsv" > /dev/null 2> "$tmp/pl.err"
+grep -q "the partner of 1 of .* pairs is not a gene of the input, e.g. 'nosuch' (partner of 'p10')" "$tmp/pl.err" \
+  && ok "paralogs: an unknown partner is reported" || { bad "paralogs partner report"; cat "$tmp/pl.err"; }
+expect_error "embed: an output extension that is no format" "--out '.*e.txt': its extension chooses the format" \
+  "$genlm" embed -m "$tmp/m.safetensors" -g "$gbk" -o "$tmp/e.txt"
 # a gene id used twice for the same protein (a CDS listed twice): the second occurrence is renamed
 awk '/^     CDS             190\.\.255/ { grab = 1 } grab && /^     gene / && n > 0 { for (i = 1; i <= n; i++) print blk[i];
        grab = 0 } grab { l = $0; sub(/190\.\.255/, "300..365", l); blk[++n] = l } { print }' "$gbk" > "$tmp/dup.gbk"

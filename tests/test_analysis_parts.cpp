@@ -329,6 +329,11 @@ TEST_CASE("paralog matching and probe reject bad input", "[analysis][errors]") {
                     Catch::Contains("2 group(s) (genome blocks), fewer than the 5 folds"));
   CHECK_THROWS_WITH(linear_probe(X, {0, 0, 0, 0, 0, 1}, 2, {0, 1, 2, 3, 4, 5}, {2, 2, {1.0}}),
                     Catch::Contains("single class"));
+  // 4 groups in 2 outer folds leave 2 groups to each training part: too few for 3 inner folds
+  // (the message names the inner folds, not only the outer ones the user chose)
+  CHECK_THROWS_WITH(linear_probe(X, {0, 1, 0, 1, 0, 1}, 2, {0, 0, 1, 1, 2, 3}, {2, 3, {0.1, 1.0}}),
+                    Catch::Contains("training part of fold 1 of 2 lies in 2 group(s)") &&
+                        Catch::Contains("fewer than the 3 inner folds that choose C"));
   CHECK_THROWS_WITH(pca_2d(dmatrix(1, 3)), Catch::Contains("at least 2 samples"));
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,6 +88,25 @@ struct loaded_input {
   bool featurized = false;
   std::size_t genes = 0, contigs = 0;
 };
+
+/// The gene ids of the input (every contig's genes).
+std::set<std::string> input_genes(const loaded_input& in) {
+  std::set<std::string> ids;
+  for (const auto& e : in.entries)
+    for (const auto& g : e.genes) ids.insert(g.first);
+  return ids;
+}
+
+/// A truth table (--labels, --classes, --pairs) may cover more genes than the input (e.g. the
+/// simulator's tables of all contigs, run on the test contigs); its rows about genes the input does
+/// not have are left out, and said so on stderr: how many, and the first, so that a typo or a
+/// table of another genome does not pass unnoticed.
+void report_left_out(const char* who, const std::string& option, const std::string& file, std::size_t left,
+                     std::size_t total, const std::string& what, const std::string& example) {
+  if (left == 0) return;
+  std::fprintf(stderr, "%s: left out %zu of %zu %s of %s '%s' %s (e.g. %s)\n", who, left, total,
+               total == 1 ? "row" : "rows", option.c_str(), file.c_str(), what.c_str(), example.c_str());
+}
 
 /// A model sees protein features of one kind: the built-in featuriser's (no --embeddings) or a
 /// protein language model's (--embeddings); its normaliser and PCA were fitted on that kind. The
@@ -704,12 +724,33 @@ int run_operons(const input_options& io, const operons_cli& o) {
   std::string label_source;
   if (!o.labels.empty()) {
     const auto table = analysis::read_pair_labels(o.labels);
+    std::set<std::pair<std::string, std::string>> used;  // the table's pairs (a <= b) that label an adjacent pair
     for (std::size_t i = 0; i < n; ++i) {
-      auto it = table.find({ids[std::size_t(f.pairs[i].protein_a)], ids[std::size_t(f.pairs[i].protein_b)]});
-      if (it != table.end()) labels[i] = it->second;
+      const std::string &a = ids[std::size_t(f.pairs[i].protein_a)], &b = ids[std::size_t(f.pairs[i].protein_b)];
+      auto it = table.find({a, b});
+      if (it != table.end()) labels[i] = it->second, used.insert(std::minmax(a, b));
     }
     check<value_error>(std::count(labels.begin(), labels.end(), -1) < std::ptrdiff_t(n), "--labels '", o.labels,
                        "': none of its pairs are adjacent genes of ", in.where);
+    // the table's other pairs: a gene the input does not have, or two genes that are not adjacent here
+    const std::set<std::string> have = input_genes(in);
+    std::size_t pairs_total = 0, unknown = 0, apart = 0;
+    std::string unknown_eg, apart_eg;
+    for (const auto& [key, v] : table) {
+      if (key.first > key.second) continue;  // the table holds both orders
+      ++pairs_total;
+      if (used.count(key)) continue;
+      const bool known = have.count(key.first) && have.count(key.second);
+      (known ? apart : unknown) += 1;
+      std::string& eg = known ? apart_eg : unknown_eg;
+      if (eg.empty())
+        eg = known ? "'" + key.first + "' / '" + key.second + "'"
+                   : "'" + (have.count(key.first) ? key.second : key.first) + "'";
+    }
+    report_left_out("operons", "--labels", o.labels, unknown, pairs_total, "naming a gene that is not in the input",
+                    unknown_eg);
+    report_left_out("operons", "--labels", o.labels, apart, pairs_total,
+                    "pairing genes that are not adjacent in the input (only adjacent pairs are scored)", apart_eg);
     label_source = "labels from " + o.labels;
   } else {
     for (std::size_t i = 0; i < n; ++i)
@@ -846,6 +887,15 @@ int run_probe(const input_options& io, const probe_cli& o) {
         data_detail::fail_format(o.classes, lines.line(), "gene", g, "each gene once");
     }
     check<format_error>(!given.empty(), o.classes, ": no gene classes");
+    const std::set<std::string> have = input_genes(in);
+    std::size_t unknown = 0;
+    std::string eg;
+    for (const auto& [g, c] : given)
+      if (!have.count(g)) ++unknown, eg = eg.empty() ? "'" + g + "'" : eg;
+    check<lookup_error>(unknown < given.size(), "--classes '", o.classes, "': none of its ", given.size(),
+                        " genes is a gene of ", in.where, " (e.g. ", eg, ")");
+    report_left_out("probe", "--classes", o.classes, unknown, given.size(), "naming a gene that is not in the input",
+                    eg);
   }
   const gene_features feat = pipe.features(in.emb);
   const auto gws = resolve_windows(in.windows, in.emb, in.where);
@@ -1040,6 +1090,9 @@ int run_paralogs(const input_options& io, const paralogs_cli& o) {
         data_detail::fail_format(o.pairs, lines.line(), "pair line", l, "as many columns as the first line");
       const std::string q(data_detail::trim(fs[0])), p(data_detail::trim(fs[1]));
       if (pairs.empty() && seen.empty() && (q == "query" || q == "masked_gene")) continue;  // header
+      if (q.empty() || p.empty() || q == p)
+        data_detail::fail_format(o.pairs, lines.line(), "pair line", l,
+                                 "a masked gene and another gene, its interacting partner");
       if (fs.size() == 3) group.emplace_back(data_detail::trim(fs[2]));
       if (!seen.emplace(q, lines.line()).second)
         data_detail::fail_format(o.pairs, lines.line(), "masked gene", q, "each masked gene once");
@@ -1078,6 +1131,15 @@ int run_paralogs(const input_options& io, const paralogs_cli& o) {
                    pairs.size() - kept.size(), pairs.size(), first_missing.c_str());
     pairs.swap(kept);
     group.swap(kept_group);
+    // a partner the input lacks cannot be the masked gene's context: said, not refused (the
+    // partner names the pair in the output; the ranking uses the masked gene's own context)
+    std::size_t lost = 0;
+    std::string eg;
+    for (const auto& [q, p] : pairs)
+      if (!where.count(p)) ++lost, eg = eg.empty() ? "'" + p + "' (partner of '" + q + "')" : eg;
+    if (lost)
+      std::fprintf(stderr, "paralogs: warning: the partner of %zu of %zu pairs is not a gene of the input, e.g. %s\n",
+                   lost, pairs.size(), eg.c_str());
   }
   check<value_error>(pairs.size() >= 2, o.pairs, ": ", pairs.size(), " pair(s) in the input; matching needs at least 2");
   std::vector<analysis::paralog_query> q;
@@ -1454,6 +1516,11 @@ int main(int argc, char** argv) {
                          pc.classes, "' replaces the EC numbers; give one of the two");
     auto out_table = [](const std::string& o) { return fs::path(o).replace_extension(".genes.tsv").string(); };
     if (*train) genlm_cli::check_outputs(input_paths(in_train), {{"--out", tc.out}});  // --resume may be --out
+    if (*embed) {
+      const auto ext = fs::path(out_e).extension().string();
+      check<value_error>(ext == ".npy" || ext == ".safetensors", "--out '", out_e,
+                         "': its extension chooses the format of the embeddings, .npy or .safetensors");
+    }
     if (*embed)
       genlm_cli::check_outputs(input_paths(in_embed, {{"--model", model_e}}),
                                {{"--out", out_e}, {"--out (its gene table)", out_table(out_e)}, {"--attention", att_e}});

@@ -183,7 +183,7 @@ inline std::map<std::pair<std::string, std::string>, int> read_pair_labels(std::
       fail_format(source, lines.line(), "label (column 3)", lab, "0 or 1");
     }
     first = false;
-    if (a.empty() || b.empty()) fail_format(source, lines.line(), "gene ids", l, "two non-empty gene ids");
+    if (a.empty() || b.empty() || a == b) fail_format(source, lines.line(), "gene ids", l, "two different gene ids");
     const int v = lab == "1" ? 1 : 0;
     for (const auto& key : {std::make_pair(a, b), std::make_pair(b, a)}) {
       auto [it, fresh] = out.emplace(key, v);

@@ -124,6 +124,13 @@ inline probe_result linear_probe(const dmatrix& X, const std::vector<int>& y, in
     check<value_error>(std::count_if(cnt.begin(), cnt.end(), [](index_t c) { return c > 0; }) >= 2,
                        "linear_probe: the training part of fold ", k + 1, " holds a single class");
     const int majority = int(std::max_element(cnt.begin(), cnt.end()) - cnt.begin());
+    if (o.Cs.size() > 1) {
+      const auto gtr = take(gk, tr);
+      const std::size_t groups_tr = std::set<index_t>(gtr.begin(), gtr.end()).size();
+      check<value_error>(index_t(groups_tr) >= o.inner_folds, "linear_probe: the training part of fold ", k + 1,
+                         " of ", o.folds, " lies in ", groups_tr, " group(s) (genome blocks), fewer than the ",
+                         o.inner_folds, " inner folds that choose C; use more data (or more outer folds)");
+    }
     const double C = o.Cs.size() == 1 ? o.Cs[0]
                                       : choose_c_multinomial(Xtr, ytr, n_classes,
                                                              group_folds(take(gk, tr), o.inner_folds), o.Cs)
