@@ -50,6 +50,7 @@ struct cli_options {
   std::string loss_scaling = "auto";
   double loss_scale = 65536.0;
   std::uint64_t seed = 1;
+  bool seed_given = false;  // --seed on the command line (a resumed run otherwise takes the checkpoint's)
   std::string out, resume;
   long long save_every = 0, log_every = 10;
   double timeout = 300;
@@ -103,7 +104,7 @@ void add_options(CLI::App& app, cli_options& o) {
   app.add_option("-o,--out", o.out, "Checkpoint written by rank 0 (atomically)");
   app.add_option("--save-every", o.save_every, "Checkpoint interval in steps (0: only at the end)")->capture_default_str()
       ->check(CLI::Range(0LL, 1000000000LL));
-  app.add_option("--resume", o.resume, "Continue from this checkpoint (written with any number of ranks)");
+  app.add_option("--resume", o.resume, "Continue from this checkpoint (written with any number of ranks), with its seed, up to --steps in all");
   app.add_option("--log-every", o.log_every, "Rank-0 progress interval")->capture_default_str()
       ->check(CLI::Range(1LL, 1000000000LL));
   app.add_option("--timeout", o.timeout, "Seconds a collective may take before the job is aborted (0: none)")
@@ -150,6 +151,7 @@ parallel::job_options make_job(const cli_options& o) {
   j.run.save_every = o.save_every;
   j.run.checkpoint = o.out;
   j.resume = o.resume;
+  j.seed_given = o.seed_given;
   return j;
 }
 
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
     add_options(app, o);
     try {
       app.parse(argc_, argv_);
+      o.seed_given = app.count("--seed") > 0;
     } catch (const CLI::ParseError& e) {
       if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
       return e.get_exit_code();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failure behaviour of data-parallel training (docs/DISTRIBUTED.md), driven through train_mpi.
 #   failure_tests.sh SCENARIO TRAIN_MPI WORKDIR MPIEXEC NUMPROC_FLAG [MPIEXEC_FLAGS...]
-# SCENARIO: config_mismatch | killed_rank | hung_rank
+# SCENARIO: config_mismatch | killed_rank | hung_rank | resume_seed
 set -u
 scenario=$1 bin=$2 dir=$3 mpiexec=$4 np=$5
 shift 5
@@ -52,6 +52,25 @@ killed_rank|hung_rank)
     { cat "$dir/resume.txt" >>"$log"; fail "resume did not start at step 4"; }
   echo "$scenario: exit status $rc after ${elapsed} s; checkpoint of step 4 intact and resumed"
   grep "genlm\[rank" "$log"
+  ;;
+resume_seed)
+  # a resumed run continues the checkpoint's run: its seed when --seed is not given (the same state
+  # as the uninterrupted run), a different --seed and --steps not beyond the checkpoint refused
+  run2() { timeout 60 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" "${common[@]}" --print-hash "$@"; }
+  run2 --seed 5 --steps 4 >"$log" 2>&1 || fail "the uninterrupted run failed"
+  full=$(grep -o "final state hash [0-9a-f]*" "$log")
+  run2 --seed 5 --steps 2 --out "$dir/half.safetensors" >>"$log" 2>&1 || fail "the first half failed"
+  run2 --steps 4 --resume "$dir/half.safetensors" >"$dir/resume.txt" 2>&1 ||
+    { cat "$dir/resume.txt" >>"$log"; fail "resuming without --seed failed"; }
+  [ -n "$full" ] && [ "$(grep -o "final state hash [0-9a-f]*" "$dir/resume.txt")" = "$full" ] ||
+    { cat "$dir/resume.txt" >>"$log"; fail "resumed without --seed: not the uninterrupted run's state ($full)"; }
+  run2 --seed 6 --steps 4 --resume "$dir/half.safetensors" >"$dir/seed6.txt" 2>&1 && fail "--seed 6 accepted"
+  grep -q "seed 6 differs from the seed 5 of checkpoint" "$dir/seed6.txt" ||
+    { cat "$dir/seed6.txt" >>"$log"; fail "no message for --seed 6"; }
+  run2 --steps 2 --resume "$dir/half.safetensors" >"$dir/steps2.txt" 2>&1 && fail "--steps 2 accepted"
+  grep -q "steps 2 is not beyond the step 2 of checkpoint" "$dir/steps2.txt" ||
+    { cat "$dir/steps2.txt" >>"$log"; fail "no message for --steps 2"; }
+  echo "resume_seed: resumed without --seed = uninterrupted ($full); --seed 6 and --steps 2 refused"
   ;;
 *) echo "unknown scenario $scenario"; exit 2 ;;
 esac

@@ -144,6 +144,10 @@ struct job_options {
   dp_options parallel;
   run_options run;
   std::filesystem::path resume;  ///< checkpoint to continue from (any number of ranks wrote it)
+  /// With resume: train.seed was chosen by the caller (e.g. --seed given). Then it must be the
+  /// checkpoint's seed; otherwise the checkpoint's seed is used, so that the run continues the
+  /// checkpoint's data order, masking and dropout. Either way run.steps must exceed its step.
+  bool seed_given = false;
 };
 
 /// Loaded training data: the embeddings (every rank) and the window source.
@@ -222,7 +226,21 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
   else
     collective_try(comm, "fitting the normalisation and PCA", [&] { pipe.fit(data.emb, C.pca_components); });
   const gene_features feat = pipe.features(data.emb);
-  data_parallel_trainer<Model, Comm> tr(model, comm, feat, data.windows, job.train, job.parallel);
+  train_options topt = job.train;
+  if (resumed) {
+    const checkpoint_info& ck = resumed->info;
+    collective_try(comm, genlm::detail::concat("continuing checkpoint '", resumed->name, "'"), [&] {
+      check<value_error>(!job.seed_given || job.train.seed == ck.seed, "seed ", job.train.seed,
+                         " differs from the seed ", ck.seed, " of checkpoint '", resumed->name,
+                         "' (genlm.seed); a resumed run continues that run's data order, masking and dropout: "
+                         "leave --seed out, or give --seed ", ck.seed);
+      check<value_error>(job.run.steps > ck.step, "steps ", job.run.steps, " is not beyond the step ", ck.step,
+                         " of checkpoint '", resumed->name, "': nothing to train (steps count from the start of "
+                         "the run, the checkpoint's included)");
+    });
+    topt.seed = ck.seed;
+  }
+  data_parallel_trainer<Model, Comm> tr(model, comm, feat, data.windows, topt, job.parallel);
   if (resumed) finish_resume(tr, *resumed);
   log0(comm, "training ", model.parameters().count(), " parameters on ", data.windows->size(), " windows, global batch ",
        job.train.batch_size, " (", tr.batches_per_epoch(), " steps per epoch), steps ", tr.step_count(), " -> ",
