@@ -11,6 +11,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,6 +55,11 @@ inline CLI::Validator non_negative_integer() {
       [](std::string& s) -> std::string {
         if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
           return "'" + s + "' is not a non-negative integer";
+        // at most 2^64 - 1 (CLI11 would clamp a larger value to it without a word)
+        const std::string max = "18446744073709551615";
+        const std::string digits = s.substr(std::min(s.find_first_not_of('0'), s.size() - 1));
+        if (digits.size() > max.size() || (digits.size() == max.size() && digits > max))
+          return "'" + s + "' is larger than 2^64 - 1 = " + max;
         return {};
       },
       "UINT");

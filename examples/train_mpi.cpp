@@ -124,6 +124,40 @@ void add_options(CLI::App& app, cli_options& o) {
       ->check(CLI::IsMember({"kill", "hang", "throw"}));
 }
 
+/// The options' checks that need no data and no other rank (every rank runs them on its own
+/// command line; main() lets the ranks agree on the outcome before the first collective).
+void validate(const CLI::App& app, const cli_options& o) {
+  const bool bf16 = o.precision == "bf16";
+  check<value_error>(o.config == "tiny" || o.config == "small" || o.config == "paper", "--config '", o.config,
+                     "': expected tiny, small or paper");
+  check<value_error>(!(bf16 && o.float64), "--precision bf16 and --float64 exclude each other");
+  check<value_error>(!o.float64 || o.config == "tiny", "--float64 is only built for --config tiny");
+  const model_config c = o.config == "tiny" ? configs::tiny : o.config == "small" ? configs::small : configs::paper;
+  const int max_window = int(std::min(c.max_positions, c.max_genes));
+  check<value_error>(o.window <= max_window, "--window ", o.window, " exceeds the largest window of --config ",
+                     o.config, ", ", max_window, " genes");
+  check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
+  const bool simulate_given = app.count("--simulate") > 0;
+  check<value_error>(!(simulate_given && (!o.contigs.empty() || !o.embeddings.empty())), "--simulate trains on ",
+                     "simulated contigs, --contigs / --embeddings on given ones: give one of the two");
+  check<value_error>(o.embeddings.empty() || !o.contigs.empty(), "--embeddings '", o.embeddings,
+                     "' without --contigs: the proteins need contig tables (or leave both out to --simulate)");
+  check<value_error>(o.ids.empty() || std::filesystem::path(o.embeddings).extension() == ".npy", "--ids '", o.ids,
+                     "' names the rows of a .npy --embeddings file, but ",
+                     o.embeddings.empty() ? std::string("no --embeddings was given")
+                                          : "--embeddings '" + o.embeddings + "' is not a .npy file");
+  for (std::size_t i = 0; i < o.contigs.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      check<value_error>(std::filesystem::weakly_canonical(o.contigs[i]) != std::filesystem::weakly_canonical(o.contigs[j]),
+                         "--contigs '", o.contigs[i], "' is given twice (its contigs would count twice)");
+  check<value_error>(app.count("--loss-scale") == 0 || o.loss_scaling == "on", "--loss-scale ", o.loss_scale,
+                     " sets the initial scale of loss scaling, which is ", o.loss_scaling == "off" ? "off" : "auto",
+                     o.loss_scaling == "off" ? "" : " (on only for fp16 products, which train_mpi does not build)",
+                     ": add --loss-scaling on, or leave --loss-scale out");
+  check<value_error>(o.fail_rank < parallel::mpi_environment::world_size(), "--fail-rank ", o.fail_rank,
+                     " is not a rank of this job (", parallel::mpi_environment::world_size(), " ranks)");
+}
+
 parallel::job_options make_job(const cli_options& o) {
   parallel::job_options j;
   for (const auto& c : o.contigs) j.data.contigs.emplace_back(c);
@@ -193,17 +227,36 @@ int main(int argc, char** argv) {
     CLI::App app{"train_mpi: data-parallel gLM training over MPI (CPU)"};
     cli_options o;
     add_options(app, o);
+    // The command line and the options that need no data are checked on every rank, and the
+    // ranks agree on the outcome before the first collective: one rank's bad option stops the
+    // whole job with its message instead of leaving the others waiting.
+    std::string err;
+    int parse_status = 0;
+    bool help = false;  // --help: printed by rank 0, then every rank stops with status 0
     try {
       app.parse(argc_, argv_);
       o.seed_given = app.count("--seed") > 0;
+      validate(app, o);
     } catch (const CLI::ParseError& e) {
-      if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
-      return e.get_exit_code();
+      parse_status = e.get_exit_code();
+      help = parse_status == 0;
+      // --help: printed by rank 0; a usage error: printed by the rank whose command line it is
+      if (parallel::mpi_environment::world_rank() == 0 || parse_status != 0) app.exit(e);
+      if (parse_status != 0) err = genlm::detail::concat("command line: ", e.what());
+    } catch (const std::exception& e) {
+      err = e.what();
     }
+    if (parse_status == 0 && !err.empty()) parse_status = 2;
+    try {
+      parallel::startup_check(err);
+    } catch (const collective_error& e) {
+      if (err.empty() || parse_status == 2) parallel::rank_print(genlm::detail::concat("error: ", e.what()));
+      return parse_status != 0 ? parse_status : 2;
+    }
+    if (help) return 0;
 #if defined(GENLM_USE_CBLAS)
     openblas_set_num_threads(std::max(1, o.threads));
 #endif
-    check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
     comm::mpi comm(MPI_COMM_WORLD, o.timeout);
     {  // before any work: rank 0, which writes the checkpoint, checks --out; every rank stops if it fails
       std::vector<genlm_cli::named_path> inputs{{"--embeddings", o.embeddings}, {"--ids", o.ids}};
@@ -219,12 +272,10 @@ int main(int argc, char** argv) {
       if (failed) throw collective_error(comm.rank() == 0 ? why : "rank 0 refused --out (its message says why)");
     }
     const bool bf16 = o.precision == "bf16";
-    check<value_error>(!(bf16 && o.float64), "--precision bf16 and --float64 exclude each other");
     if (o.config == "tiny")
       return o.float64 ? run<GLM<configs::tiny, cpu, double>>(comm, o)
              : bf16    ? run<GLM<configs::tiny, cpu_bf16, float>>(comm, o)
                        : run<GLM<configs::tiny, cpu, float>>(comm, o);
-    check<value_error>(!o.float64, "--float64 is only built for --config tiny");
     if (o.config == "small")
       return bf16 ? run<GLM<configs::small, cpu_bf16, float>>(comm, o) : run<GLM<configs::small, cpu, float>>(comm, o);
     if (o.config == "paper")

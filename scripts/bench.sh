@@ -12,6 +12,12 @@
 #                 $PYTHON, default python3). The whole GPU check: scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-all}" in
+  gemm|libs|profile|layers|model|peak|compare|all|cuda|compare-cuda) ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "bench.sh: unknown benchmark '$1' (gemm, libs, profile, layers, model, peak, compare, all, cuda," \
+       "compare-cuda)" >&2; exit 2 ;;
+esac
 build=${GENLM_BENCH_BUILD:-build-perf}
 cxx=${CXX:-$(command -v clang++ || command -v g++)}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DGENLM_BUILD_BENCHMARKS=ON >/dev/null

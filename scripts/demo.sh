@@ -12,6 +12,19 @@
 #                                to train on the bundled genome only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# arguments and settings first, before installing or building anything
+case "${1:-}" in
+  "") ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "demo.sh: unknown argument '$1' (it takes none; settings: STEPS=N, GENOMES=all|ecoli)" >&2; exit 2 ;;
+esac
+case "${STEPS:-3000}" in
+  ''|*[!0-9]*) echo "demo.sh: STEPS='${STEPS}' is not a whole number of training steps" >&2; exit 2 ;;
+esac
+case "${GENOMES:-all}" in
+  all|ecoli) ;;
+  *) echo "demo.sh: GENOMES='${GENOMES}': expected all (E. coli + five cct-examples genomes) or ecoli" >&2; exit 2 ;;
+esac
 scripts/install-deps.sh
 build=${GENLM_DEMO_BUILD_DIR:-build-demo}
 cxx=$(command -v clang++ || command -v g++)

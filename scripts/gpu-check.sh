@@ -69,6 +69,18 @@ if [ "${1:-}" = "--stage-deps" ]; then
   exit 0
 fi
 
+case "${1:-}" in
+  ""|--build-only) ;;
+  -h|--help) sed -n '2,/^set -u$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "gpu-check.sh: unknown argument '$1' (none, --build-only, --stage-deps [DIR] or --help)" >&2; exit 2 ;;
+esac
+case "${GPU_CHECK_BUDGET_S:-480}" in
+  ''|*[!0-9]*) echo "gpu-check.sh: GPU_CHECK_BUDGET_S='${GPU_CHECK_BUDGET_S}' is not a whole number of seconds" >&2
+    exit 2 ;;
+esac
+for v in GPU_CHECK_SANITIZE GPU_CHECK_SKIP_BUILD; do
+  case "${!v:-0}" in 0|1) ;; *) echo "gpu-check.sh: $v='${!v}': expected 0 or 1" >&2; exit 2 ;; esac
+done
 BUILD_ONLY=0
 [ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
 OUTD=${OUT:-gpu-check-out}

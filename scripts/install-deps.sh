@@ -7,6 +7,8 @@ for a in "$@"; do
   case "$a" in
     --bench) pkgs+=(libbenchmark-dev) ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
+    -h|--help) sed -n '2,3p' "$0" | sed 's/^# //'; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$a' (known: --bench, --mpi)" >&2; exit 2 ;;
   esac
 done
 missing=()

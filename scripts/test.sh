@@ -3,6 +3,10 @@
 # Usage: scripts/test.sh [extra ctest args]     (build dir: $GENLM_BUILD_DIR, default build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  -h|--help) sed -n '2,3p' "$0" | sed 's/^# //'
+    echo "(arguments after the build go to ctest, e.g. scripts/test.sh -R cli_smoke; see ctest --help)"; exit 0 ;;
+esac
 scripts/install-deps.sh --mpi
 build=${GENLM_BUILD_DIR:-build}
 # clang builds Eigen's kernels markedly faster than g++ 12 (see docs/PERFORMANCE.md)

@@ -98,7 +98,7 @@ out=$("$genlm" train -g "$gbk" --config tiny --steps 3 -o "$tmp/nodir/x.safetens
   && ok "missing output directory: refused before training" || bad "missing output directory: $out"
 # CLI11 usage errors (its own exit codes): NaN and signed values where they make no sense
 for args in "--clip nan:not a finite number" "--lr inf:not a finite number" "--mask-prob 0:not a finite number in (0, 1)" \
-            "--seed -1:not a non-negative integer"; do
+            "--seed -1:not a non-negative integer" "--seed 18446744073709551616:larger than 2^64 - 1"; do
   out=$("$genlm" train -g "$gbk" --config tiny --steps 1 -o "$tmp/y.safetensors" ${args%%:*} 2>&1)
   [ $? -ne 0 ] && grep -q "${args#*:}" <<<"$out" && ok "train ${args%%:*} refused" || bad "train ${args%%:*}: $out"
 done

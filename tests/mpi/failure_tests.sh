@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failure behaviour of data-parallel training (docs/DISTRIBUTED.md), driven through train_mpi.
 #   failure_tests.sh SCENARIO TRAIN_MPI WORKDIR MPIEXEC NUMPROC_FLAG [MPIEXEC_FLAGS...]
-# SCENARIO: config_mismatch | killed_rank | hung_rank | resume_seed
+# SCENARIO: config_mismatch | killed_rank | hung_rank | resume_seed | bad_options
 set -u
 scenario=$1 bin=$2 dir=$3 mpiexec=$4 np=$5
 shift 5
@@ -71,6 +71,34 @@ resume_seed)
   grep -q "steps 2 is not beyond the step 2 of checkpoint" "$dir/steps2.txt" ||
     { cat "$dir/steps2.txt" >>"$log"; fail "no message for --steps 2"; }
   echo "resume_seed: resumed without --seed = uninterrupted ($full); --seed 6 and --steps 2 refused"
+  ;;
+bad_options)
+  # one rank's bad command line stops the whole job at once with its message (the peers used to wait
+  # in their first collective, which has no timeout); options that every rank gets wrong end the job
+  # cleanly (status 2) with the message on every rank; ranks that would write different checkpoints
+  # are a configuration mismatch
+  start=$(date +%s)
+  timeout 60 "$mpiexec" "${flags[@]}" "$np" 1 "$bin" --timeout 5 : "$np" 1 "$bin" --timeout 5 --steps abc >"$log" 2>&1
+  rc=$? elapsed=$(( $(date +%s) - start ))
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "a bad --steps on rank 1: exit status $rc"
+  [ $elapsed -le 30 ] || fail "a bad --steps on rank 1: the job took ${elapsed} s"
+  grep -q "^--steps: " "$log" || fail "rank 1's message about --steps is missing"
+  grep -q "genlm\[rank 0/2\]: error: rank 1 stopped at its start-up checks" "$log" || fail "rank 0 does not name rank 1"
+  timeout 60 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" --window 31 >"$dir/window.txt" 2>&1
+  rc=$?
+  cat "$dir/window.txt" >>"$log"
+  [ $rc -eq 2 ] || fail "--window 31: exit status $rc, expected 2"
+  for r in 0 1; do
+    grep -q "genlm\[rank $r/2\]: error: --window 31 exceeds the largest window of --config tiny, 30 genes" \
+      "$dir/window.txt" || fail "--window 31: no message on rank $r"
+  done
+  timeout 60 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" --simulate 40 --contigs "$dir/none.tsv" >"$dir/both.txt" 2>&1
+  [ $? -eq 2 ] && grep -q "give one of the two" "$dir/both.txt" || { cat "$dir/both.txt" >>"$log"; fail "--simulate with --contigs"; }
+  timeout 60 "$mpiexec" "${flags[@]}" "$np" 1 "$bin" "${common[@]}" --steps 2 --out "$dir/a.safetensors" : \
+    "$np" 1 "$bin" "${common[@]}" --steps 2 --out "$dir/b.safetensors" >"$dir/out.txt" 2>&1
+  [ $? -eq 2 ] && grep -q "configuration mismatch" "$dir/out.txt" && grep -q "b.safetensors every 0 steps" "$dir/out.txt" ||
+    { cat "$dir/out.txt" >>"$log"; fail "two --out paths were not a configuration mismatch"; }
+  echo "bad_options: rank 1's bad --steps ended the job in ${elapsed} s; --window 31, --simulate with --contigs and two --out paths refused on every rank"
   ;;
 *) echo "unknown scenario $scenario"; exit 2 ;;
 esac

@@ -161,7 +161,9 @@ class contig_file_windows final : public window_source {
     s.emb_ = &emb;
     s.max_genes_ = max_genes;
     s.overlap_ = overlap;
-    check<value_error>(!files.empty(), "contig_file_windows: no contig files");
+    // the checks below see the same on every rank (the options agreed, the index all-gathered):
+    // collective errors, so that the job ends cleanly rather than as one rank's failure
+    if (files.empty()) throw collective_error("contig_file_windows: no contig files");
     std::vector<line_entry> mine;
     collective_try(comm, "reading the contig tables", [&] {
       (void)window_offsets(1, max_genes, overlap);  // validates max_genes / overlap
@@ -194,7 +196,11 @@ class contig_file_windows final : public window_source {
         s.windows_.push_back({li, std::uint32_t(w),
                               std::uint32_t(std::min<std::size_t>(max_genes, s.lines_[li].genes - offs[w]))});
     }
-    check<value_error>(!s.windows_.empty(), "contig tables hold no contigs");
+    if (s.windows_.empty()) {
+      std::string names;
+      for (const auto& f : files) names += (names.empty() ? "" : ", ") + f.string();
+      throw collective_error(genlm::detail::concat("contig tables ", names, " hold no contigs"));
+    }
     std::uint64_t h = hash_bytes(s.file_sizes_.data(), s.file_sizes_.size() * sizeof(std::uint64_t), max_genes * 1000 + overlap);
     h = hash_combine(h, hash_bytes(s.lines_.data(), s.lines_.size() * sizeof(line_entry)));
     s.fp_ = h;

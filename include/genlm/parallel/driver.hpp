@@ -209,12 +209,17 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
                                         " simulate=", job.data.simulate_contigs, " window=", job.data.window,
                                         " overlap=", job.data.overlap)},
          {"resume", job.resume.string()},
-         {"steps", std::to_string(job.run.steps)}},
+         {"steps", std::to_string(job.run.steps)},
+         // rank 0 writes the checkpoints, but every rank takes part in each save's collectives
+         {"checkpoint", genlm::detail::concat(job.run.checkpoint.string(), " every ", job.run.save_every, " steps")}},
         "configuration");
+  collective_try(comm, "checking the window", [&] {  // before the data is read
+    check<value_error>(job.data.window <= std::size_t(std::min(C.max_positions, C.max_genes)), "window ",
+                       job.data.window, " exceeds the model's largest window, ", std::min(C.max_positions, C.max_genes),
+                       " genes");
+  });
   const training_data data = load_training_data(comm, job.data, C.plm_dim);
   log0(comm, "data: ", data.where, "; ", data.emb.size(), " proteins x ", data.emb.dim());
-  check<value_error>(job.data.window <= std::size_t(std::min(C.max_positions, C.max_genes)), "window ",
-                     job.data.window, " exceeds the model's max_genes ", C.max_genes);
   model_options mo = job.model;
   mo.init_seed = job.train.seed;
   mo.initialize = job.resume.empty();  // a resumed run loads every parameter
@@ -240,7 +245,16 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
     });
     topt.seed = ck.seed;
   }
-  data_parallel_trainer<Model, Comm> tr(model, comm, feat, data.windows, topt, job.parallel);
+  auto make_trainer = [&] {
+    try {
+      return data_parallel_trainer<Model, Comm>(model, comm, feat, data.windows, topt, job.parallel);
+    } catch (const std::bad_alloc&) {  // the step's workspaces are sized for the largest batch up front
+      throw error(genlm::detail::concat("not enough memory for the training workspaces of a batch of ",
+                                        topt.batch_size, " windows of up to ", job.data.window,
+                                        " genes: give a smaller batch size (--batch)"));
+    }
+  };
+  data_parallel_trainer<Model, Comm> tr = make_trainer();
   if (resumed) finish_resume(tr, *resumed);
   log0(comm, "training ", model.parameters().count(), " parameters on ", data.windows->size(), " windows, global batch ",
        job.train.batch_size, " (", tr.batches_per_epoch(), " steps per epoch), steps ", tr.step_count(), " -> ",

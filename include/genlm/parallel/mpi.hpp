@@ -147,6 +147,21 @@ inline void rank_print(std::string_view text) {
   std::fflush(stderr);
 }
 
+/// Collective over MPI_COMM_WORLD, for a program's start before any communicator exists (so
+/// before any watchdog): every rank passes the error of its own start-up checks (its command
+/// line, its options; empty: none). Returns when no rank has one; otherwise every rank throws
+/// collective_error (mpi_main: status 2 after a clean MPI_Finalize), a failing rank with its own
+/// error, the others naming the first failing rank. Without it a rank that stops at its command
+/// line leaves its peers waiting in their first collective (MPI_Comm_dup has no timeout).
+inline void startup_check(const std::string& err) {
+  int mine = err.empty() ? detail::world_size : detail::world_rank, first = detail::world_size;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first == detail::world_size) return;
+  throw collective_error(!err.empty() ? err
+                                      : genlm::detail::concat("rank ", first,
+                                                              " stopped at its start-up checks (its message says why)"));
+}
+
 /// Runs body(argc, argv) inside an MPI environment; see the header comment for what happens on
 /// errors. Returns body's status (0 = success), 2 after a collective error, and never returns
 /// after a rank-local error (MPI_Abort with status 1).
