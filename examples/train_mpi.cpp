@@ -25,6 +25,7 @@
 #include <genlm/parallel/mpi.hpp>
 
 #include "cli_checks.hpp"
+#include "mpi_startup.hpp"
 
 #if defined(GENLM_USE_CBLAS)
 extern "C" void openblas_set_num_threads(int);
@@ -227,33 +228,14 @@ int main(int argc, char** argv) {
     CLI::App app{"train_mpi: data-parallel gLM training over MPI (CPU)"};
     cli_options o;
     add_options(app, o);
-    // The command line and the options that need no data are checked on every rank, and the
-    // ranks agree on the outcome before the first collective: one rank's bad option stops the
-    // whole job with its message instead of leaving the others waiting.
-    std::string err;
-    int parse_status = 0;
-    bool help = false;  // --help: printed by rank 0, then every rank stops with status 0
-    try {
-      app.parse(argc_, argv_);
-      o.seed_given = app.count("--seed") > 0;
-      validate(app, o);
-    } catch (const CLI::ParseError& e) {
-      parse_status = e.get_exit_code();
-      help = parse_status == 0;
-      // --help: printed by rank 0; a usage error: printed by the rank whose command line it is
-      if (parallel::mpi_environment::world_rank() == 0 || parse_status != 0) app.exit(e);
-      if (parse_status != 0) err = genlm::detail::concat("command line: ", e.what());
-    } catch (const std::exception& e) {
-      err = e.what();
-    }
-    if (parse_status == 0 && !err.empty()) parse_status = 2;
-    try {
-      parallel::startup_check(err);
-    } catch (const collective_error& e) {
-      if (err.empty() || parse_status == 2) parallel::rank_print(genlm::detail::concat("error: ", e.what()));
-      return parse_status != 0 ? parse_status : 2;
-    }
-    if (help) return 0;
+    // the command line and the options that need no data, checked on every rank before the first
+    // collective: one rank's bad option stops the whole job with its message
+    if (const int st = genlm_cli::parse_and_agree(app, argc_, argv_, [&] {
+          o.seed_given = app.count("--seed") > 0;
+          validate(app, o);
+        });
+        st >= 0)
+      return st;
 #if defined(GENLM_USE_CBLAS)
     openblas_set_num_threads(std::max(1, o.threads));
 #endif

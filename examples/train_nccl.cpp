@@ -37,6 +37,7 @@
 #include <genlm/parallel/nccl.hpp>
 
 #include "cli_checks.hpp"
+#include "mpi_startup.hpp"
 
 #if defined(GENLM_USE_CBLAS)
 extern "C" void openblas_set_num_threads(int);
@@ -141,28 +142,20 @@ int main(int argc, char** argv) {
         ->check(finite_number(0, 1e9));
     app.add_option("-t,--threads", o.threads, "BLAS threads per replica")->capture_default_str()->check(CLI::Range(1, 1024));
     app.add_flag("--print-hash", o.print_hash, "Print the final state hash");
-    try {
-      app.parse(argc_, argv_);
-    } catch (const CLI::ParseError& e) {
-      if (parallel::mpi_environment::world_rank() == 0) return app.exit(e);
-      return e.get_exit_code();
-    }
+    // checked on every rank before the first collective (one rank's bad option stops the job)
+    if (const int st = genlm_cli::parse_and_agree(app, argc_, argv_, [&] {
 #if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
-    const bool backend_ok = o.backend == "cpu" || o.backend == "cuda";
+          check<value_error>(o.backend == "cpu" || o.backend == "cuda", "unknown --backend '", o.backend,
+                             "' (cpu or cuda)");
 #else
-    const bool backend_ok = o.backend == "cpu";
+          check<value_error>(o.backend == "cpu", "unknown --backend '", o.backend,
+                             "' (this build has only cpu: the cuda backend needs train_nccl compiled by nvcc)");
 #endif
-    if (!backend_ok) {
-      if (parallel::mpi_environment::world_rank() == 0)
-        std::fprintf(stderr, "train_nccl: unknown --backend '%s' (%s)\n", o.backend.c_str(),
-#if defined(__CUDACC__) || defined(GENLM_CUDA_EMULATOR)
-                     "cpu or cuda"
-#else
-                     "this build has only cpu: the cuda backend needs train_nccl compiled by nvcc"
-#endif
-        );
-      return 2;
-    }
+          check<value_error>(o.config == "tiny" || o.config == "small", "--config '", o.config,
+                             "': expected tiny or small");
+        });
+        st >= 0)
+      return st;
 #if defined(GENLM_USE_CBLAS)
     openblas_set_num_threads(std::max(1, o.threads));
 #endif
