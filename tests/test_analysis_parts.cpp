@@ -335,6 +335,16 @@ TEST_CASE("paralog matching and probe reject bad input", "[analysis][errors]") {
                     Catch::Contains("training part of fold 1 of 2 lies in 2 group(s)") &&
                         Catch::Contains("fewer than the 3 inner folds that choose C"));
   CHECK_THROWS_WITH(pca_2d(dmatrix(1, 3)), Catch::Contains("at least 2 samples"));
+  // shapes checked before allocating; folds and labels of the C search checked before fitting
+  CHECK_THROWS_WITH(dmatrix(-1, 1), Catch::Contains("negative shape"));
+  CHECK_THROWS_AS(dmatrix((index_t(1) << 62) + 1, 4, std::vector<double>(4, 1.0)), shape_error);
+  const dmatrix X1(6, 1, {0, 1, 2, 3, 4, 5});
+  CHECK_THROWS_WITH(choose_c_multinomial(X1, {0, 1, 0, 1, 2, 1000}, 3, {1, 1, 1, 1, 1, 0}, {1.0}),
+                    Catch::Contains("sample 5 has label 1000, expected 0..2"));
+  CHECK_THROWS_WITH(choose_c_binary(X1, {0, 1, 0, 1, 0, 1}, {-1, -1, -1, -1, -1, -1}, {1.0}),
+                    Catch::Contains("sample 0 is in fold -1"));
+  CHECK_THROWS_WITH(choose_c_binary(X1, {0, 1, 0, 1, 0, 1}, {0, 0, 0, 0, 0, 0}, {1.0}),
+                    Catch::Contains("at least 2 folds"));
 }
 
 TEST_CASE("SVG pictures: heatmap and embedding map", "[analysis][plot]") {

@@ -935,3 +935,45 @@ TEST_CASE("trainer, evaluator and labels refuse features, baselines and batch si
     REQUIRE_THROWS_WITH(masked_gene_evaluator<tiny_model>(m, f, {}, bad_loss), Catch::Contains("label_clip = nan"));
   }
 }
+
+TEST_CASE("API bad input from a probe: overflowing sizes, steps, NaN features, strands, layers", "[train][errors]") {
+  // element counts that do not fit int64 are shape errors, not wrapped sizes
+  CHECK_THROWS_WITH((shape_t{index_t(1) << 40, index_t(1) << 40}.numel()), Catch::Contains("element count exceeds"));
+  CHECK_THROWS_AS((tensor<float, cpu>(shape_t{index_t(1) << 62, 4})), shape_error);
+  {
+    std::vector<float> x(4 * 33, 0.1f), mk(4, 1.f);
+    tiny_model m;
+    CHECK_THROWS_AS(m.forward(run_context{}, (index_t(1) << 62) + 1, 4, x, mk), shape_error);
+    CHECK_THROWS_WITH(m.attention(5), Catch::Contains("layer 5 of a model with 2 layers"));
+    rng g(1);
+    std::vector<gene_pos> out;
+    CHECK_THROWS_AS(mask_genes(x, mk, (index_t(1) << 62) + 1, 4, 1, g, masking_options{}, out), shape_error);
+  }
+  // an allocation that cannot succeed names its size
+  CHECK_THROWS_WITH((tensor<float, cpu>(shape_t{index_t(1) << 50})), Catch::Contains("out of memory for"));
+  // step counts stay far from the int64 limit
+  {
+    two_param_store<double> s;
+    adamw<double, cpu> a(s.ps, adamw_options{});
+    std::map<std::string, io::array> m;
+    a.save_to(m);
+    m.insert_or_assign("optimizer.step",
+                       io::array::from<std::int64_t>({1}, std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::max()}));
+    CHECK_THROWS_WITH(a.load_from(round_trip(m)), Catch::Contains("expected 0..4611686018427387904"));
+  }
+  // NaN / overflowing features and labels
+  normalizer n;
+  n.fit(std::span<const double>(std::vector<double>{1, 2, 3, 4}), 2);
+  CHECK_THROWS_WITH(n.apply(std::span<const double>(std::vector<double>{NAN, 1})), Catch::Contains("NaN/Inf"));
+  CHECK_THROWS_WITH(normalizer().fit(std::span<const double>(std::vector<double>{1e308, 1, 1e308, 2}), 2),
+                    Catch::Contains("too large for double sums"));
+  CHECK_THROWS_WITH(pca<double>().fit(std::span<const double>(std::vector<double>{1e308, 1, -1e308, 2, 3, 5}), 2, 1),
+                    Catch::Contains("not finite"));
+  CHECK_THROWS_WITH(context_free_baseline().fit({NAN, 1, 2, 3}, 2, 2, 2, 0), Catch::Contains("finite labels"));
+  // a strand other than +1 / -1 and an evaluation batch of 0
+  const gene_features f = random_features(8, 32, 7);
+  auto ws = chain_windows(2, 4, 8);
+  ws[1].genes[2].strand = 5;
+  CHECK_THROWS_WITH(make_batch<float>(ws, {0, 1}, f, 30), Catch::Contains("strand 5, expected +1 or -1"));
+  CHECK_THROWS_WITH(masked_gene_evaluator<tiny_model>::num_batches(ws, 0), Catch::Contains("batch_size must be >= 1"));
+}

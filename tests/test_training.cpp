@@ -275,14 +275,15 @@ TEST_CASE("checkpoints: step and seed must be non-negative decimal integers", "[
     feature_pipeline p;
     return load_checkpoint(bad, m, p);
   };
-  for (const std::string v : {"3abc", "-7", " 5", "5 ", "", "+5", "0x10", "1e3", "9223372036854775808"})
+  for (const std::string v : {"3abc", "-7", " 5", "5 ", "", "+5", "0x10", "1e3", "9223372036854775808",
+                              "4611686018427387905", "9223372036854775807"})  // steps: at most 2^62
     CHECK_THAT(message_of<format_error>([&] { load_with("genlm.step", v); }),
                Catch::Contains(bad.string()) && Catch::Contains("metadata 'genlm.step' is '" + v + "'") &&
                    Catch::Contains("non-negative decimal integer"));
   for (const std::string v : {"-1", " 5 junk", "18446744073709551616"})
     CHECK_THAT(message_of<format_error>([&] { load_with("genlm.seed", v); }),
                Catch::Contains(bad.string()) && Catch::Contains("metadata 'genlm.seed' is '" + v + "'"));
-  CHECK(load_with("genlm.step", "9223372036854775807").step == std::numeric_limits<std::int64_t>::max());
+  CHECK(load_with("genlm.step", "4611686018427387904").step == max_step_count);
   CHECK(load_with("genlm.seed", "18446744073709551615").seed == std::numeric_limits<std::uint64_t>::max());
   fs::remove(base);
   fs::remove(bad);

@@ -34,13 +34,15 @@ struct dmatrix {
   std::vector<double> v;
 
   dmatrix() = default;
-  dmatrix(index_t r, index_t c, double fill = 0.0) : rows(r), cols(c), v(std::size_t(r * c), fill) {
-    check<shape_error>(r >= 0 && c >= 0, "dmatrix: negative shape (", r, ", ", c, ")");
-  }
+  dmatrix(index_t r, index_t c, double fill = 0.0) : rows(r), cols(c), v(elements(r, c), fill) {}
   /// From row-major values; shape_error unless values.size() == r * c.
   dmatrix(index_t r, index_t c, std::vector<double> values) : rows(r), cols(c), v(std::move(values)) {
-    check<shape_error>(r >= 0 && c >= 0 && index_t(v.size()) == r * c, "dmatrix: ", v.size(), " values for shape (",
-                       r, ", ", c, ")");
+    check<shape_error>(v.size() == elements(r, c), "dmatrix: ", v.size(), " values for shape (", r, ", ", c, ")");
+  }
+  /// r * c, checked before anything is allocated: shape_error for a negative or overflowing shape.
+  static std::size_t elements(index_t r, index_t c) {
+    check<shape_error>(r >= 0 && c >= 0, "dmatrix: negative shape (", r, ", ", c, ")");
+    return std::size_t(shape_t{r, c}.numel());
   }
   double* row(index_t i) { return v.data() + i * cols; }
   const double* row(index_t i) const { return v.data() + i * cols; }
@@ -473,6 +475,12 @@ inline void check_cv_args(const dmatrix& X, std::size_t ny, const std::vector<in
   check<shape_error>(index_t(ny) == X.rows && index_t(folds.size()) == X.rows, who, ": ", X.rows, " samples but ", ny,
                      " labels and ", folds.size(), " fold assignments");
   check<value_error>(!Cs.empty(), who, ": empty grid of C values");
+  // folds number 0..k-1 with k >= 2 (every sample held out once; at most one fold per sample)
+  for (std::size_t i = 0; i < folds.size(); ++i)
+    check<value_error>(folds[i] >= 0 && index_t(folds[i]) < X.rows, who, ": sample ", i, " is in fold ", folds[i],
+                       ", expected 0..", X.rows - 1);
+  check<value_error>(*std::max_element(folds.begin(), folds.end()) >= 1, who,
+                     ": every sample is in fold 0; cross-validation needs at least 2 folds");
 }
 }  // namespace logistic_detail
 
@@ -540,6 +548,9 @@ inline cv_choice choose_c_binary(const dmatrix& X, const std::vector<int>& y, co
 /// within each training fold).
 inline cv_choice choose_c_multinomial(const dmatrix& X, const std::vector<int>& y, index_t n_classes,
                                       const std::vector<int>& folds, const std::vector<double>& Cs = default_c_grid()) {
+  for (std::size_t i = 0; i < y.size(); ++i)
+    check<value_error>(y[i] >= 0 && y[i] < n_classes, "choose_c_multinomial: sample ", i, " has label ", y[i],
+                       ", expected 0..", n_classes - 1);
   return logistic_detail::cross_validate_c(
       X, y, folds, Cs, "choose_c_multinomial", [](int, int, const std::vector<int>&) {},
       [n_classes](double C, const dmatrix& Ztr, const std::vector<int>& ytr, const dmatrix& Zte,

@@ -856,7 +856,17 @@ struct cpu {
   // ---------------------------------------------------------------- memory
   template <class T>
   static T* allocate(index_t n) {
-    void* p = ::operator new[](static_cast<std::size_t>(n) * sizeof(T), std::align_val_t{64});
+    check<shape_error>(n >= 0 && std::size_t(n) <= std::numeric_limits<std::size_t>::max() / sizeof(T),
+                       "cpu::allocate: ", n, " elements of ", sizeof(T), " bytes exceed the address space");
+    void* p = nullptr;
+    try {
+      p = ::operator new[](static_cast<std::size_t>(n) * sizeof(T), std::align_val_t{64});
+    } catch (const std::bad_alloc&) {
+      p = nullptr;
+    }
+    if (!p && n > 0)  // (a sanitizer's allocator may return null instead of throwing)
+      throw error(detail::concat("cpu::allocate: out of memory for ", n, " elements of ", sizeof(T), " bytes (",
+                                 double(n) * double(sizeof(T)) / 1073741824.0, " GiB)"));
     return static_cast<T*>(p);
   }
   template <class T>

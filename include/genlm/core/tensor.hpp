@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
@@ -48,9 +49,14 @@ class shape_t {
     check<shape_error>(i >= 0 && i < rank_, "shape ", str(), ": no dimension ", i);
     return d_[i];
   }
+  /// The element count; shape_error when it does not fit index_t (no wrap-around).
   index_t numel() const {
     index_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= d_[i];
+    for (int i = 0; i < rank_; ++i) {
+      check<shape_error>(d_[i] == 0 || n <= std::numeric_limits<index_t>::max() / d_[i], "shape ", str(),
+                         ": the element count exceeds ", std::numeric_limits<index_t>::max());
+      n *= d_[i];
+    }
     return n;
   }
   std::vector<index_t> dims() const { return {d_.begin(), d_.begin() + rank_}; }

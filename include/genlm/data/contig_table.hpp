@@ -226,7 +226,7 @@ inline std::vector<std::vector<float>> stitch(const std::vector<contig_window>& 
     check<value_error>(outputs[i].size() == w.entry.genes.size(), "stitch: outputs of window '",
                        w.entry.contig_id, "': saw ", outputs[i].size(), " genes, expected ",
                        w.entry.genes.size());
-    check<value_error>(w.offset + w.entry.genes.size() <= n, "stitch: window '", w.entry.contig_id,
+    check<value_error>(w.offset <= n && w.entry.genes.size() <= n - w.offset, "stitch: window '", w.entry.contig_id,
                        "': genes ", w.offset, "..", w.offset + w.entry.genes.size(), " past the source's ", n,
                        " genes");
     for (std::size_t j = 0; j < outputs[i].size(); ++j) {

@@ -32,7 +32,8 @@ class protein_embeddings {
   protein_embeddings(std::vector<std::string> ids, index_t dim, std::vector<float> values, std::string source)
       : ids_(std::move(ids)), dim_(dim), values_(std::move(values)), source_(std::move(source)) {
     check<shape_error>(dim_ > 0, source_, ": embedding dimension must be positive, got ", dim_);
-    check<shape_error>(index_t(values_.size()) == index_t(ids_.size()) * dim_, source_, ": ", values_.size(),
+    check<shape_error>(index_t(values_.size()) == shape_t{index_t(ids_.size()), dim_}.numel(), source_, ": ",
+                       values_.size(),
                        " values for ", ids_.size(), " proteins x ", dim_, " dims (expected ",
                        index_t(ids_.size()) * dim_, ")");
     for (std::size_t i = 0; i < ids_.size(); ++i) {

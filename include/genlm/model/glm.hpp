@@ -116,7 +116,11 @@ class GLM {
   }
 
   /// Attention probabilities (B, heads, L, L) of layer i from the last forward.
-  const tensor_t& attention(std::size_t layer) const { return enc_.attention_probs(layer); }
+  const tensor_t& attention(std::size_t layer) const {
+    check<shape_error>(layer < num_layers(), "GLM::attention: layer ", layer, " of a model with ", num_layers(),
+                       " layers (0-based)");
+    return enc_.attention_probs(layer);
+  }
   static constexpr std::size_t num_layers() { return std::size_t(C.num_layers); }
 
   /// Backward from d(hypotheses) (B, L, K, label) and d(logits) (B, L, K); all parameter
@@ -144,6 +148,7 @@ class GLM {
   /// row major, with their errors (see forward): sizes, then the mask, then NaN/Inf inputs.
   static void check_inputs(index_t B, index_t L, std::span<const T> x, std::span<const T> mask) {
     check_batch_dims(B, L, shape_t{B, L, C.input_dim()});
+    (void)shape_t{B, L, C.input_dim()}.numel();  // shape_error when the element count overflows
     const std::size_t n = std::size_t(B * L);
     check<shape_error>(x.size() == n * std::size_t(C.input_dim()), "GLM forward: ", x.size(),
                        " input values for (batch, genes, features) = (", B, ", ", L, ", ", C.input_dim(),

@@ -76,8 +76,10 @@ std::vector<contig_embeddings> embed_windows(Model& model, const gene_features& 
                          first_window[it->second], "' and '", w.id, "' both belong to contig '", w.source_id,
                          "' but give it ", counts[it->second].size(), " and ", w.source_size,
                          " genes: two different contigs with one id?");
-      check<shape_error>(w.offset + w.genes.size() <= w.source_size, "embed_windows: window '", w.id,
-                         "' reaches past its contig (", w.offset + w.genes.size(), " > ", w.source_size, ")");
+      check<shape_error>(w.offset <= w.source_size && w.genes.size() <= w.source_size - w.offset,
+                         "embed_windows: window '", w.id,
+                         "' reaches past its contig (offset ", w.offset, " + ", w.genes.size(), " genes > ",
+                         w.source_size, ")");
       inference_detail::require_finite(h, std::size_t(bi * b.L * C.hidden), w.genes.size() * std::size_t(C.hidden),
                                        "embed_windows", w.id);
       for (std::size_t l = 0; l < w.genes.size(); ++l) {

@@ -132,7 +132,11 @@ class data_parallel_trainer {
   Model& model() { return model_; }
   std::int64_t step_count() const { return step_; }
   /// Restores the step counter (after loading a checkpoint; the same value on every rank).
-  void set_step(std::int64_t s) { step_ = s; }
+  void set_step(std::int64_t s) {
+    check<value_error>(s >= 0 && s <= max_step_count, "data_parallel_trainer::set_step: step ", s, ", expected 0..",
+                       max_step_count);
+    step_ = s;
+  }
   adamw<T, Backend>& optimizer() { return adam_; }
   const adamw<T, Backend>& optimizer() const { return adam_; }
   /// The dynamic loss scaler (train_options::scaling); disabled unless loss scaling is active.

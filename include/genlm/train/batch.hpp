@@ -62,6 +62,8 @@ void make_batch(const std::vector<gene_window>& windows, const std::vector<std::
       const gene_ref& g = w.genes[std::size_t(l)];
       check<shape_error>(g.protein >= 0 && g.protein < feat.size(), "make_batch: window '", w.id,
                          "' refers to protein row ", g.protein, " of ", feat.size());
+      check<value_error>(g.strand == 1 || g.strand == -1, "make_batch: window '", w.id, "', gene ", l,
+                         ": strand ", g.strand, ", expected +1 or -1");
       T* dst = &b.x[std::size_t((bi * b.L + l) * b.F)];
       const float* src = &feat.normalized[std::size_t(g.protein * feat.plm_dim)];
       std::copy(src, src + feat.plm_dim, dst);

@@ -178,8 +178,8 @@ checkpoint_info load_checkpoint(const io::safetensors_file& f, Model& model, fea
   }
   checkpoint_info info;
   info.metadata = f.metadata;
-  info.step = std::int64_t(ckpt_detail::parse_count(src, "genlm.step", meta("genlm.step"),
-                                                    std::uint64_t(std::numeric_limits<std::int64_t>::max())));
+  info.step = std::int64_t(
+      ckpt_detail::parse_count(src, "genlm.step", meta("genlm.step"), std::uint64_t(max_step_count)));
   info.seed = ckpt_detail::parse_count(src, "genlm.seed", meta("genlm.seed"),
                                        std::numeric_limits<std::uint64_t>::max());
 

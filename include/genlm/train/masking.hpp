@@ -21,7 +21,8 @@ struct masking_options {
 template <class T>
 void mask_genes(std::vector<T>& x, const std::vector<T>& mask, index_t B, index_t L, index_t F, rng& g,
                 const masking_options& opt, std::vector<gene_pos>& out) {
-  check<shape_error>(index_t(x.size()) == B * L * F && index_t(mask.size()) == B * L, "mask_genes: sizes ",
+  const index_t n = shape_t{B, L, F}.numel();  // shape_error for negative sizes or an overflowing count
+  check<shape_error>(index_t(x.size()) == n && index_t(mask.size()) == B * L, "mask_genes: sizes ",
                      x.size(), "/", mask.size(), " do not match (", B, ", ", L, ", ", F, ")");
   check<value_error>(opt.probability >= 0 && opt.probability <= 1, "mask_genes: probability must be in [0, 1], got ",
                      opt.probability);

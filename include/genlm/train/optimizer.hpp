@@ -48,6 +48,10 @@ namespace genlm {
 
 /// AdamW hyper-parameters. The defaults are the gLM reference's (transformers 4.22 AdamW with its
 /// defaults betas 0.9/0.999, eps 1e-6, weight decay 0, bias correction on; lr 1e-4).
+/// The largest step count an optimizer, a trainer or a checkpoint holds (2^62): far beyond any
+/// run, and far enough from the int64 limit that counting on never overflows.
+inline constexpr std::int64_t max_step_count = std::int64_t(1) << 62;
+
 struct adamw_options {
   double lr = 1e-4;  ///< used by adamw::step(store) (step(store, lr) overrides it)
   double beta1 = 0.9;
@@ -122,6 +126,8 @@ class adamw {
     h.eps = opt_.eps;
     h.weight_decay = opt_.weight_decay;
     h.torch_style = opt_.torch_style;
+    check<value_error>(step_ < max_step_count, "adamw::step: the step count ", step_, " is at its limit ",
+                       max_step_count);
     h.step = step_ + 1;
     h.clip_value = clip_value;
     if (exp_avg_.numel())
@@ -195,7 +201,8 @@ class adamw {
     check<shape_error>(s.numel() == 1, who, ": tensor '", ns, "' in '", f.source, "' has shape ",
                        io::shape_to_string(s.shape), ", expected (1,)");
     const std::int64_t st = s.to<std::int64_t>()[0];
-    check<value_error>(st >= 0, who, ": tensor '", ns, "' in '", f.source, "' holds step ", st, ", expected >= 0");
+    check<value_error>(st >= 0 && st <= max_step_count, who, ": tensor '", ns, "' in '", f.source, "' holds step ",
+                       st, ", expected 0..", max_step_count);
     if (f.contains(prefix + "layout")) check_layout(f, prefix + "layout");
     exp_avg_.from_host({n}, m);
     exp_avg_sq_.from_host({n}, v);

@@ -151,6 +151,12 @@ class pca {
     C /= double(n - 1);
     double total = 0;
     for (index_t j = 0; j < d; ++j) total += C(j, j);
+    // the lower triangle (rankUpdate's) and the mean must be finite: values near the double range
+    // overflow the sums (a NaN covariance would give NaN components without an error)
+    check<value_error>(mu.allFinite() && C.triangularView<Eigen::Lower>().toDenseMatrix().allFinite() &&
+                           std::isfinite(total),
+                       who, ": the mean or covariance of the ", n, " x ", d,
+                       " data is not finite (values too large for double sums)");
 
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es;
     es.compute(C, Eigen::ComputeEigenvectors);  // reads the lower triangle only
@@ -353,8 +359,12 @@ struct normalizer {
       }
     for (auto& v : var) {
       v = std::sqrt(v / double(n));
-      if (!(v >= min_std)) v = 1.0;
+      if (std::isfinite(v) && !(v >= min_std)) v = 1.0;
     }
+    for (index_t c = 0; c < d; ++c)
+      check<value_error>(std::isfinite(mu[std::size_t(c)]) && std::isfinite(var[std::size_t(c)]), who,
+                         ": feature ", c, " has mean ", mu[std::size_t(c)], " and standard deviation ",
+                         var[std::size_t(c)], ": its values are too large for double sums (finite results expected)");
     mean = std::move(mu);
     stddev = std::move(var);
   }
@@ -370,6 +380,7 @@ struct normalizer {
   void apply(const T* X, index_t n, T* out) const {
     require_fitted("normalizer::apply");
     const index_t d = n_features();
+    pca_detail::check_finite(X, n, d, "normalizer::apply", "data");
     for (index_t i = 0; i < n; ++i)
       for (index_t c = 0; c < d; ++c)
         out[i * d + c] = T((double(X[i * d + c]) - mean[std::size_t(c)]) / stddev[std::size_t(c)]);

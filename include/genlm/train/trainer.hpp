@@ -87,6 +87,9 @@ struct context_free_baseline {
     check<shape_error>(dim >= 1, "context_free_baseline: label dimension D = ", dim, ", expected >= 1");
     check<shape_error>(n >= 1 && index_t(labels.size()) == n * dim, "context_free_baseline: ", labels.size(),
                        " label values for ", n, " x ", dim);
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      check<value_error>(std::isfinite(labels[i]), "context_free_baseline::fit: label ", i / std::size_t(dim),
+                         ", dimension ", i % std::size_t(dim), " is ", labels[i], " (finite labels expected)");
     D = dim;
     K = std::min(K, n);
     rng g(seed, 0xBA5E);
@@ -235,6 +238,7 @@ class masked_gene_evaluator {
   }
 
   static std::size_t num_batches(const std::vector<gene_window>& windows, index_t batch_size) {
+    check<value_error>(batch_size >= 1, "masked_gene_evaluator: batch_size must be >= 1, got ", batch_size);
     return (windows.size() + std::size_t(batch_size) - 1) / std::size_t(batch_size);
   }
 
@@ -398,7 +402,10 @@ class trainer {
   }
 
   /// Restores the step counter (after loading a checkpoint).
-  void set_step(std::int64_t s) { step_ = s; }
+  void set_step(std::int64_t s) {
+    check<value_error>(s >= 0 && s <= max_step_count, "trainer::set_step: step ", s, ", expected 0..", max_step_count);
+    step_ = s;
+  }
 
  private:
   Model& model_;
