@@ -53,9 +53,15 @@ class shape_t {
   index_t numel() const {
     index_t n = 1;
     for (int i = 0; i < rank_; ++i) {
-      check<shape_error>(d_[i] == 0 || n <= std::numeric_limits<index_t>::max() / d_[i], "shape ", str(),
-                         ": the element count exceeds ", std::numeric_limits<index_t>::max());
-      n *= d_[i];
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)  // nvcc: the portable form
+      const bool overflow = __builtin_mul_overflow(n, d_[i], &n);  // dimensions are >= 0
+#else
+      const bool overflow = d_[i] != 0 && n > std::numeric_limits<index_t>::max() / d_[i];
+      if (!overflow) n *= d_[i];
+#endif
+      if (overflow)
+        throw shape_error(detail::concat("shape ", str(), ": the element count exceeds ",
+                                         std::numeric_limits<index_t>::max()));
     }
     return n;
   }
