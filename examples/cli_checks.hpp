@@ -65,6 +65,14 @@ inline CLI::Validator non_negative_integer() {
       "UINT");
 }
 
+/// --ids names the rows of a .npy --embeddings file, so it needs one (value_error otherwise).
+inline void check_ids_option(const std::string& ids, const std::string& embeddings) {
+  genlm::check<genlm::value_error>(ids.empty() || std::filesystem::path(embeddings).extension() == ".npy", "--ids '",
+                                   ids, "' names the rows of a .npy --embeddings file, but ",
+                                   embeddings.empty() ? std::string("no --embeddings was given")
+                                                      : "--embeddings '" + embeddings + "' is not a .npy file");
+}
+
 /// A path given to an option, with the option's name for messages.
 struct named_path {
   std::string option, path;

@@ -143,10 +143,7 @@ void validate(const CLI::App& app, const cli_options& o) {
                      "simulated contigs, --contigs / --embeddings on given ones: give one of the two");
   check<value_error>(o.embeddings.empty() || !o.contigs.empty(), "--embeddings '", o.embeddings,
                      "' without --contigs: the proteins need contig tables (or leave both out to --simulate)");
-  check<value_error>(o.ids.empty() || std::filesystem::path(o.embeddings).extension() == ".npy", "--ids '", o.ids,
-                     "' names the rows of a .npy --embeddings file, but ",
-                     o.embeddings.empty() ? std::string("no --embeddings was given")
-                                          : "--embeddings '" + o.embeddings + "' is not a .npy file");
+  genlm_cli::check_ids_option(o.ids, o.embeddings);
   for (std::size_t i = 0; i < o.contigs.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       check<value_error>(std::filesystem::weakly_canonical(o.contigs[i]) != std::filesystem::weakly_canonical(o.contigs[j]),

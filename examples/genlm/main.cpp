@@ -170,10 +170,7 @@ loaded_input load_input(const input_options& o, index_t plm_dim, index_t max_win
   check<value_error>(o.window <= max_window, "--window ", o.window, " exceeds the largest window this model takes, ",
                      max_window, " genes");
   check<value_error>(o.overlap < o.window, "--overlap ", o.overlap, " must be smaller than --window ", o.window);
-  check<value_error>(o.ids.empty() || fs::path(o.embeddings).extension() == ".npy", "--ids '", o.ids,
-                     "' names the rows of a .npy --embeddings file, but ",
-                     o.embeddings.empty() ? std::string("no --embeddings was given")
-                                          : "--embeddings '" + o.embeddings + "' is not a .npy file");
+  genlm_cli::check_ids_option(o.ids, o.embeddings);
   std::vector<contig_entry> entries;
   std::vector<std::pair<std::string, std::string>> same_protein;  // (renamed gene id, id of its first use)
   if (!o.genomes.empty()) {
@@ -375,16 +372,7 @@ int run_train(const input_options& io, const train_cli& o) {
     ck = io::read_safetensors(o.resume);
     resumed = load_checkpoint(*ck, model, pipe);
     check_feature_source(o.resume, resumed, in);
-    // the continuation of the checkpoint's run: its data order, masking and dropout (the seed), and
-    // steps beyond its own (--steps counts from the start of that run)
-    check<value_error>(!o.seed_given || o.seed == resumed.seed, "--seed ", o.seed, " differs from the seed ",
-                       resumed.seed, " of checkpoint '", o.resume,
-                       "' (genlm.seed); a resumed run continues that run's data order, masking and dropout: "
-                       "leave --seed out, or give --seed ", resumed.seed);
-    seed = resumed.seed;
-    check<value_error>(o.steps > resumed.step, "--steps ", o.steps, " is not beyond the step ", resumed.step,
-                       " of checkpoint '", o.resume, "': nothing to train (--steps counts from the start of the run, "
-                       "the checkpoint's steps included)");
+    seed = continuation_seed(resumed, o.resume, o.seed_given ? std::optional(o.seed) : std::nullopt, o.steps);
     std::fprintf(stderr, "resuming from %s at step %lld (seed %llu)\n", o.resume.c_str(), (long long)resumed.step,
                  (unsigned long long)seed);
   } else {
@@ -1520,10 +1508,9 @@ int main(int argc, char** argv) {
       const auto ext = fs::path(out_e).extension().string();
       check<value_error>(ext == ".npy" || ext == ".safetensors", "--out '", out_e,
                          "': its extension chooses the format of the embeddings, .npy or .safetensors");
-    }
-    if (*embed)
       genlm_cli::check_outputs(input_paths(in_embed, {{"--model", model_e}}),
                                {{"--out", out_e}, {"--out (its gene table)", out_table(out_e)}, {"--attention", att_e}});
+    }
     if (*predict) genlm_cli::check_outputs(input_paths(in_predict, {{"--model", model_p}}), {{"--out", out_p}});
     if (*operons)
       genlm_cli::check_outputs(input_paths(in_operons, {{"--model", oc.model}, {"--labels", oc.labels}}),

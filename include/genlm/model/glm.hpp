@@ -147,12 +147,12 @@ class GLM {
   /// The forward passes' checks of inputs x (B, L, plm_dim + 1) and mask (B, L) in host memory,
   /// row major, with their errors (see forward): sizes, then the mask, then NaN/Inf inputs.
   static void check_inputs(index_t B, index_t L, std::span<const T> x, std::span<const T> mask) {
-    check_batch_dims(B, L, shape_t{B, L, C.input_dim()});
-    (void)shape_t{B, L, C.input_dim()}.numel();  // shape_error when the element count overflows
+    const shape_t xs{B, L, C.input_dim()};
+    check_batch_dims(B, L, xs);
+    const auto nx = std::size_t(xs.numel());  // shape_error when the element count overflows
     const std::size_t n = std::size_t(B * L);
-    check<shape_error>(x.size() == n * std::size_t(C.input_dim()), "GLM forward: ", x.size(),
-                       " input values for (batch, genes, features) = (", B, ", ", L, ", ", C.input_dim(),
-                       ") (plm_dim ", C.plm_dim, " + strand), expected ", n * std::size_t(C.input_dim()));
+    check<shape_error>(x.size() == nx, "GLM forward: ", x.size(), " input values for (batch, genes, features) = (", B,
+                       ", ", L, ", ", C.input_dim(), ") (plm_dim ", C.plm_dim, " + strand), expected ", nx);
     check<shape_error>(mask.size() == n, "GLM forward: attention mask of ", mask.size(), " values for (batch, genes) = (",
                        B, ", ", L, "), expected ", n);
     check_mask(mask.data(), B, L);

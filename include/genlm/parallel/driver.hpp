@@ -213,11 +213,10 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
          // rank 0 writes the checkpoints, but every rank takes part in each save's collectives
          {"checkpoint", genlm::detail::concat(job.run.checkpoint.string(), " every ", job.run.save_every, " steps")}},
         "configuration");
-  collective_try(comm, "checking the window", [&] {  // before the data is read
-    check<value_error>(job.data.window <= std::size_t(std::min(C.max_positions, C.max_genes)), "window ",
-                       job.data.window, " exceeds the model's largest window, ", std::min(C.max_positions, C.max_genes),
-                       " genes");
-  });
+  // before the data is read; the settings above are agreed, so every rank sees the same
+  if (job.data.window > std::size_t(std::min(C.max_positions, C.max_genes)))
+    throw collective_error(genlm::detail::concat("window ", job.data.window, " exceeds the model's largest window, ",
+                                                 std::min(C.max_positions, C.max_genes), " genes"));
   const training_data data = load_training_data(comm, job.data, C.plm_dim);
   log0(comm, "data: ", data.where, "; ", data.emb.size(), " proteins x ", data.emb.dim());
   model_options mo = job.model;
@@ -235,15 +234,9 @@ run_summary train_data_parallel(Comm& comm, const job_options& job) {
   if (resumed) {
     const checkpoint_info& ck = resumed->info;
     collective_try(comm, genlm::detail::concat("continuing checkpoint '", resumed->name, "'"), [&] {
-      check<value_error>(!job.seed_given || job.train.seed == ck.seed, "seed ", job.train.seed,
-                         " differs from the seed ", ck.seed, " of checkpoint '", resumed->name,
-                         "' (genlm.seed); a resumed run continues that run's data order, masking and dropout: "
-                         "leave --seed out, or give --seed ", ck.seed);
-      check<value_error>(job.run.steps > ck.step, "steps ", job.run.steps, " is not beyond the step ", ck.step,
-                         " of checkpoint '", resumed->name, "': nothing to train (steps count from the start of "
-                         "the run, the checkpoint's included)");
+      topt.seed = continuation_seed(ck, resumed->name,
+                                    job.seed_given ? std::optional(job.train.seed) : std::nullopt, job.run.steps);
     });
-    topt.seed = ck.seed;
   }
   auto make_trainer = [&] {
     try {

@@ -77,6 +77,22 @@ struct checkpoint_info {
   std::map<std::string, std::string> metadata;
 };
 
+/// The seed of a run that continues checkpoint `name` (info) up to `steps` steps in all: the
+/// checkpoint's, so that the run keeps its data order, masking and dropout. A seed the caller
+/// chose (`chosen`, e.g. --seed given) must be that one, and `steps` must go beyond the
+/// checkpoint's step; value_error naming both values otherwise (`genlm train --resume`,
+/// parallel::train_data_parallel).
+inline std::uint64_t continuation_seed(const checkpoint_info& info, const std::string& name,
+                                       std::optional<std::uint64_t> chosen, std::int64_t steps) {
+  check<value_error>(!chosen || *chosen == info.seed, "--seed ", chosen.value_or(0), " differs from the seed ",
+                     info.seed, " of checkpoint '", name,
+                     "' (genlm.seed); a resumed run continues that run's data order, masking and dropout: "
+                     "leave --seed out, or give --seed ", info.seed);
+  check<value_error>(steps > info.step, "--steps ", steps, " is not beyond the step ", info.step, " of checkpoint '",
+                     name, "': nothing to train (steps count from the start of the run, the checkpoint's included)");
+  return info.seed;
+}
+
 namespace ckpt_detail {
 
 /// A metadata value for messages, cut to 200 characters (metadata can be arbitrarily long).
