@@ -969,6 +969,10 @@ TEST_CASE("stitch: averages overlapping windows back onto gene order", "[data][w
   auto gap_out = outs;
   gap_out.erase(gap_out.begin());
   CHECK_ERROR(genlm::value_error, Contains("no window covers"), genlm::stitch(gap, gap_out));
+  // an offset whose sum with the window's size wraps around is still past the source
+  auto wrap = w;
+  wrap[1].offset = std::numeric_limits<std::size_t>::max() - 1;
+  CHECK_ERROR(genlm::value_error, Contains("past the source's 10"), genlm::stitch(wrap, outs));
 
   // Several contigs at once.
   genlm::contig_entry e2{"d", {{"q0", 1}, {"q1", -1}}};

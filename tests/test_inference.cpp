@@ -74,6 +74,11 @@ TEST_CASE("inference refuses two contigs with one id, bad batch sizes and non-fi
   auto ws = s.windows_of({s.sim.contigs[0], s.sim.contigs[1]}, 30, 0);
   REQUIRE(ws.size() == 2);
 
+  SECTION("a window offset whose sum with its size wraps around") {
+    ws[1].offset = std::numeric_limits<std::size_t>::max() - 1;
+    CHECK_THROWS_WITH(embed_windows(s.model, s.feat, ws, 4), Catch::Contains("reaches past its contig"));
+  }
+
   SECTION("two contigs of different sizes under one id") {
     REQUIRE(ws[0].source_size != ws[1].source_size);
     ws[1].source_id = ws[0].source_id;

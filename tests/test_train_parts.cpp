@@ -976,4 +976,8 @@ TEST_CASE("API bad input from a probe: overflowing sizes, steps, NaN features, s
   ws[1].genes[2].strand = 5;
   CHECK_THROWS_WITH(make_batch<float>(ws, {0, 1}, f, 30), Catch::Contains("strand 5, expected +1 or -1"));
   CHECK_THROWS_WITH(masked_gene_evaluator<tiny_model>::num_batches(ws, 0), Catch::Contains("batch_size must be >= 1"));
+  tiny_model m;
+  const auto ok_windows = chain_windows(2, 4, 8);
+  trainer<tiny_model> t(m, f, ok_windows, train_options{});
+  CHECK_THROWS_WITH(t.set_step(max_step_count + 1), Catch::Contains("expected 0..4611686018427387904"));
 }

@@ -94,6 +94,19 @@ bad_options)
   done
   timeout 60 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" --simulate 40 --contigs "$dir/none.tsv" >"$dir/both.txt" 2>&1
   [ $? -eq 2 ] && grep -q "give one of the two" "$dir/both.txt" || { cat "$dir/both.txt" >>"$log"; fail "--simulate with --contigs"; }
+  # contradictory options, each refused on every rank before any work
+  : >"$dir/t.tsv"
+  for case in "--embeddings $dir/e.safetensors:without --contigs" \
+              "--contigs $dir/t.tsv --embeddings $dir/e.safetensors --ids $dir/ids.txt:is not a .npy file" \
+              "--contigs $dir/t.tsv --contigs $dir/./t.tsv --embeddings $dir/e.npy:is given twice" \
+              "--loss-scale 5:sets the initial scale of loss scaling, which is auto" \
+              "--fail-rank 5 --fail-at-step 1:is not a rank of this job (2 ranks)"; do
+    read -r -a args <<<"${case%%:*}"
+    timeout 60 "$mpiexec" "${flags[@]}" "$np" 2 "$bin" "${args[@]}" >"$dir/case.txt" 2>&1
+    rc=$?
+    [ $rc -eq 2 ] && grep -q -- "${case#*:}" "$dir/case.txt" ||
+      { cat "$dir/case.txt" >>"$log"; fail "'${case%%:*}': exit status $rc, expected 2 and '${case#*:}'"; }
+  done
   timeout 60 "$mpiexec" "${flags[@]}" "$np" 1 "$bin" "${common[@]}" --steps 2 --out "$dir/a.safetensors" : \
     "$np" 1 "$bin" "${common[@]}" --steps 2 --out "$dir/b.safetensors" >"$dir/out.txt" 2>&1
   [ $? -eq 2 ] && grep -q "configuration mismatch" "$dir/out.txt" && grep -q "b.safetensors every 0 steps" "$dir/out.txt" ||
